@@ -1,0 +1,93 @@
+"""The error tree: every failure the tool reports says what failed, where, what to do, and whether a retry helps.
+
+`exit_code` is the process exit code from DESIGN.md when the error ends the run. `retryable` tells the caller
+whether trying the same thing again can succeed without a human changing something.
+"""
+
+from __future__ import annotations
+
+
+class JobImportError(Exception):
+    """Base of every error the tool raises on purpose. Its message is one line meant for the user."""
+
+    exit_code: int = 2
+    retryable: bool = False
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+    def __str__(self) -> str:
+        return self.message
+
+
+# --- the run cannot start (exit 2): a human must change the input, the mapping or the settings ----------------
+
+
+class UsageError(JobImportError):
+    """Command-line arguments that do not make sense together."""
+
+
+class InputFileError(JobImportError):
+    """The input file cannot be read as a table (missing, empty, not a spreadsheet, protected, ragged...)."""
+
+
+class MappingError(JobImportError):
+    """The mapping file is unreadable or refers to something that does not exist."""
+
+
+class SettingsError(JobImportError):
+    """Environment settings are missing or malformed (base URL, credentials, customer id)."""
+
+
+# --- the run was stopped (exit 3) ------------------------------------------------------------------------------
+
+
+class RunStopped(JobImportError):
+    """The run stopped before every row had an outcome; the rest are `pending` and a rerun continues."""
+
+    exit_code = 3
+
+
+class AuthRefused(RunStopped):
+    """The API refuses our credentials or tenant for every call: a configuration problem, not a row problem."""
+
+
+class CircuitOpen(RunStopped):
+    """Too many consecutive server or network failures: the API is down or overloaded; try again later."""
+
+    retryable = True
+
+
+class Interrupted(RunStopped):
+    """SIGINT/SIGTERM: new sends stopped, in-flight ones finished, ledger and reports written."""
+
+    retryable = True
+
+
+# --- one request's fate (used inside submit; never ends the run by itself) -------------------------------------
+
+
+class RequestError(JobImportError):
+    """A single API call did not give a usable answer."""
+
+
+class TransientError(RequestError):
+    """Nothing was created: 429, 502/503/504, or a connection error before the request was written."""
+
+    retryable = True
+
+    def __init__(self, message: str, *, status: int | None = None, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.retry_after = retry_after
+
+
+class UnknownOutcome(RequestError):
+    """The request may have created the job (500, read timeout, connection lost after sending): reconcile it."""
+
+    retryable = False
+
+    def __init__(self, message: str, *, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status

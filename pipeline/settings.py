@@ -1,0 +1,157 @@
+"""Connection settings from the environment (and an optional .env-style file), never from a mapping file.
+
+The same variables configure the sandbox (which credentials and tenant it accepts) and the importer, so one
+environment serves both ends of a rehearsal. Secrets are wrapped so that they never print.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from pipeline.errors import SettingsError
+
+SANDBOX_HOST = "127.0.0.1"
+SANDBOX_PORT = 8765
+SANDBOX_CLIENT_ID = "sandbox-client"
+SANDBOX_CLIENT_SECRET = "sandbox-secret"
+SANDBOX_CUSTOMER_ID = 1001
+
+VARIABLES = (
+    "BIGCHANGE_BASE_URL",
+    "BIGCHANGE_TOKEN_URL",
+    "BIGCHANGE_CLIENT_ID",
+    "BIGCHANGE_CLIENT_SECRET",
+    "BIGCHANGE_CUSTOMER_ID",
+)
+
+
+class Secret:
+    """A string that shows as '***' in str(), repr(), logs and tracebacks. `.reveal()` gives the value."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def reveal(self) -> str:
+        return self._value
+
+    def __repr__(self) -> str:
+        return "Secret('***')"
+
+    __str__ = __repr__
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash(self._value)
+
+
+@dataclass(frozen=True)
+class Settings:
+    base_url: str  # e.g. https://api.bigchange.com/v1 (paths /jobs, /jobTypes... are appended)
+    token_url: str  # e.g. https://api.bigchange.com/auth/tokens
+    client_id: str
+    client_secret: Secret
+    customer_id: int
+
+
+def read_env_file(path: Path) -> dict[str, str]:
+    """Parse a .env-style file: KEY=VALUE lines, '#' comments, optional quotes, optional 'export '."""
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except OSError as exc:
+        raise SettingsError(f"cannot read settings file {path}: {exc.strerror or exc}; check the path") from None
+    values: dict[str, str] = {}
+    for number, raw in enumerate(text.splitlines(), start=1):
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        if line.startswith("export "):
+            line = line[len("export ") :].strip()
+        key, sep, value = line.partition("=")
+        if not sep or not key.strip():
+            raise SettingsError(f"{path}, line {number}: expected KEY=VALUE; fix or remove that line")
+        value = value.strip()
+        if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
+            value = value[1:-1]
+        values[key.strip()] = value
+    return values
+
+
+def _environment(env_file: Path | None, environ: Mapping[str, str] | None) -> dict[str, str]:
+    values = dict(os.environ if environ is None else environ)
+    if env_file is not None:
+        # The process environment wins over the file, like most .env loaders.
+        file_values = read_env_file(env_file)
+        values = {**file_values, **values}
+    return values
+
+
+def sandbox_base_url(host: str = SANDBOX_HOST, port: int = SANDBOX_PORT) -> str:
+    return f"http://{host}:{port}/v1"
+
+
+def default_token_url(base_url: str) -> str:
+    """The token endpoint beside the API: https://host/v1 → https://host/auth/tokens."""
+    parts = urlsplit(base_url)
+    return f"{parts.scheme}://{parts.netloc}/auth/tokens"
+
+
+def _customer_id(raw: str, source: str) -> int:
+    try:
+        value = int(raw.strip())
+    except ValueError:
+        raise SettingsError(
+            f"{source} must be a whole number (the BigChange customer id), got {raw!r}; fix the setting"
+        ) from None
+    if value <= 0:
+        raise SettingsError(f"{source} must be a positive customer id, got {value}; fix the setting")
+    return value
+
+
+def load_settings(env_file: Path | None = None, environ: Mapping[str, str] | None = None) -> Settings:
+    """Settings for the importer. Every variable is required except the token URL (derived from the base)."""
+    values = _environment(env_file, environ)
+    missing = [name for name in VARIABLES if name != "BIGCHANGE_TOKEN_URL" and not values.get(name, "").strip()]
+    if missing:
+        raise SettingsError(
+            "missing settings: "
+            + ", ".join(missing)
+            + "; set them in the environment or in a file given with --env-file (see README, 'Settings')"
+        )
+    base_url = values["BIGCHANGE_BASE_URL"].strip().rstrip("/")
+    if urlsplit(base_url).scheme not in ("http", "https"):
+        raise SettingsError(f"BIGCHANGE_BASE_URL must start with https:// (or http:// locally), got {base_url!r}")
+    token_url = values.get("BIGCHANGE_TOKEN_URL", "").strip() or default_token_url(base_url)
+    return Settings(
+        base_url=base_url,
+        token_url=token_url,
+        client_id=values["BIGCHANGE_CLIENT_ID"].strip(),
+        client_secret=Secret(values["BIGCHANGE_CLIENT_SECRET"].strip()),
+        customer_id=_customer_id(values["BIGCHANGE_CUSTOMER_ID"], "BIGCHANGE_CUSTOMER_ID"),
+    )
+
+
+def sandbox_settings(
+    host: str = SANDBOX_HOST,
+    port: int = SANDBOX_PORT,
+    env_file: Path | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> Settings:
+    """What the sandbox accepts: the same variables as the importer, with documented defaults when unset."""
+    values = _environment(env_file, environ)
+    customer = values.get("BIGCHANGE_CUSTOMER_ID", "").strip()
+    base = sandbox_base_url(host, port)
+    return Settings(
+        base_url=base,
+        token_url=default_token_url(base),
+        client_id=values.get("BIGCHANGE_CLIENT_ID", "").strip() or SANDBOX_CLIENT_ID,
+        client_secret=Secret(values.get("BIGCHANGE_CLIENT_SECRET", "").strip() or SANDBOX_CLIENT_SECRET),
+        customer_id=_customer_id(customer, "BIGCHANGE_CUSTOMER_ID") if customer else SANDBOX_CUSTOMER_ID,
+    )
