@@ -1,0 +1,319 @@
+"""The BigChange API client: OAuth client credentials, tenant header, timeouts, and classification of answers.
+
+Every answer to a create is classified into one `Answer` so that the submit stage never has to look at HTTP
+details: created (201), rejected (400/403/422, final for that row), transient (nothing was created: 429,
+502/503/504, connection refused before the request left — safe to send again), unknown (the job may exist: 500,
+a read timeout, a connection dropped after the request was written — reconcile by reference, never resend
+blindly), or auth (401 after one token refresh: a configuration problem for the whole run).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+import aiohttp
+import httpx
+import structlog
+
+from pipeline.errors import AuthRefused, TransientError
+from pipeline.settings import Settings
+
+log = structlog.get_logger(__name__)
+
+#: Statuses after which nothing was created and the same request may be sent again.
+TRANSIENT_STATUSES = frozenset({429, 502, 503, 504})
+#: Statuses that are final for the row: the API read the job and refused it.
+REJECTED_STATUSES = frozenset({400, 403, 404, 409, 413, 415, 422})
+#: Refresh the token this many seconds before it expires (or at 10% of its lifetime if that is shorter).
+TOKEN_MARGIN_S = 60.0
+JSON_HEADERS = {"Content-Type": "application/json"}
+#: How much of a non-JSON error body (a gateway's HTML page) is kept in the problem details.
+EXCERPT_CHARS = 200
+
+
+class Kind(StrEnum):
+    CREATED = "created"
+    REJECTED = "rejected"
+    TRANSIENT = "transient"
+    UNKNOWN = "unknown"
+    AUTH = "auth"
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """The classified outcome of one create request."""
+
+    kind: Kind
+    status: int | None = None  # HTTP status, None when no answer came back
+    job_id: int | None = None
+    problem: dict[str, Any] | None = None  # RFC 9457 problem details (always a dict when not created)
+    retry_after: float | None = None
+    latency_s: float = 0.0
+
+
+@dataclass
+class ClientOptions:
+    transport: str = "aiohttp"  # "aiohttp" (httpx API over aiohttp's pool) or "httpx" (httpx's own pool)
+    max_connections: int = 32
+    connect_timeout_s: float = 10.0
+    read_timeout_s: float = 30.0
+    write_timeout_s: float = 30.0
+    extra_headers: dict[str, str] = field(default_factory=dict)
+
+
+def parse_retry_after(value: str | None) -> float | None:
+    """Retry-After as seconds (delta-seconds form; an HTTP date is turned into seconds from now)."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    from email.utils import parsedate_to_datetime
+
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - time.time())
+
+
+def problem_from_response(response: httpx.Response) -> dict[str, Any]:
+    """Problem details from any error answer: the JSON body when it is one, else status + a short excerpt."""
+    text = response.text
+    content_type = response.headers.get("content-type", "")
+    if "json" in content_type or text.lstrip().startswith("{"):
+        try:
+            body = json.loads(text)
+        except ValueError:
+            body = None
+        if isinstance(body, dict):
+            body.setdefault("status", response.status_code)
+            if not body.get("title"):
+                body["title"] = response.reason_phrase or f"HTTP {response.status_code}"
+            return body
+    excerpt = " ".join(text.split())[:EXCERPT_CHARS]
+    return {
+        "type": None,
+        "title": response.reason_phrase or f"HTTP {response.status_code}",
+        "status": response.status_code,
+        "detail": f"non-JSON answer ({content_type or 'no content type'}): {excerpt}" if excerpt else None,
+    }
+
+
+def request_was_not_sent(exc: httpx.HTTPError) -> bool:
+    """True only when we know the request never reached the server (safe to send again).
+
+    httpx-aiohttp maps *every* aiohttp.ClientConnectionError — including ServerDisconnectedError, which is a
+    connection dropped after the request was written — to httpx.ConnectTimeout. Trusting the httpx type would
+    resend jobs that may exist, so the aiohttp cause decides when there is one.
+    """
+    cause = exc.__cause__
+    if isinstance(cause, aiohttp.ClientError | asyncio.TimeoutError):
+        return isinstance(cause, aiohttp.ClientConnectorError | aiohttp.ConnectionTimeoutError)
+    return isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout | httpx.PoolTimeout)
+
+
+def _connection_problem(exc: Exception, sent: bool) -> dict[str, Any]:
+    what = type(exc.__cause__ or exc).__name__
+    detail = str(exc.__cause__ or exc) or what
+    title = "Connection failed before the request was sent" if not sent else "Answer lost after the request was sent"
+    return {"type": None, "title": title, "status": None, "detail": f"{what}: {detail}"[:EXCERPT_CHARS]}
+
+
+class TokenSource:
+    """Client-credentials tokens, shared by all workers: one refresh at a time, renewed before expiry."""
+
+    def __init__(self, http: httpx.AsyncClient, settings: Settings) -> None:
+        self._http = http
+        self._settings = settings
+        self._lock = asyncio.Lock()
+        self._token: str | None = None
+        self._expires_at = 0.0
+        self.refreshes = 0
+
+    async def get(self) -> str:
+        if self._token is not None and time.monotonic() < self._expires_at:
+            return self._token
+        async with self._lock:
+            if self._token is None or time.monotonic() >= self._expires_at:
+                await self._fetch()
+            assert self._token is not None
+            return self._token
+
+    async def refresh_after_401(self, rejected: str) -> str:
+        """Get a new token unless another worker already replaced the one the server refused."""
+        async with self._lock:
+            if self._token == rejected or self._token is None:
+                await self._fetch()
+            assert self._token is not None
+            return self._token
+
+    async def _fetch(self) -> None:
+        form = {
+            "grant_type": "client_credentials",
+            "client_id": self._settings.client_id,
+            "client_secret": self._settings.client_secret.reveal(),
+        }
+        url = self._settings.token_url
+        for attempt in range(5):
+            try:
+                response = await self._http.post(url, data=form)
+            except httpx.HTTPError as exc:
+                if attempt == 4:
+                    raise TransientError(
+                        f"cannot reach the token endpoint {url}: {type(exc).__name__}; check BIGCHANGE_TOKEN_URL "
+                        "and the network, then run again"
+                    ) from None
+                await asyncio.sleep(0.5 * 2**attempt)
+                continue
+            if response.status_code in TRANSIENT_STATUSES or response.status_code >= 500:
+                if attempt == 4:
+                    raise TransientError(
+                        f"the token endpoint {url} answered {response.status_code} five times; try again later",
+                        status=response.status_code,
+                    )
+                await asyncio.sleep(parse_retry_after(response.headers.get("retry-after")) or 0.5 * 2**attempt)
+                continue
+            if response.status_code != 200:
+                problem = problem_from_response(response)
+                raise AuthRefused(
+                    f"the token endpoint {url} refused the client credentials ({response.status_code} "
+                    f"{problem.get('title') or ''}); check BIGCHANGE_CLIENT_ID and BIGCHANGE_CLIENT_SECRET"
+                )
+            try:
+                body = response.json()
+                token = str(body["access_token"])
+                lifetime = float(body.get("expires_in") or 3600)
+            except (ValueError, KeyError, TypeError):
+                raise AuthRefused(
+                    f"the token endpoint {url} answered 200 without access_token/expires_in; "
+                    "check BIGCHANGE_TOKEN_URL points at the OAuth token endpoint"
+                ) from None
+            margin = min(TOKEN_MARGIN_S, lifetime * 0.1)
+            self._token = token
+            self._expires_at = time.monotonic() + max(0.0, lifetime - margin)
+            self.refreshes += 1
+            log.info("token_refreshed", expires_in=lifetime)
+            return
+
+
+class ApiClient:
+    """One shared connection pool to the API. Use as `async with ApiClient(settings) as api:`."""
+
+    def __init__(self, settings: Settings, options: ClientOptions | None = None) -> None:
+        self.settings = settings
+        self.options = options or ClientOptions()
+        opts = self.options
+        limits = httpx.Limits(max_connections=opts.max_connections, max_keepalive_connections=opts.max_connections)
+        # pool=None: waiting for a free connection is not a timeout (a PoolTimeout would look like "maybe sent").
+        timeout = httpx.Timeout(
+            connect=opts.connect_timeout_s, read=opts.read_timeout_s, write=opts.write_timeout_s, pool=None
+        )
+        transport: httpx.AsyncBaseTransport
+        if opts.transport == "aiohttp":
+            from httpx_aiohttp import AiohttpTransport
+
+            transport = AiohttpTransport(limits=limits)
+        elif opts.transport == "httpx":
+            transport = httpx.AsyncHTTPTransport(limits=limits)
+        else:
+            raise ValueError(f"unknown transport {opts.transport!r}; use 'aiohttp' or 'httpx'")
+        headers = {"Customer-Id": str(settings.customer_id), "Accept": "application/json", **opts.extra_headers}
+        self._http = httpx.AsyncClient(transport=transport, timeout=timeout, headers=headers)
+        self.tokens = TokenSource(self._http, settings)
+        self._jobs_url = f"{settings.base_url}/jobs"
+
+    async def __aenter__(self) -> ApiClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self._http.aclose()
+
+    async def _authorised(
+        self, method: str, url: str, headers: dict[str, str] | None = None, **kwargs: Any
+    ) -> httpx.Response:
+        """Send with a bearer token; on a 401, refresh once and send again (a 401 means nothing was created)."""
+        token = await self.tokens.get()
+        sent_headers = {**(headers or {}), "Authorization": f"Bearer {token}"}
+        response = await self._http.request(method, url, headers=sent_headers, **kwargs)
+        if response.status_code == 401:
+            token = await self.tokens.refresh_after_401(token)
+            sent_headers["Authorization"] = f"Bearer {token}"
+            response = await self._http.request(method, url, headers=sent_headers, **kwargs)
+        return response
+
+    async def create_job(self, body: bytes) -> Answer:
+        """POST /jobs with an already-serialised JSON body, classified into an Answer. Never raises for HTTP."""
+        started = time.perf_counter()
+        try:
+            response = await self._authorised("POST", self._jobs_url, content=body, headers=JSON_HEADERS)
+        except httpx.HTTPError as exc:
+            sent = not request_was_not_sent(exc)
+            kind = Kind.UNKNOWN if sent else Kind.TRANSIENT
+            return Answer(kind, problem=_connection_problem(exc, sent), latency_s=time.perf_counter() - started)
+        latency = time.perf_counter() - started
+        status = response.status_code
+        if status == 201:
+            try:
+                job_id = int(response.json()["id"])
+            except (ValueError, KeyError, TypeError):
+                # Created, but we cannot read the id: the reference lookup will find it.
+                return Answer(Kind.UNKNOWN, status, problem=problem_from_response(response), latency_s=latency)
+            return Answer(Kind.CREATED, status, job_id=job_id, latency_s=latency)
+        problem = problem_from_response(response)
+        if status == 401:
+            return Answer(Kind.AUTH, status, problem=problem, latency_s=latency)
+        if status in TRANSIENT_STATUSES:
+            retry_after = parse_retry_after(response.headers.get("retry-after"))
+            return Answer(Kind.TRANSIENT, status, problem=problem, retry_after=retry_after, latency_s=latency)
+        if status in REJECTED_STATUSES:
+            return Answer(Kind.REJECTED, status, problem=problem, latency_s=latency)
+        # 500 and anything unexpected: the job may or may not exist.
+        return Answer(Kind.UNKNOWN, status, problem=problem, latency_s=latency)
+
+    async def find_jobs(self, references: list[str]) -> dict[str, int]:
+        """Look jobs up by reference (≤ 50 per call, paged). Returns reference → job id (the lowest id if several).
+
+        Raises TransientError when the look-up could not be made; the caller keeps the rows unresolved.
+        """
+        if not references:
+            return {}
+        if len(references) > 50:
+            raise ValueError("at most 50 references per look-up")
+        found: dict[str, int] = {}
+        page = 1
+        while True:
+            params: list[tuple[str, str | int]] = [("reference", r) for r in references]
+            params += [("pageNumber", page), ("pageSize", 1000)]
+            try:
+                response = await self._authorised("GET", self._jobs_url, params=params)
+            except httpx.HTTPError as exc:
+                raise TransientError(f"job look-up by reference failed: {type(exc).__name__}") from None
+            if response.status_code != 200:
+                problem = problem_from_response(response)
+                if response.status_code in (401, 403):
+                    raise AuthRefused(
+                        f"the API refused the job look-up ({response.status_code} {problem.get('title')}); "
+                        "the API key needs the jobs:read scope for reconciliation"
+                    )
+                raise TransientError(
+                    f"job look-up by reference answered {response.status_code}",
+                    status=response.status_code,
+                    retry_after=parse_retry_after(response.headers.get("retry-after")),
+                )
+            body = response.json()
+            for item in body.get("items") or []:
+                ref = item.get("reference")
+                if ref is not None and item.get("id") is not None:
+                    job_id = int(item["id"])
+                    found[ref] = min(job_id, found.get(ref, job_id))
+            if int(body.get("pageItemCount") or 0) < int(body.get("pageSize") or 1000):
+                return found
+            page += 1

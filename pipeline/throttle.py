@@ -1,0 +1,147 @@
+"""Adaptive admission of requests: how many may be in flight, how fast they may start, and shared pauses.
+
+Three controls, because the API publishes no rate limit:
+- a concurrency limit (AIMD): slow start (+1 per clean answer) until the first sign of trouble, then +1 per
+  window of `limit` clean answers; halved on 429/503 and cut by 10% when latency rises well above the
+  baseline; never above `max_concurrency`, never below 1;
+- a pacing rate, learned at the first 429: 90% of the success rate measured just before it, then probing up
+  slowly (+0.5 req/s per second). Concurrency alone cannot hold a request-rate limit without repeated 429s;
+- a shared pause: a Retry-After stops new sends for every worker, not only the one that got it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections import deque
+from dataclasses import dataclass
+
+
+@dataclass
+class GateStats:
+    limit_changes: int = 0
+    pauses: int = 0
+    paused_s: float = 0.0
+    max_limit_seen: int = 0
+
+
+class Stopped(Exception):
+    """The gate was closed: no new request may start."""
+
+
+class Gate:
+    def __init__(self, max_concurrency: int, initial: int = 4) -> None:
+        self.max = max(1, max_concurrency)
+        self.limit = float(min(self.max, max(1, initial)))
+        self.ssthresh = float(self.max)
+        self.in_flight = 0
+        self.rate: float | None = None  # requests/s when pacing, None = unpaced
+        self._next_slot = 0.0
+        self._pause_until = 0.0
+        self._last_cut = 0.0
+        self._last_latency_cut = 0.0
+        self._baseline: float | None = None
+        self._ewma: float | None = None
+        self._successes: deque[float] = deque()
+        self._cond = asyncio.Condition()
+        self._closed = False
+        self.stats = GateStats(max_limit_seen=int(self.limit))
+
+    # --- admission ---------------------------------------------------------------------------------------------
+
+    async def acquire(self) -> None:
+        """Wait for a slot; raise Stopped once the gate is closed."""
+        async with self._cond:
+            while True:
+                if self._closed:
+                    raise Stopped
+                now = time.monotonic()
+                if now < self._pause_until:
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._cond.wait(), self._pause_until - now)
+                    continue
+                if self.in_flight >= int(self.limit):
+                    await self._cond.wait()
+                    continue
+                self.in_flight += 1
+                delay = 0.0
+                if self.rate is not None:
+                    slot = max(self._next_slot, now)
+                    self._next_slot = slot + 1.0 / self.rate
+                    delay = slot - now
+                break
+        if delay > 0:
+            await asyncio.sleep(delay)
+
+    async def release(self) -> None:
+        async with self._cond:
+            self.in_flight -= 1
+            self._cond.notify_all()
+
+    async def close(self) -> None:
+        async with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    # --- feedback ----------------------------------------------------------------------------------------------
+
+    def on_success(self, latency_s: float) -> None:
+        now = time.monotonic()
+        self._successes.append(now)
+        while self._successes and self._successes[0] < now - 2.0:
+            self._successes.popleft()
+        self._baseline = latency_s if self._baseline is None else min(self._baseline, latency_s)
+        self._ewma = latency_s if self._ewma is None else 0.9 * self._ewma + 0.1 * latency_s
+        if self._ewma > 2.5 * self._baseline + 0.010 and now - self._last_latency_cut > 1.0 and self.limit > 1:
+            # Answers are slowing down: the server is queueing our requests.
+            self._set_limit(self.limit * 0.9)
+            self.ssthresh = self.limit
+            self._last_latency_cut = now
+            self._ewma = self._baseline * 1.5
+        elif self.limit < self.ssthresh:
+            self._set_limit(self.limit + 1)
+        else:
+            self._set_limit(self.limit + 1.0 / self.limit)
+        if self.rate is not None:
+            self.rate += 0.5 / self.rate
+
+    def on_throttled(self, retry_after: float | None) -> None:
+        """A 429: learn a pacing rate, halve concurrency (once per window), pause everyone for Retry-After."""
+        now = time.monotonic()
+        if now - self._last_cut > 1.0:
+            measured = len(self._successes) / 2.0 if self._successes else 0.0
+            base = measured if self.rate is None else min(self.rate, measured or self.rate)
+            self.rate = max(1.0, 0.9 * base) if base > 0 else max(1.0, (self.rate or 2.0) / 2)
+            self._halve(now)
+        self.pause(retry_after if retry_after is not None else 1.0)
+
+    def on_overloaded(self, retry_after: float | None) -> None:
+        """A 503 (or a run of 5xx): halve concurrency, and pause everyone if the server said how long."""
+        self._halve(time.monotonic())
+        if retry_after:
+            self.pause(retry_after)
+
+    def pause(self, seconds: float) -> None:
+        until = time.monotonic() + max(0.0, seconds)
+        if until > self._pause_until:
+            self.stats.pauses += 1
+            self.stats.paused_s += until - max(self._pause_until, time.monotonic())
+            self._pause_until = until
+
+    def _halve(self, now: float) -> None:
+        if now - self._last_cut > 1.0 or self._last_cut == 0.0:
+            self.ssthresh = max(1.0, self.limit / 2)
+            self._set_limit(self.ssthresh)
+            self._last_cut = now
+
+    def _set_limit(self, value: float) -> None:
+        new = min(float(self.max), max(1.0, value))
+        if int(new) != int(self.limit):
+            self.stats.limit_changes += 1
+        self.limit = new
+        self.stats.max_limit_seen = max(self.stats.max_limit_seen, int(new))
