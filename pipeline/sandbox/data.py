@@ -1,0 +1,130 @@
+"""Reference data of the sandbox tenant (job types with their custom field definitions, contacts, persons),
+loaded once from JSON and indexed for the validation rules and the list endpoints.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pipeline.errors import SettingsError
+
+#: samples/sandbox_data.json of the repository (the file users see and may copy).
+DEFAULT_DATA_PATH = Path(__file__).resolve().parents[2] / "samples" / "sandbox_data.json"
+
+UUID_RE = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
+
+#: Fields of the public representations (openapi.yaml); anything else in the data file stays private.
+JOB_TYPE_FIELDS = ("id", "name", "description", "plannedDuration", "categoryId", "isArchived", "isOrderNumberRequired")
+CONTACT_FIELDS = ("id", "reference", "name")
+PERSON_FIELDS = ("id", "contactId", "forename", "surname", "email")
+
+
+@dataclass(frozen=True)
+class Definition:
+    id: int
+    label: str
+    mandatory: bool
+
+
+@dataclass(frozen=True)
+class JobType:
+    id: int
+    name: str
+    is_archived: bool
+    is_order_number_required: bool
+    definitions: dict[int, Definition]
+    public: dict[str, Any]  # the JobType body of GET /v1/jobTypes
+
+
+@dataclass(frozen=True)
+class ReferenceData:
+    path: Path
+    job_types: dict[int, JobType]
+    contacts: dict[int, dict[str, Any]]  # public Contact bodies by id
+    persons: list[dict[str, Any]]  # public Person bodies in file order
+    person_contact: dict[str, int]  # lower-case person uuid → its contact id
+
+
+def _fail(path: Path, where: str, what: str) -> SettingsError:
+    return SettingsError(f"sandbox data file {path}, {where}: {what}; fix the file or omit --data")
+
+
+def _int(item: dict[str, Any], key: str, path: Path, where: str) -> int:
+    value = item.get(key)
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise _fail(path, where, f"'{key}' must be a whole number, got {value!r}")
+    return value
+
+
+def _list(doc: dict[str, Any], key: str, path: Path) -> list[dict[str, Any]]:
+    items = doc.get(key)
+    if not isinstance(items, list) or not all(isinstance(i, dict) for i in items):
+        raise _fail(path, f"'{key}'", "expected a list of objects")
+    return items
+
+
+def load_reference_data(path: Path | None = None) -> ReferenceData:
+    """Load and index a reference data file. Raises SettingsError (one line) when it is unusable."""
+    path = path or DEFAULT_DATA_PATH
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8-sig"))
+    except OSError as exc:
+        raise SettingsError(
+            f"cannot read sandbox data file {path}: {exc.strerror or exc}; check the --data path"
+        ) from None
+    except ValueError as exc:
+        raise _fail(path, "JSON", str(exc)) from None
+    if not isinstance(doc, dict):
+        raise _fail(path, "top level", "expected an object with jobTypes, contacts and persons")
+
+    job_types: dict[int, JobType] = {}
+    for n, item in enumerate(_list(doc, "jobTypes", path)):
+        where = f"jobTypes[{n}]"
+        type_id = _int(item, "id", path, where)
+        definitions: dict[int, Definition] = {}
+        for m, d in enumerate(item.get("customFieldDefinitions") or []):
+            if not isinstance(d, dict):
+                raise _fail(path, f"{where}.customFieldDefinitions[{m}]", "expected an object")
+            def_id = _int(d, "id", path, f"{where}.customFieldDefinitions[{m}]")
+            definitions[def_id] = Definition(def_id, str(d.get("label") or def_id), bool(d.get("mandatory")))
+        if type_id in job_types:
+            raise _fail(path, where, f"job type id {type_id} appears twice")
+        public = {key: item.get(key) for key in JOB_TYPE_FIELDS}
+        archived = public["isArchived"] = bool(item.get("isArchived"))
+        order_required = public["isOrderNumberRequired"] = bool(item.get("isOrderNumberRequired"))
+        job_types[type_id] = JobType(
+            id=type_id,
+            name=str(item.get("name") or type_id),
+            is_archived=archived,
+            is_order_number_required=order_required,
+            definitions=definitions,
+            public=public,
+        )
+
+    contacts: dict[int, dict[str, Any]] = {}
+    for n, item in enumerate(_list(doc, "contacts", path)):
+        contact_id = _int(item, "id", path, f"contacts[{n}]")
+        if contact_id in contacts:
+            raise _fail(path, f"contacts[{n}]", f"contact id {contact_id} appears twice")
+        contacts[contact_id] = {key: item.get(key) for key in CONTACT_FIELDS}
+
+    persons: list[dict[str, Any]] = []
+    person_contact: dict[str, int] = {}
+    for n, item in enumerate(_list(doc, "persons", path)):
+        where = f"persons[{n}]"
+        person_id = item.get("id")
+        if not isinstance(person_id, str) or not UUID_RE.match(person_id):
+            raise _fail(path, where, f"'id' must be a uuid, got {person_id!r}")
+        contact_id = _int(item, "contactId", path, where)
+        if contact_id not in contacts:
+            raise _fail(path, where, f"contactId {contact_id} is not a contact of the file")
+        person_contact[person_id.lower()] = contact_id
+        persons.append({key: item.get(key) for key in PERSON_FIELDS})
+
+    return ReferenceData(
+        path=path, job_types=job_types, contacts=contacts, persons=persons, person_contact=person_contact
+    )

@@ -1,0 +1,62 @@
+"""Run a sandbox server in the foreground: listen, print one ready line with the URL, stop cleanly on Ctrl-C or
+SIGTERM (in-flight answers get a short grace period, the state file is closed).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+
+from aiohttp import web
+
+from pipeline.errors import UsageError
+from pipeline.sandbox.app import STATE, build_app
+from pipeline.sandbox.config import SandboxConfig
+
+READY_PREFIX = "BigChange sandbox listening on "
+
+
+def ready_line(root_url: str, customer_id: int, client_id: str) -> str:
+    """The line printed once the server answers; SandboxProcess reads the URL (port 0 → the chosen port)."""
+    return (
+        f"{READY_PREFIX}{root_url} (API {root_url}/v1, token URL {root_url}/auth/tokens, "
+        f"client id {client_id}, customer id {customer_id}); Ctrl-C to stop"
+    )
+
+
+async def run(config: SandboxConfig, stop: asyncio.Event | None = None) -> None:
+    config = config.resolved()
+    config.check()
+    app = build_app(config)
+    state = app[STATE]
+    runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=2.0)
+    await runner.setup()
+    site = web.TCPSite(runner, config.host, config.port, backlog=1024, reuse_address=True)
+    try:
+        await site.start()
+    except OSError as exc:
+        await runner.cleanup()
+        raise UsageError(
+            f"sandbox: cannot listen on {config.host}:{config.port}: {exc.strerror or exc}; "
+            "choose another --port (0 picks a free one) or stop the other server"
+        ) from None
+    host, port = runner.addresses[0][:2]
+    shown_host = f"[{host}]" if ":" in host else host
+    assert config.customer_id is not None and config.client_id is not None
+    stop = stop or asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):  # before the ready line: whoever reads it may stop us at once
+        loop.add_signal_handler(sig, stop.set)
+    print(ready_line(f"http://{shown_host}:{port}", config.customer_id, config.client_id), flush=True)
+    try:
+        await stop.wait()
+    finally:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)
+        await runner.cleanup()
+    print(f"BigChange sandbox stopped ({state.created} jobs created by this run)", flush=True)
+
+
+def serve(config: SandboxConfig) -> None:
+    """Blocking: run the server until Ctrl-C/SIGTERM. Raises UsageError/SettingsError (one line) on bad setup."""
+    asyncio.run(run(config))
