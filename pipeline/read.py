@@ -1,0 +1,208 @@
+"""Read stage: turn any supported spreadsheet file into a RawTable (all cells as text, with visible row numbers).
+
+`read_table` dispatches on the file extension to `read_csv` (.csv/.tsv/.txt) or `read_excel`
+(.xlsx/.xlsm/.xls/.ods), then `finish_table` applies the rules common to both: header checks (blank, duplicate,
+reserved names), blank and whitespace-only cells → null, fully blank rows dropped, corrections-file round trip
+(REPORT_COLUMNS), and "headers but no data rows". Every problem is an InputFileError with a one-line message.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import polars as pl
+
+from pipeline.errors import InputFileError
+from pipeline.model import ORIGIN_ROW, REPORT_COLUMNS, ROW, CellError, RawTable
+
+CSV_SUFFIXES = (".csv", ".tsv", ".txt")
+EXCEL_SUFFIXES = (".xlsx", ".xlsm", ".xls", ".ods")
+
+
+def read_table(
+    path: Path,
+    *,
+    sheet: str | None = None,
+    header_row: int = 1,
+    encoding: str | None = None,
+    delimiter: str | None = None,
+) -> RawTable:
+    """Read `path` as a table of text cells; see RawTable. Raises InputFileError with a one-line message.
+
+    `header_row` is the 1-based row holding the headers; rows above it are ignored, and blank rows at that
+    position are skipped (the header is the first non-blank row at or after `header_row`). `sheet` applies to
+    workbooks only (default: the first visible sheet with at least one data row under a header); `encoding`
+    and `delimiter` to delimited text only (default: detected / sniffed).
+    """
+    path = Path(path)
+    if not isinstance(header_row, int) or isinstance(header_row, bool) or header_row < 1:
+        raise InputFileError(f"{path}: header_row must be a whole number from 1 (got {header_row!r}); fix the mapping")
+    if not path.exists():
+        raise InputFileError(f"{path}: file not found; check the path and the file name")
+    if path.is_dir():
+        raise InputFileError(f"{path}: is a folder, not a file; give the path of the spreadsheet inside it")
+    suffix = path.suffix.lower()
+    if suffix not in CSV_SUFFIXES + EXCEL_SUFFIXES:
+        supported = " ".join(CSV_SUFFIXES + EXCEL_SUFFIXES)
+        raise InputFileError(
+            f"{path}: unsupported file type '{path.suffix or '(none)'}'; save it as one of: {supported}"
+        )
+    try:
+        size = path.stat().st_size
+    except OSError as exc:
+        raise InputFileError(f"{path}: cannot be read ({exc.strerror or exc}); check its permissions") from exc
+    if size == 0:
+        raise InputFileError(f"{path}: file is empty (0 bytes); export the data again")
+    try:
+        if suffix in CSV_SUFFIXES:
+            from pipeline.read_csv import read_csv
+
+            return read_csv(path, header_row=header_row, encoding=encoding, delimiter=delimiter)
+        from pipeline.read_excel import read_excel
+
+        return read_excel(path, sheet=sheet, header_row=header_row)
+    except InputFileError:
+        raise
+    except PermissionError as exc:
+        raise InputFileError(f"{path}: cannot be read (permission denied); check its permissions") from exc
+    except MemoryError as exc:
+        raise InputFileError(f"{path}: too large to read in memory; split it into smaller files") from exc
+    except Exception as exc:  # never let a library traceback reach the user
+        detail = " ".join(str(exc).split())[:200] or type(exc).__name__
+        raise InputFileError(f"{path}: cannot be read as a table ({detail}); check the file opens in Excel") from exc
+
+
+def column_letter(index: int) -> str:
+    """Spreadsheet column letters of a 0-based column index: 0 → A, 25 → Z, 26 → AA."""
+    letters = ""
+    n = index + 1
+    while n:
+        n, rem = divmod(n - 1, 26)
+        letters = chr(65 + rem) + letters
+    return letters
+
+
+def blank_to_null(frame: pl.DataFrame, columns: list[str]) -> pl.DataFrame:
+    """Blank and whitespace-only cells of `columns` → null; other text is kept exactly as it is.
+
+    A whitespace-only cell starts with a character ≤ ' ' or a non-ASCII space, so a column whose smallest value
+    starts above ' ' and whose largest value is pure ASCII cannot hold one: only the other columns are rewritten.
+    """
+    if frame.height == 0 or not columns:
+        return frame
+    ends = frame.select(pl.col(columns).min().name.suffix("\x00lo"), pl.col(columns).max().name.suffix("\x00hi")).row(0)
+    lows, highs = ends[: len(columns)], ends[len(columns) :]
+    suspect = [
+        c
+        for c, lo, hi in zip(columns, lows, highs, strict=True)
+        if lo is not None and (lo == "" or lo[0] <= " " or hi[0] >= "\x80")
+    ]
+    if not suspect:
+        return frame
+    return frame.with_columns(
+        pl.when(pl.col(c).str.strip_chars().str.len_bytes() == 0).then(None).otherwise(pl.col(c)).alias(c)
+        for c in suspect
+    )
+
+
+def finish_table(
+    *,
+    body: pl.DataFrame,
+    headers: list[str | None],
+    rows: pl.Series,
+    where: str,
+    column_labels: list[str],
+    source: Path,
+    kind: str,
+    sheet: str | None = None,
+    encoding: str | None = None,
+    delimiter: str | None = None,
+    cell_errors: list[CellError] | None = None,
+    keep_rows: set[int] | None = None,
+) -> RawTable:
+    """Common end of both readers: header checks, blanks → null, blank rows dropped, corrections round trip.
+
+    `body` holds the data rows as positional pl.String columns (one per entry of `headers`); `rows` their
+    visible row numbers; `where` names the file (and sheet) in messages; `column_labels[i]` names column i for a
+    person ("column C" in a workbook, "column 3" in a CSV). Rows numbered in `keep_rows` are kept even when
+    blank (e.g. their only cell is an Excel error value).
+    """
+    positional = body.columns
+    body = blank_to_null(body, positional)
+    names = [None if h is None or not h.strip() else h.strip() for h in headers]
+
+    # Blank headers: a column without a header but without any data either is harmless and dropped.
+    keep: list[int] = []
+    blank_with_data: list[str] = []
+    for i, name in enumerate(names):
+        if name is None:
+            if body.height and body.get_column(positional[i]).null_count() < body.height:
+                blank_with_data.append(column_labels[i])
+            continue
+        keep.append(i)
+    if blank_with_data:
+        raise InputFileError(
+            f"{where}: {_count(len(blank_with_data), 'column')} with data but no header "
+            f"({', '.join(blank_with_data[:10])}); type a header in the header row"
+        )
+    kept_names = [names[i] for i in keep]
+    if not kept_names:
+        raise InputFileError(f"{where}: the header row is blank; give the right header_row in the mapping")
+
+    seen: dict[str, list[int]] = {}
+    for i in keep:
+        seen.setdefault(str(names[i]), []).append(i)
+    dups = [(n, idx) for n, idx in seen.items() if len(idx) > 1]
+    if dups:
+        parts = "; ".join(f"'{n}' in {' and '.join(column_labels[i] for i in idx)}" for n, idx in dups[:5])
+        raise InputFileError(f"{where}: duplicate headers: {parts}; give every column a different header")
+    for reserved in (ROW, ORIGIN_ROW):
+        if reserved in seen:
+            label = column_labels[seen[reserved][0]]
+            raise InputFileError(f"{where}: header '{reserved}' ({label}) is reserved by jobimport; rename that column")
+
+    frame = body.select(pl.col(positional[i]).alias(str(names[i])) for i in keep)
+    frame = frame.with_columns(rows.cast(pl.Int64).alias(ROW))
+    data_cols = [str(n) for n in kept_names]
+    not_blank = ~pl.all_horizontal(pl.col(c).is_null() for c in data_cols)
+    if keep_rows:
+        not_blank = not_blank | pl.col(ROW).is_in(sorted(keep_rows))
+    keep_mask = frame.select(not_blank.alias("keep")).get_column("keep")
+    if not keep_mask.all():  # filtering copies every column: only when there is a blank row to drop
+        frame = frame.filter(keep_mask)
+    if frame.height == 0:
+        raise InputFileError(f"{where}: has headers but no data rows; check the file, the sheet and header_row")
+
+    columns = data_cols
+    is_corrections = len(columns) > len(REPORT_COLUMNS) and tuple(columns[-len(REPORT_COLUMNS) :]) == REPORT_COLUMNS
+    if is_corrections:
+        columns = columns[: -len(REPORT_COLUMNS)]
+        origin_text = frame.get_column(REPORT_COLUMNS[0]).str.strip_chars().str.strip_prefix("'")
+        origin = origin_text.cast(pl.Int64, strict=False)
+        bad = frame.filter(origin.is_null() | (origin < 1)).get_column(ROW)
+        if bad.len():
+            listed = ", ".join(str(r) for r in bad.head(5).to_list())
+            more = f" and {bad.len() - 5} more" if bad.len() > 5 else ""
+            raise InputFileError(
+                f"{where}: corrections file has a blank or invalid 'row' value in row {listed}{more}; "
+                "put back the original row number (a whole number) or delete the 'row', 'status' and 'errors' columns"
+            )
+        frame = frame.with_columns(origin.alias(ORIGIN_ROW)).drop(list(REPORT_COLUMNS))
+    else:
+        frame = frame.with_columns(pl.col(ROW).alias(ORIGIN_ROW))
+    frame = frame.select([*columns, ROW, ORIGIN_ROW])
+    return RawTable(
+        frame=frame,
+        columns=columns,
+        source=source,
+        kind=kind,
+        sheet=sheet,
+        encoding=encoding,
+        delimiter=delimiter,
+        is_corrections=is_corrections,
+        cell_errors=list(cell_errors or []),
+    )
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"

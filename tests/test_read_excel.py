@@ -1,0 +1,245 @@
+"""Tests of reading workbooks: text rendering, row numbers, sheets, headers, error cells, corrections files."""
+
+from __future__ import annotations
+
+import datetime
+from pathlib import Path
+
+import openpyxl
+import polars as pl
+import pytest
+import xlsxwriter
+
+from pipeline.errors import InputFileError
+from pipeline.model import ORIGIN_ROW, ROW, CellError
+from pipeline.read import read_table
+
+
+def workbook(path: Path, sheets: dict[str, dict[str, object]]) -> Path:
+    """Write an .xlsx with openpyxl: {sheet: {cell ref: value}}; "#N/A"-like strings become error cells."""
+    wb = openpyxl.Workbook()
+    wb.remove(wb.active)
+    for name, cells in sheets.items():
+        ws = wb.create_sheet(name)
+        for ref, value in cells.items():
+            ws[ref] = value
+            if isinstance(value, str) and value.startswith("#") and value.endswith(("!", "A", "?", "0")):
+                ws[ref].data_type = "e"
+    wb.save(path)
+    return path
+
+
+def test_text_numbers_dates_and_leading_zeros(tmp_path: Path) -> None:
+    path = workbook(
+        tmp_path / "jobs.xlsx",
+        {
+            "Jobs": {
+                "A1": "Id",
+                "B1": "Code",
+                "C1": "Due",
+                "D1": "At",
+                "E1": "Amount",
+                "F1": "Time",
+                "A2": 1234,
+                "B2": "00123",
+                "C2": datetime.date(2024, 1, 1),
+                "D2": datetime.datetime(2024, 1, 1, 9, 30),
+                "E2": 12.5,
+                "F2": datetime.time(1, 30),
+            }
+        },
+    )
+    t = read_table(path)
+    assert (t.kind, t.sheet, t.columns) == ("excel", "Jobs", ["Id", "Code", "Due", "At", "Amount", "Time"])
+    assert t.frame.schema[ROW] == pl.Int64
+    assert all(t.frame.schema[c] == pl.String for c in t.columns)
+    assert t.frame.rows() == [("1234", "00123", "2024-01-01", "2024-01-01 09:30:00", "12.5", "01:30:00", 2, 2)]
+    assert t.cell_errors == []
+
+
+def test_late_text_after_150_numbers_is_kept(tmp_path: Path) -> None:
+    cells: dict[str, object] = {"A1": "Customer"}
+    cells.update({f"A{r}": r * 10 for r in range(2, 152)})
+    cells["A152"] = "C-0042"
+    t = read_table(workbook(tmp_path / "late.xlsx", {"Jobs": cells}))
+    assert t.frame["Customer"][0] == "20"
+    assert t.frame["Customer"][-1] == "C-0042"
+    assert t.frame[ROW][-1] == 152
+
+
+def test_row_numbers_with_leading_and_interior_blank_rows(tmp_path: Path) -> None:
+    path = tmp_path / "gaps.xlsx"
+    wb = openpyxl.Workbook()
+    ws = wb.active
+    ws.title = "Jobs"
+    ws["C2"].font = openpyxl.styles.Font(bold=True)  # styled but empty: not "used"
+    ws["B4"], ws["C4"] = "ref", "qty"
+    ws["B5"], ws["C5"] = "A", 1
+    ws["B8"], ws["C8"] = "B", 2
+    ws["B9"], ws["C9"] = "   ", None  # whitespace only: a blank row
+    ws["C12"].font = openpyxl.styles.Font(bold=True)  # trailing styled row
+    wb.save(path)
+    t = read_table(path)
+    assert t.frame.rows() == [("A", "1", 5, 5), ("B", "2", 8, 8)]
+
+
+def test_header_row_three(tmp_path: Path) -> None:
+    path = workbook(
+        tmp_path / "h3.xlsx",
+        {"Jobs": {"A1": "Job export", "A2": "by someone", "A3": "ref", "B3": "qty", "A4": "X", "B4": 5}},
+    )
+    t = read_table(path, header_row=3)
+    assert t.columns == ["ref", "qty"]
+    assert t.frame.rows() == [("X", "5", 4, 4)]
+
+
+def test_first_sheet_with_data_is_chosen(tmp_path: Path) -> None:
+    path = workbook(
+        tmp_path / "readme.xlsx",
+        {
+            "Readme": {"A1": "How to fill this workbook", "A2": "One row per job", "A3": "Dates as dd/mm/yyyy"},
+            "Empty": {},
+            "Headers only": {"A1": "ref", "B1": "qty"},
+            "Jobs": {"A1": "ref", "B1": "qty", "A2": "J1", "B2": 3},
+            "Later": {"A1": "ref", "B1": "qty", "A2": "other"},
+        },
+    )
+    t = read_table(path)
+    assert (t.sheet, t.frame.rows()) == ("Jobs", [("J1", "3", 2, 2)])
+    assert read_table(path, sheet="Later").frame["ref"].to_list() == ["other"]
+    assert read_table(path, sheet="Readme").columns == ["How to fill this workbook"]
+
+
+def test_one_column_sheet_is_chosen_when_no_wider_one(tmp_path: Path) -> None:
+    path = workbook(tmp_path / "one.xlsx", {"Empty": {}, "Refs": {"A1": "ref", "A2": "J1", "A3": "J2"}})
+    t = read_table(path)
+    assert (t.sheet, t.frame["ref"].to_list()) == ("Refs", ["J1", "J2"])
+
+
+def test_unknown_sheet_lists_sheets(tmp_path: Path) -> None:
+    path = workbook(tmp_path / "s.xlsx", {"Readme": {"A1": "x"}, "Jobs": {"A1": "ref", "A2": "1"}})
+    with pytest.raises(InputFileError) as err:
+        read_table(path, sheet="jobs")
+    assert str(err.value) == (
+        f"{path}: no sheet named 'jobs'; the sheets are 'Readme', 'Jobs'; fix `sheet` in the mapping"
+    )
+
+
+def test_named_sheet_without_data_rows(tmp_path: Path) -> None:
+    path = workbook(tmp_path / "s.xlsx", {"Readme": {"A1": "x"}, "Jobs": {"A1": "ref", "A2": "1"}})
+    with pytest.raises(InputFileError) as err:
+        read_table(path, sheet="Readme")
+    assert str(err.value) == (f"{path}, sheet 'Readme': has headers but no data rows; check the sheet and header_row")
+
+
+def test_no_sheet_has_data(tmp_path: Path) -> None:
+    path = workbook(tmp_path / "s.xlsx", {"Jobs": {"A1": "ref", "B1": "qty"}})
+    with pytest.raises(InputFileError) as err:
+        read_table(path)
+    assert str(err.value) == (
+        f"{path}: no sheet has data rows under a header (sheets: 'Jobs'); check the file or header_row"
+    )
+
+
+def test_error_cells_and_uncached_formulas_are_reported(tmp_path: Path) -> None:
+    path = workbook(
+        tmp_path / "err.xlsx",
+        {
+            "Jobs": {
+                "B3": "ref",
+                "C3": "contact",
+                "D3": "total",
+                "B4": "J1",
+                "C4": "#N/A",
+                "D4": 5,
+                "B5": "J2",
+                "C5": 7,
+                "D5": "=C5*2",
+                "B6": None,
+                "C6": "#REF!",
+                "B7": "J4",
+                "C7": 8,
+                "D7": "#DIV/0!",
+            }
+        },
+    )
+    t = read_table(path)
+    assert t.frame.rows() == [
+        ("J1", None, "5", 4, 4),
+        ("J2", "7", None, 5, 5),
+        (None, None, None, 6, 6),  # kept: its only cell is an error, so the row needs an outcome
+        ("J4", "8", None, 7, 7),
+    ]
+    fix = "; fix the formula or type the value"
+    assert t.cell_errors == [
+        CellError(4, None, "contact", "error_cell", f"Column 'contact' (cell C4) shows #N/A in Excel{fix}"),
+        CellError(
+            5, None, "total", "error_cell", f"Column 'total' (cell D5) has a formula with no saved result in Excel{fix}"
+        ),
+        CellError(6, None, "contact", "error_cell", f"Column 'contact' (cell C6) shows #REF! in Excel{fix}"),
+        CellError(7, None, "total", "error_cell", f"Column 'total' (cell D7) shows #DIV/0! in Excel{fix}"),
+    ]
+
+
+def test_formula_with_saved_value_is_not_an_error(tmp_path: Path) -> None:
+    path = tmp_path / "cached.xlsx"
+    wb = xlsxwriter.Workbook(str(path))
+    ws = wb.add_worksheet("Jobs")
+    ws.write_string(0, 0, "qty")
+    ws.write_string(0, 1, "label")
+    ws.write_number(1, 0, 2)
+    ws.write_formula(2, 0, "=A2*2", None, 4)
+    ws.write_formula(1, 1, '=IF(A2>5,"big","")', None, "")
+    ws.write_string(2, 1, "x")
+    wb.close()
+    t = read_table(path)
+    assert t.frame.rows() == [("2", None, 2, 2), ("4", "x", 3, 3)]
+    assert t.cell_errors == []
+
+
+def test_duplicate_blank_and_reserved_headers(tmp_path: Path) -> None:
+    dup = workbook(tmp_path / "dup.xlsx", {"Jobs": {"B1": "qty", "C1": "ref", "D1": "qty", "B2": 1}})
+    with pytest.raises(InputFileError) as err:
+        read_table(dup)
+    assert str(err.value) == (
+        f"{dup}, sheet 'Jobs': duplicate headers: 'qty' in column B and column D; give every column a different header"
+    )
+    blank = workbook(tmp_path / "blank.xlsx", {"Jobs": {"A1": "ref", "C1": "qty", "A2": 1, "B2": 2, "C2": 3}})
+    with pytest.raises(InputFileError) as err:
+        read_table(blank)
+    assert str(err.value) == (
+        f"{blank}, sheet 'Jobs': 1 column with data but no header (column B); type a header in the header row"
+    )
+    reserved = workbook(tmp_path / "res.xlsx", {"Jobs": {"A1": ORIGIN_ROW, "A2": 1}})
+    with pytest.raises(InputFileError, match=f"header '{ORIGIN_ROW}' \\(column A\\) is reserved"):
+        read_table(reserved)
+
+
+def test_corrections_workbook_round_trip(tmp_path: Path) -> None:
+    cells: dict[str, object] = {"A1": "ref", "B1": "qty", "C1": "row", "D1": "status", "E1": "errors"}
+    cells.update({"A2": "J1", "B2": "x", "C2": "17", "D2": "invalid", "E2": "qty: not a number"})
+    t = read_table(workbook(tmp_path / "corr.xlsx", {"Corrections": cells}))
+    assert t.is_corrections
+    assert t.columns == ["ref", "qty"]
+    assert t.frame.rows() == [("J1", "x", 2, 17)]
+
+
+def test_status_errors_columns_not_last_is_not_corrections(tmp_path: Path) -> None:
+    cells = {"A1": "row", "B1": "status", "C1": "errors", "D1": "ref", "A2": "1", "B2": "s", "C2": "e", "D2": "r"}
+    t = read_table(workbook(tmp_path / "not.xlsx", {"Jobs": cells}))
+    assert not t.is_corrections
+    assert t.columns == ["row", "status", "errors", "ref"]
+    assert t.frame[ORIGIN_ROW].to_list() == [2]
+
+
+def test_error_cells_found_across_scan_chunks(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    cells: dict[str, object] = {"A1": "ref", "B1": "value"}
+    for r in range(2, 300):
+        cells[f"A{r}"] = f"J{r}"
+        cells[f"B{r}"] = "#N/A" if r % 37 == 0 else r
+    path = workbook(tmp_path / "chunks.xlsx", {"Jobs": cells})
+    whole = read_table(path).cell_errors
+    monkeypatch.setattr("pipeline.read_excel._CHUNK", 97)  # pieces far smaller than a row
+    pieces = read_table(path).cell_errors
+    assert [e.row for e in whole] == [r for r in range(2, 300) if r % 37 == 0]
+    assert pieces == whole
