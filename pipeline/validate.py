@@ -1,0 +1,252 @@
+"""The validate stage: check the typed job frame with a Pandera (polars) schema built from the mapping.
+
+Every failing cell of every row is reported (lazy validation), mapped from pandera's positional index back to
+the spreadsheet row, with the source column from the mapping and a message an analyst can act on. Rules that
+span rows (duplicate references, rows the ledger could not tell apart) are computed here in polars.
+
+Guard: `PANDERA_VALIDATION_ENABLED=False` or `PANDERA_VALIDATION_DEPTH=SCHEMA_ONLY` in the environment would
+make pandera skip our checks silently; validation always runs with both forced on.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pandera.polars as pa
+import polars as pl
+from pandera.config import ValidationDepth, config_context
+from pandera.errors import SchemaErrors
+
+from pipeline.mapping import MappedTable, Mapping
+from pipeline.model import API_FIELDS, CUSTOM_PREFIX, ERROR_SCHEMA, ORIGIN_ROW, REQUIRED_FIELDS, ROW
+from pipeline.parsers import UUID_PATTERN, bad_value_expr, text_of
+
+INT32_MAX = 2_147_483_647
+_SHOW_ROWS = 5
+_ASTRAL = "[\U00010000-\U0010ffff]"
+
+#: How messages name each API field.
+LABELS: dict[str, str] = {
+    "typeId": "job type",
+    "contactId": "customer (contact)",
+    "plannedDuration": "planned duration",
+    "reference": "reference",
+    "description": "description",
+    "personId": "person",
+    "orderNumber": "order number",
+}
+
+
+@dataclass
+class Validation:
+    """Rows with no error at all, and every failing cell (ERROR_SCHEMA, sorted by row)."""
+
+    valid: pl.DataFrame
+    errors: pl.DataFrame
+
+
+def _check(code: str, rule: pl.Expr) -> pa.Check:
+    """A vectorised column check; `code` comes back in failure_cases["check"]. Nulls pass (nullable decides)."""
+    return pa.Check(lambda data: data.lazyframe.select(rule.fill_null(True)), name=code, error=code)
+
+
+def utf16_length(text: pl.Expr) -> pl.Expr:
+    """Length in UTF-16 code units, as the .NET API counts (an emoji counts 2)."""
+    return text.str.len_chars().cast(pl.Int64) + text.str.count_matches(_ASTRAL).cast(pl.Int64)
+
+
+def _max_length(column: str, limit: int) -> pa.Check:
+    return _check(f"max_length:{limit}", utf16_length(pl.col(column)) <= limit)
+
+
+def build_schema(mapping: Mapping) -> pa.DataFrameSchema:
+    """The Pandera schema of a job frame under `mapping` (typed columns; no coercion)."""
+    limits = mapping.limits
+    cols: dict[str, pa.Column] = {
+        "typeId": pa.Column(pl.Int64, nullable=False, checks=[_check("positive", pl.col("typeId") > 0)]),
+        "contactId": pa.Column(pl.Int64, nullable=False, checks=[_check("positive", pl.col("contactId") > 0)]),
+        "plannedDuration": pa.Column(
+            pl.Int64, nullable=True, checks=[_check("range", pl.col("plannedDuration").is_between(0, INT32_MAX))]
+        ),
+        "reference": pa.Column(pl.String, nullable=True, checks=[_max_length("reference", limits.reference)]),
+        "description": pa.Column(pl.String, nullable=True, checks=[_max_length("description", limits.description)]),
+        "personId": pa.Column(
+            pl.String, nullable=True, checks=[_check("uuid", pl.col("personId").str.contains(UUID_PATTERN))]
+        ),
+        "orderNumber": pa.Column(
+            pl.String,
+            nullable=True,
+            checks=[_max_length("orderNumber", limits.order_number)] if limits.order_number else [],
+        ),
+    }
+    for cf in mapping.custom_fields:
+        cols[cf.key] = pa.Column(pl.String, nullable=not cf.required, checks=[_max_length(cf.key, limits.custom_field)])
+    assert all(f in cols for f in REQUIRED_FIELDS)
+    return pa.DataFrameSchema(cols, strict=False, coerce=False, name="jobs")
+
+
+def _run_schema(schema: pa.DataFrameSchema, frame: pl.DataFrame) -> pl.DataFrame:
+    """pandera failure cases (failure_case, column, check, index) of `frame`; validation forced on."""
+    with config_context(validation_enabled=True, validation_depth=ValidationDepth.SCHEMA_AND_DATA):
+        try:
+            schema.validate(frame, lazy=True)
+        except SchemaErrors as exc:
+            failures = exc.failure_cases
+        else:
+            return pl.DataFrame(
+                schema={"failure_case": pl.String, "column": pl.String, "check": pl.String, "index": pl.Int64}
+            )
+    schema_level = failures.filter(pl.col("index").is_null())
+    if schema_level.height:
+        # the frame comes from apply_mapping: a schema-level failure is a bug of ours, not of the user's file
+        first = schema_level.row(0, named=True)
+        raise RuntimeError(f"job frame does not match its schema: {first['column']}: {first['check']}")
+    return failures.select("failure_case", "column", "check", pl.col("index").cast(pl.Int64))
+
+
+def _label(mapping: Mapping, field: str) -> str:
+    if field in LABELS:
+        return LABELS[field]
+    column = mapping.source_column(field)
+    return f"'{column}'" if column else field
+
+
+def _messages(failures: pl.DataFrame, mapping: Mapping) -> pl.DataFrame:
+    """failure cases → (field, check, message) per failing cell, vectorised per (column, check) group."""
+    parts: list[pl.DataFrame] = []
+    for (field, check), group in failures.group_by("column", "check", maintain_order=True):
+        field, check = str(field), str(check)
+        label = _label(mapping, field)
+        value = pl.col("failure_case")
+        column = mapping.source_column(field)
+        if check == "not_nullable":
+            if field.startswith(CUSTOM_PREFIX):
+                text = f"{label} is blank; the mapping makes it required, fill it in"
+            elif column:
+                text = f"{label} is blank; it is required, fill in '{column}'"
+            else:
+                text = f"{label} is missing; it is required, set it in the mapping"
+            code, message = "required", pl.lit(text)
+        elif check == "positive":
+            code = "positive"
+            message = text_of("'", value, f"' is not a valid {label} id; ids are whole numbers above 0 like 101")
+        elif check == "range":
+            code = "range"
+            message = text_of(value, f" minutes is out of range; a planned duration is 0 to {INT32_MAX} minutes")
+        elif check == "uuid":
+            code, message = "uuid", bad_value_expr("personId", "uuid", value)
+        elif check.startswith("max_length:"):
+            limit = check.split(":", 1)[1]
+            code = "max_length"
+            message = text_of(
+                f"{label} is ",
+                utf16_length(value).cast(pl.String),
+                f" characters long; the limit is {limit}, shorten it",
+            )
+        else:
+            code, message = check, text_of(f"{label}: '", value, f"' fails {check}")
+        parts.append(
+            group.select(
+                pl.col("index"),
+                pl.lit(field).alias("field"),
+                pl.lit(column, dtype=pl.String).alias("column"),
+                pl.lit(code).alias("check"),
+                message.alias("message"),
+            )
+        )
+    if not parts:
+        return pl.DataFrame(schema={"index": pl.Int64, **{k: v for k, v in ERROR_SCHEMA.items() if k != "row"}})
+    return pl.concat(parts)
+
+
+def _others(rows: pl.DataFrame, key: str) -> pl.DataFrame:
+    """For rows sharing `key` with at least one other row: ROW and "5, 9 and 3 more" naming the others."""
+    groups = (
+        rows.group_by(key)
+        .agg(pl.col(ROW).sort().head(_SHOW_ROWS + 1).alias("__first"), pl.len().alias("__n"))
+        .filter(pl.col("__n") > 1)
+    )
+    if groups.height == 0:
+        return pl.DataFrame(schema={ROW: pl.Int64, "__others": pl.String})
+    joined = rows.join(groups, on=key)
+    shown = pl.col("__first").list.set_difference(pl.concat_list(ROW)).list.sort().list.head(_SHOW_ROWS)
+    listed = shown.list.eval(pl.element().cast(pl.String)).list.join(", ")
+    more = pl.col("__n").cast(pl.Int64) - 1 - shown.list.len()
+    text = pl.when(more > 0).then(text_of(listed, " and ", more.cast(pl.String), " more")).otherwise(listed)
+    return joined.select(ROW, text.alias("__others"))
+
+
+def _duplicates(frame: pl.DataFrame, mapping: Mapping) -> pl.DataFrame:
+    """Errors for duplicate references (case-insensitive) and for reference-less rows with identical payloads.
+
+    Cheap filters first (is_duplicated on the lower-cased reference, on a row hash of the payload columns), then
+    the exact grouping and the messages on the few candidate rows only.
+    """
+    column = mapping.source_column("reference")
+    with_ref = frame.select(ROW, "reference", pl.col("reference").str.to_lowercase().alias("__key")).filter(
+        pl.col("__key").is_not_null()
+    )
+    with_ref = with_ref.filter(pl.col("__key").is_duplicated())
+    dup_ref = _others(with_ref, "__key").join(with_ref.select(ROW, "reference"), on=ROW)
+    ref_errors = dup_ref.select(
+        pl.col(ROW).alias("row"),
+        pl.lit("reference").alias("field"),
+        pl.lit(column, dtype=pl.String).alias("column"),
+        pl.lit("duplicate_reference").alias("check"),
+        text_of(
+            "reference '",
+            pl.col("reference"),
+            "' is also used by row(s) ",
+            pl.col("__others"),
+            "; references must be unique in the file, change or remove the duplicates",
+        ).alias("message"),
+    )
+    content = [c for c in frame.columns if c not in (ROW, ORIGIN_ROW, "reference")]
+    no_ref = frame.filter(pl.col("reference").is_null())
+    if no_ref.height > 1:
+        no_ref = no_ref.filter(pl.struct(content).hash().is_duplicated())
+    same = _others(no_ref.select(ROW, pl.struct(content).alias("__key")), "__key")
+    same_errors = same.select(
+        pl.col(ROW).alias("row"),
+        pl.lit("reference").alias("field"),
+        pl.lit(column, dtype=pl.String).alias("column"),
+        pl.lit("duplicate_job").alias("check"),
+        text_of(
+            "same job as row(s) ",
+            pl.col("__others"),
+            " and no reference, so the import could not tell them apart; add a reference to each row "
+            "(or remove the duplicate)",
+        ).alias("message"),
+    )
+    return pl.concat([ref_errors.cast(ERROR_SCHEMA), same_errors.cast(ERROR_SCHEMA)])  # type: ignore[arg-type]
+
+
+def validate(mapped: MappedTable, mapping: Mapping) -> Validation:
+    """Split the job frame into valid rows and every failing cell (mapping errors merged, sorted by row)."""
+    frame = mapped.frame
+    failures = _run_schema(build_schema(mapping), frame)
+    positions = (
+        frame.select(pl.col(ROW).alias("row")).with_row_index("index").with_columns(pl.col("index").cast(pl.Int64))
+    )
+    schema_errors = _messages(failures, mapping).join(positions, on="index", how="left").select(list(ERROR_SCHEMA))
+    mapping_errors = mapped.errors.select(list(ERROR_SCHEMA)).cast(ERROR_SCHEMA)  # type: ignore[arg-type]
+    # a cell that failed to convert is null in the frame: do not report it a second time as "required"
+    schema_errors = schema_errors.join(
+        mapping_errors.filter(pl.col("field").is_not_null()).select("row", "field").unique(),
+        on=["row", "field"],
+        how="anti",
+    )
+    errors = pl.concat(
+        [mapping_errors, schema_errors.cast(ERROR_SCHEMA), _duplicates(frame, mapping)],  # type: ignore[arg-type]
+        how="vertical",
+    )
+    order = {name: i for i, name in enumerate([*API_FIELDS, *(cf.key for cf in mapping.custom_fields)])}
+    errors = (
+        errors.with_columns(
+            pl.col("field").replace_strict(order, default=len(order), return_dtype=pl.Int64).alias("__o")
+        )
+        .sort("row", "__o", maintain_order=True)
+        .drop("__o")
+    )
+    valid = frame.join(errors.select(pl.col("row").alias(ROW)).unique(), on=ROW, how="anti", maintain_order="left")
+    return Validation(valid=valid, errors=errors)

@@ -1,0 +1,152 @@
+"""plan_payloads: the JSON equals json.dumps of the same dict, absent fields omitted, keys and fingerprints."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from pipeline.mapping import Mapping, load_mapping
+from pipeline.model import API_FIELDS, INT_FIELDS, ORIGIN_ROW, ROW
+from pipeline.payload import plan_payloads
+
+MAPPING = """
+[fields.typeId]
+column = "T"
+[fields.contactId]
+column = "C"
+[fields.plannedDuration]
+column = "D"
+[fields.reference]
+column = "R"
+[fields.description]
+column = "N"
+[fields.personId]
+column = "P"
+[fields.orderNumber]
+column = "O"
+[custom_fields]
+"Gate" = 432633
+"Access" = 432632
+"""
+CF = ("cf:432633", "cf:432632")
+TRICKY = [
+    'quote " and backslash \\ and slash /',
+    "line\nbreak\r\ttab",
+    "control \x00\x01\x1f\x7f \x08\x0c",
+    "unicode é € 😀 \u2028 \u2029 \ufeff",
+    "</script> & <b>",
+]
+
+
+def make_mapping(tmp_path: Path) -> Mapping:
+    (tmp_path / "m.toml").write_text(MAPPING, encoding="utf-8")
+    return load_mapping(tmp_path / "m.toml")
+
+
+def frame(rows: list[dict[str, Any]]) -> pl.DataFrame:
+    schema = {ROW: pl.Int64, ORIGIN_ROW: pl.Int64}
+    schema |= {f: (pl.Int64 if f in INT_FIELDS else pl.String) for f in API_FIELDS}
+    schema |= {c: pl.String for c in CF}
+    full = [{**dict.fromkeys(schema), ROW: i + 2, ORIGIN_ROW: i + 2, **r} for i, r in enumerate(rows)]
+    return pl.DataFrame(full, schema=schema)
+
+
+def expected_body(row: dict[str, Any]) -> dict[str, Any]:
+    body = {f: row[f] for f in API_FIELDS if row.get(f) is not None}
+    custom = [{"definitionId": int(c[3:]), "value": row[c]} for c in CF if row.get(c) is not None]
+    if custom:
+        body["customFields"] = custom
+    return body
+
+
+def dumps(body: dict[str, Any]) -> str:
+    return json.dumps(body, ensure_ascii=False, separators=(",", ":"))
+
+
+def test_tricky_strings_encode_exactly_like_json_dumps(tmp_path: Path) -> None:
+    m = make_mapping(tmp_path)
+    rows = [
+        {"typeId": 101, "contactId": 5001, "reference": s, "description": s, "orderNumber": s, CF[0]: s} for s in TRICKY
+    ]
+    planned = plan_payloads(frame(rows), m)
+    for row, payload in zip(rows, planned["payload"], strict=True):
+        assert payload == dumps(expected_body(row))
+        assert json.loads(payload) == expected_body(row)
+
+
+def test_absent_fields_are_omitted_and_custom_fields_keep_mapping_order(tmp_path: Path) -> None:
+    m = make_mapping(tmp_path)
+    rows = [
+        {"typeId": 101, "contactId": 5001, "reference": "R1", CF[1]: "A1", CF[0]: "G1"},
+        {"typeId": 102, "contactId": 5002, "plannedDuration": 0, "reference": "R2"},
+        {"typeId": 2**62, "contactId": 5003, "reference": "R3", CF[1]: "only access"},
+    ]
+    planned = plan_payloads(frame(rows), m)
+    assert planned["payload"].to_list() == [
+        '{"typeId":101,"contactId":5001,"reference":"R1","customFields":[{"definitionId":432633,"value":"G1"},'
+        '{"definitionId":432632,"value":"A1"}]}',
+        '{"typeId":102,"contactId":5002,"plannedDuration":0,"reference":"R2"}',
+        '{"typeId":4611686018427387904,"contactId":5003,"reference":"R3","customFields":[{"definitionId":432632,'
+        '"value":"only access"}]}',
+    ]
+    assert planned.columns == [ROW, ORIGIN_ROW, "key", "reference", "payload"]
+    assert planned["key"].to_list() == ["R1", "R2", "R3"]
+
+
+def test_key_is_a_fingerprint_without_reference(tmp_path: Path) -> None:
+    m = make_mapping(tmp_path)
+    rows = [
+        {"typeId": 101, "contactId": 5001, "description": "é"},
+        {"typeId": 101, "contactId": 5001, "reference": "R"},
+    ]
+    planned = plan_payloads(frame(rows), m)
+    payload = planned["payload"][0]
+    assert planned["key"].to_list() == ["fp:" + hashlib.sha256(payload.encode("utf-8")).hexdigest(), "R"]
+    assert planned["reference"].to_list() == [None, "R"]
+    assert planned.schema["key"] == pl.String and planned.schema["reference"] == pl.String
+
+
+def test_no_rows(tmp_path: Path) -> None:
+    planned = plan_payloads(frame([]), make_mapping(tmp_path))
+    assert planned.height == 0
+    assert planned.columns == [ROW, ORIGIN_ROW, "key", "reference", "payload"]
+
+
+@pytest.fixture(scope="module")
+def module_mapping(tmp_path_factory: pytest.TempPathFactory) -> Mapping:
+    return make_mapping(tmp_path_factory.mktemp("payload"))
+
+
+texts = st.one_of(st.none(), st.text(alphabet=st.characters(exclude_categories=["Cs"]), max_size=30))
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    type_id=st.integers(min_value=1, max_value=2**63 - 1),
+    duration=st.one_of(st.none(), st.integers(min_value=0, max_value=2**31 - 1)),
+    ref=texts,
+    desc=texts,
+    gate=texts,
+    access=texts,
+)
+def test_payload_equals_json_dumps(
+    module_mapping: Mapping,
+    type_id: int,
+    duration: int | None,
+    ref: str | None,
+    desc: str | None,
+    gate: str | None,
+    access: str | None,
+) -> None:
+    row = {"typeId": type_id, "contactId": 5001, "plannedDuration": duration, "reference": ref, "description": desc}
+    row |= {CF[0]: gate, CF[1]: access}
+    (payload,) = plan_payloads(frame([row]), module_mapping)["payload"].to_list()
+    assert payload == dumps(expected_body(row))
+    assert json.loads(payload) == expected_body(row)
