@@ -1,0 +1,482 @@
+"""The report stage: from one run's outcomes and source rows, write the files users open.
+
+`write_reports` writes, in the run's report directory: `results.csv` (one line per source row),
+`corrections.xlsx` and, for CSV input, `corrections.csv` (only the rows that need attention, ready to fix and
+import again; when they are more than a worksheet holds, corrections.csv only, with a note in the summaries),
+`summary.json` (machine-readable) and `summary.html` (one self-contained page). Every cell of every CSV and
+workbook goes through `pipeline.cellsafety`. Each file is written to a temporary name and renamed into place,
+so a file that exists is complete.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import IO, Any
+
+import polars as pl
+
+from pipeline.cellsafety import safe_csv_text, safe_frame
+from pipeline.errors import JobImportError
+from pipeline.model import NEEDS_ATTENTION, ORIGIN_ROW, REPORT_COLUMNS, ROW, SUCCESS, RawTable, Status
+
+RESULTS_CSV = "results.csv"
+CORRECTIONS_XLSX = "corrections.xlsx"
+CORRECTIONS_CSV = "corrections.csv"
+SUMMARY_JSON = "summary.json"
+SUMMARY_HTML = "summary.html"
+
+#: Columns of results.csv before the original columns (`file_row` only when the input was a corrections file).
+RESULT_COLUMNS: tuple[str, ...] = (
+    "row",
+    "file_row",
+    "status",
+    "job_id",
+    "reference",
+    "problem_status",
+    "problem_title",
+    "problem_detail",
+    "problem_type",
+    "errors",
+)
+#: Columns `outcomes` must have.
+OUTCOME_COLUMNS: tuple[str, ...] = (
+    ROW,
+    ORIGIN_ROW,
+    "status",
+    "job_id",
+    "reference",
+    "problem_status",
+    "problem_title",
+    "problem_detail",
+    "problem_type",
+)
+#: Label used in reports for errors that belong to a whole row rather than one column.
+WHOLE_ROW = "(whole row)"
+#: Data rows a worksheet holds below its header (Excel's limit is 1,048,576 rows).
+XLSX_MAX_DATA_ROWS = 1_048_575
+#: How many example row numbers to show per message.
+EXAMPLE_ROWS = 5
+#: How many messages / API problems to list.
+TOP = 10
+
+
+class ReportWriteError(JobImportError):
+    """A report file could not be written (disk full, no permission...). The ledger still holds every outcome."""
+
+
+@dataclass
+class RunSummary:
+    """What the run did, filled in by the caller; counts per status are computed from the outcomes."""
+
+    run_id: str
+    input: str
+    mapping: str
+    sheet: str | None
+    encoding: str | None
+    delimiter: str | None
+    dry_run: bool
+    started_at: str  # ISO 8601, UTC
+    finished_at: str  # ISO 8601, UTC
+    duration_s: float
+    rows_sent: int
+    throughput_rows_per_s: float
+    retries: int
+    http_429: int
+    http_5xx: int
+    reconciled: int
+    stop_reason: str | None
+    exit_code: int
+    customer_id: int | None
+    tool_version: str | None = None
+    max_concurrency: int | None = None  # the ceiling (--max-concurrency)
+    peak_concurrency: int | None = None  # the highest the adaptive limit reached
+    latency_p50_ms: float | None = None
+    latency_p95_ms: float | None = None
+    notes: list[str] = field(default_factory=list)  # things the user should know (encoding fallback, ...)
+
+
+@dataclass(frozen=True)
+class ReportPaths:
+    """The files written for one run (None: not written, e.g. no row needs attention)."""
+
+    results_csv: Path
+    corrections_xlsx: Path | None
+    corrections_csv: Path | None
+    summary_json: Path
+    summary_html: Path
+
+    def as_dict(self) -> dict[str, str | None]:
+        """File name → path as text (None when not written)."""
+        return {k: (str(v) if v is not None else None) for k, v in asdict(self).items()}
+
+
+@dataclass(frozen=True)
+class CountedItem:
+    """One line of a "most frequent" table: a label, its count and the first few row numbers."""
+
+    label: str
+    count: int
+    column: str | None = None
+    example_rows: tuple[int, ...] = ()
+
+
+@dataclass(frozen=True)
+class Changes:
+    """What changed since the previous run of the same input (rows matched by ORIGIN_ROW)."""
+
+    fixed: int  # needed attention before, now created/already_created
+    still_failing: int  # needed attention before and still does
+    new: int  # not in the previous run
+    other: int  # in both runs, any other transition (e.g. created → created, invalid → valid in a dry run)
+    not_in_this_run: int  # in the previous run only (e.g. rows left out of a corrections file)
+
+
+@dataclass(frozen=True)
+class SummaryStats:
+    """Everything the summaries show, computed once from outcomes, errors and previous."""
+
+    total_rows: int
+    counts: dict[str, int]  # every Status value, zeros included, in Status order
+    needs_attention: int
+    succeeded: int
+    error_count: int
+    rows_with_errors: int
+    errors_by_check: list[CountedItem]
+    errors_by_column: list[CountedItem]
+    top_messages: list[CountedItem]
+    api_problems: list[CountedItem]
+    changes: Changes | None
+
+
+# --- public entry point -------------------------------------------------------------------------------------
+
+
+def write_reports(
+    report_dir: Path,
+    run: RunSummary,
+    raw: RawTable,
+    outcomes: pl.DataFrame,
+    errors: pl.DataFrame,
+    previous: pl.DataFrame | None = None,
+) -> ReportPaths:
+    """Write every report file of one run into `report_dir` (created if missing) and return their paths."""
+    from pipeline.report_html import render_summary_html
+    from pipeline.report_workbook import write_corrections_xlsx
+
+    _check_inputs(raw, outcomes)
+    outcomes = outcomes.with_columns(pl.col("status").cast(pl.String))
+    report_dir = Path(report_dir)
+    try:
+        report_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ReportWriteError(f"Cannot create the report folder {report_dir}: {exc.strerror or exc}.") from exc
+
+    errors_text = errors_by_row(errors)
+    attention = outcomes.get_column("status").is_in([s.value for s in NEEDS_ATTENTION])
+    any_attention = bool(attention.any())
+
+    results = report_dir / RESULTS_CSV
+    _atomic(results, lambda fh: write_results_csv(fh, raw, outcomes, errors_text))
+
+    corrections = corrections_frame(raw, outcomes, errors_text, attention) if any_attention else None
+    xlsx_path: Path | None = None
+    csv_path: Path | None = None
+    notes: list[str] = []
+    if corrections is not None:
+        fits = corrections.height <= XLSX_MAX_DATA_ROWS
+        if fits:
+            xlsx_path = report_dir / CORRECTIONS_XLSX
+            cells = offending_cells(raw, corrections, errors)
+            sheet = raw.sheet if raw.kind == "excel" and raw.sheet else "Corrections"
+            _atomic(xlsx_path, lambda fh: write_corrections_xlsx(fh, corrections, raw.columns, cells, sheet))
+        else:
+            notes.append(
+                f"{corrections.height:,} rows need attention, more than a worksheet holds "
+                f"({XLSX_MAX_DATA_ROWS:,}): they are in corrections.csv only."
+            )
+        if raw.kind == "csv" or not fits:
+            csv_path = report_dir / CORRECTIONS_CSV
+            delimiter = (raw.delimiter or ",") if raw.kind == "csv" else ","
+            _atomic(csv_path, lambda fh: write_corrections_csv(fh, corrections, raw.columns, delimiter))
+    if notes:
+        run = replace(run, notes=[*run.notes, *notes])
+
+    paths = ReportPaths(
+        results_csv=results,
+        corrections_xlsx=xlsx_path,
+        corrections_csv=csv_path,
+        summary_json=report_dir / SUMMARY_JSON,
+        summary_html=report_dir / SUMMARY_HTML,
+    )
+    stats = summary_stats(raw, outcomes, errors, previous)
+    document = summary_document(run, stats, paths)
+    _atomic(paths.summary_json, lambda fh: fh.write(json.dumps(document, indent=2, ensure_ascii=False).encode()))
+    page = render_summary_html(run, stats, paths)
+    _atomic(paths.summary_html, lambda fh: fh.write(page.encode("utf-8")))
+    return paths
+
+
+# --- building blocks (public for the tests and for other stages) ----------------------------------------------
+
+
+def errors_by_row(errors: pl.DataFrame) -> pl.DataFrame:
+    """One line per ROW with errors: ``row`` and ``errors`` = ``Column: message; Column: message`` (row-level ones
+    as ``message``), in the order found, each distinct (column, message) once."""
+    if errors.height == 0:
+        return pl.DataFrame(schema={"row": pl.Int64, "errors": pl.String})
+    message = pl.coalesce(pl.col("message"), pl.col("check"), pl.lit("error"))
+    return (
+        errors.select(pl.col("row").cast(pl.Int64), "column", message.alias("message"))
+        .unique(maintain_order=True)
+        .select(
+            "row",
+            pl.when(pl.col("column").is_null())
+            .then(pl.col("message"))
+            .otherwise(pl.col("column") + pl.lit(": ") + pl.col("message"))
+            .alias("text"),
+        )
+        .group_by("row", maintain_order=True)
+        .agg(pl.col("text").str.join("; ").alias("errors"))
+    )
+
+
+def write_results_csv(fh: IO[bytes], raw: RawTable, outcomes: pl.DataFrame, errors_text: pl.DataFrame) -> None:
+    """results.csv: one line per source row, in source order, our columns then the original ones, UTF-8 BOM."""
+    ours = outcomes.join(errors_text, left_on=ROW, right_on="row", how="left", maintain_order="left")
+    selected = [pl.col(ORIGIN_ROW).alias("row")]
+    if raw.is_corrections:
+        selected.append(pl.col(ROW).alias("file_row"))
+    selected += [pl.col(c) for c in RESULT_COLUMNS[2:]]
+    ours = ours.select(selected)
+    header = list(ours.columns) + list(raw.columns)
+    body = pl.concat([_numbered(ours), _numbered(raw.frame.select(raw.columns), start=ours.width)], how="horizontal")
+    _write_csv(fh, header, safe_frame(body, csv=True), ",")
+
+
+def corrections_frame(
+    raw: RawTable, outcomes: pl.DataFrame, errors_text: pl.DataFrame, attention: pl.Series
+) -> pl.DataFrame:
+    """The rows that need attention: the original columns (text, original order, renamed ``c0``, ``c1``...) then
+    ``row`` (ORIGIN_ROW), ``status``, ``errors``, plus ROW to find the offending cells (not written)."""
+    ours = outcomes.join(errors_text, left_on=ROW, right_on="row", how="left", maintain_order="left")
+    originals = raw.frame.select([pl.col(c).cast(pl.String).alias(f"c{i}") for i, c in enumerate(raw.columns)])
+    frame = pl.concat(
+        [
+            originals,
+            ours.select(
+                pl.col(ORIGIN_ROW).cast(pl.String).alias(REPORT_COLUMNS[0]),
+                pl.col("status").cast(pl.String).alias(REPORT_COLUMNS[1]),
+                pl.col("errors").alias(REPORT_COLUMNS[2]),
+                pl.col(ROW).alias(ROW),
+            ),
+        ],
+        how="horizontal",
+    )
+    return frame.filter(attention)
+
+
+def offending_cells(raw: RawTable, corrections: pl.DataFrame, errors: pl.DataFrame) -> pl.DataFrame:
+    """The cells of `corrections` to highlight: ``pos`` (0-based data row), ``col`` (0-based column) and ``comment``
+    (its distinct messages, one per line), sorted by position. Errors without a known source column are left out
+    (they are in the ``errors`` column)."""
+    schema = {"pos": pl.Int64, "col": pl.Int64, "comment": pl.String}
+    if errors.height == 0 or corrections.height == 0:
+        return pl.DataFrame(schema=schema)
+    positions = corrections.select(pl.col(ROW).alias("row"), pl.int_range(pl.len(), dtype=pl.Int64).alias("pos"))
+    columns = pl.DataFrame(
+        {"column": list(raw.columns), "col": list(range(len(raw.columns)))},
+        schema={"column": pl.String, "col": pl.Int64},
+    ).unique("column", keep="first", maintain_order=True)
+    message = pl.coalesce(pl.col("message"), pl.col("check"), pl.lit("error"))
+    return (
+        errors.filter(pl.col("column").is_not_null())
+        .select(pl.col("row").cast(pl.Int64), "column", message.alias("message"))
+        .unique(maintain_order=True)
+        .join(positions, on="row", how="inner", maintain_order="left")
+        .join(columns, on="column", how="inner", maintain_order="left")
+        .group_by("pos", "col", maintain_order=True)
+        .agg(pl.col("message").str.join("\n").alias("comment"))
+        .sort("pos", "col")
+        .select(schema.keys())
+    )
+
+
+def write_corrections_csv(fh: IO[bytes], corrections: pl.DataFrame, columns: list[str], delimiter: str) -> None:
+    """corrections.csv: the original columns then REPORT_COLUMNS, in the input's delimiter, UTF-8 with BOM."""
+    header = [*columns, *REPORT_COLUMNS]
+    body = corrections.select([f"c{i}" for i in range(len(columns))] + list(REPORT_COLUMNS))
+    _write_csv(fh, header, safe_frame(_numbered(body), csv=True), delimiter)
+
+
+def summary_stats(
+    raw: RawTable, outcomes: pl.DataFrame, errors: pl.DataFrame, previous: pl.DataFrame | None
+) -> SummaryStats:
+    """Counts per status, errors by kind and by column, top messages and API problems, changes since last run."""
+    status_counts = dict(outcomes.get_column("status").value_counts().iter_rows())
+    counts = {s.value: int(status_counts.get(s.value, 0)) for s in Status}
+    origin = raw.frame.select(pl.col(ROW).alias("row"), pl.col(ORIGIN_ROW).alias("origin"))
+    located = (
+        errors.select(
+            pl.col("row").cast(pl.Int64),
+            pl.col("column"),
+            pl.col("check").fill_null("error"),
+            pl.coalesce(pl.col("message"), pl.col("check"), pl.lit("error")).alias("message"),
+        )
+        .join(origin, on="row", how="left", maintain_order="left")
+        .with_columns(pl.coalesce("origin", "row").alias("origin"))
+    )
+    by_check = [
+        CountedItem(label=str(k), count=int(n))
+        for k, n in located.group_by("check").len().sort(["len", "check"], descending=[True, False]).iter_rows()
+    ]
+    by_column = [
+        CountedItem(label=str(k) if k is not None else WHOLE_ROW, count=int(n), column=k)
+        for k, n in located.group_by("column")
+        .len()
+        .sort(["len", "column"], descending=[True, False], nulls_last=True)
+        .iter_rows()
+    ]
+    top = (
+        located.group_by("column", "message", maintain_order=True)
+        .agg(pl.len().alias("n"), pl.col("origin").head(EXAMPLE_ROWS).alias("rows"))
+        .sort("n", descending=True, maintain_order=True)
+        .head(TOP)
+    )
+    top_messages = [
+        CountedItem(label=m, count=int(n), column=c, example_rows=tuple(int(r) for r in rows))
+        for c, m, n, rows in top.iter_rows()
+    ]
+    problems = (
+        outcomes.filter(pl.col("problem_title").is_not_null() | pl.col("problem_status").is_not_null())
+        .group_by("problem_status", "problem_title", maintain_order=True)
+        .agg(pl.len().alias("n"), pl.col(ORIGIN_ROW).head(EXAMPLE_ROWS).alias("rows"))
+        .sort("n", descending=True, maintain_order=True)
+        .head(TOP)
+    )
+    api_problems = [
+        CountedItem(
+            label=" ".join(p for p in (str(st) if st is not None else "", title or "") if p) or "problem",
+            count=int(n),
+            example_rows=tuple(int(r) for r in rows),
+        )
+        for st, title, n, rows in problems.iter_rows()
+    ]
+    attention_values = [s.value for s in NEEDS_ATTENTION]
+    return SummaryStats(
+        total_rows=outcomes.height,
+        counts=counts,
+        needs_attention=sum(counts[s] for s in attention_values),
+        succeeded=sum(counts[s.value] for s in SUCCESS),
+        error_count=errors.height,
+        rows_with_errors=located.get_column("row").n_unique() if located.height else 0,
+        errors_by_check=by_check,
+        errors_by_column=by_column,
+        top_messages=top_messages,
+        api_problems=api_problems,
+        changes=compare_runs(outcomes, previous) if previous is not None else None,
+    )
+
+
+def compare_runs(outcomes: pl.DataFrame, previous: pl.DataFrame) -> Changes:
+    """Fixed / still failing / new counts between `previous` (ORIGIN_ROW, status) and this run's outcomes."""
+    attention = [s.value for s in NEEDS_ATTENTION]
+    success = [s.value for s in SUCCESS]
+    prev = previous.select(pl.col(ORIGIN_ROW).cast(pl.Int64), pl.col("status").cast(pl.String).alias("before"))
+    prev = prev.unique(ORIGIN_ROW, keep="last", maintain_order=True)
+    now = outcomes.select(pl.col(ORIGIN_ROW).cast(pl.Int64), pl.col("status").cast(pl.String).alias("after"))
+    both = now.join(prev, on=ORIGIN_ROW, how="left", maintain_order="left")
+    before, after = pl.col("before"), pl.col("after")
+    counts = both.select(
+        fixed=(before.is_in(attention) & after.is_in(success)).sum(),
+        still=(before.is_in(attention) & after.is_in(attention)).sum(),
+        new=before.is_null().sum(),
+    ).row(0)
+    fixed, still, new = (int(x) for x in counts)
+    gone = prev.join(now, on=ORIGIN_ROW, how="anti").height
+    return Changes(
+        fixed=fixed, still_failing=still, new=new, other=now.height - fixed - still - new, not_in_this_run=gone
+    )
+
+
+def summary_document(run: RunSummary, stats: SummaryStats, paths: ReportPaths) -> dict[str, Any]:
+    """The content of summary.json."""
+    run_fields = asdict(run)
+    return {
+        "schema_version": 1,
+        **run_fields,
+        "total_rows": stats.total_rows,
+        "counts": stats.counts,
+        "needs_attention": stats.needs_attention,
+        "succeeded": stats.succeeded,
+        "errors": {
+            "total": stats.error_count,
+            "rows_with_errors": stats.rows_with_errors,
+            "by_check": {i.label: i.count for i in stats.errors_by_check},
+            "by_column": {i.label: i.count for i in stats.errors_by_column},
+            "top_messages": [
+                {"column": i.column, "message": i.label, "count": i.count, "example_rows": list(i.example_rows)}
+                for i in stats.top_messages
+            ],
+        },
+        "api_problems": [
+            {"problem": i.label, "count": i.count, "example_rows": list(i.example_rows)} for i in stats.api_problems
+        ],
+        "changes": asdict(stats.changes) if stats.changes is not None else None,
+        "reports": paths.as_dict(),
+    }
+
+
+# --- helpers --------------------------------------------------------------------------------------------------
+
+
+def _check_inputs(raw: RawTable, outcomes: pl.DataFrame) -> None:
+    """Refuse outcomes that do not match the source rows one to one (a bug upstream, never the user's fault)."""
+    missing = [c for c in OUTCOME_COLUMNS if c not in outcomes.columns]
+    if missing:
+        raise ValueError(f"outcomes lack the columns {missing}")
+    if outcomes.height != raw.frame.height:
+        raise ValueError(f"outcomes have {outcomes.height} rows, the source has {raw.frame.height}")
+    if not outcomes.get_column(ROW).cast(pl.Int64).equals(raw.frame.get_column(ROW).cast(pl.Int64), check_names=False):
+        raise ValueError("outcomes are not in source order (their row numbers differ from the source's)")
+    known = [s.value for s in Status]
+    bad = outcomes.filter(~pl.col("status").cast(pl.String).is_in(known) | pl.col("status").is_null())
+    if bad.height:
+        raise ValueError(f"unknown status {bad.get_column('status')[0]!r} in outcomes (row {bad.get_column(ROW)[0]})")
+
+
+def _numbered(frame: pl.DataFrame, start: int = 0) -> pl.DataFrame:
+    """`frame` with columns renamed ``_0``, ``_1``... so that duplicate headers can sit side by side."""
+    return frame.rename({c: f"_{start + i}" for i, c in enumerate(frame.columns)})
+
+
+def _write_csv(fh: IO[bytes], header: list[str], body: pl.DataFrame, delimiter: str) -> None:
+    """BOM, the header (safe, quoted like polars does) and the body (already safe), comma or `delimiter`."""
+    line = io.StringIO()
+    csv.writer(line, delimiter=delimiter, lineterminator="\n", quoting=csv.QUOTE_MINIMAL).writerow(
+        [safe_csv_text(h) for h in header]
+    )
+    fh.write(b"\xef\xbb\xbf" + line.getvalue().encode("utf-8"))
+    body.write_csv(fh, include_header=False, separator=delimiter, quote_style="necessary")
+
+
+def _atomic(path: Path, write: Callable[[IO[bytes]], object]) -> None:
+    """Write `path` through a temporary file renamed into place; a failure leaves no partial file."""
+    tmp = path.with_name(f".{path.name}.partial")
+    try:
+        with open(tmp, "wb") as fh:
+            write(fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise ReportWriteError(f"Cannot write the report file {path}: {exc.strerror or exc}.") from exc
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
