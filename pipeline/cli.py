@@ -1,7 +1,194 @@
-"""Command line: parses arguments, calls the stages, prints, and chooses the exit code. No logic of its own."""
+"""Command line: parses arguments, calls the stages, prints, and chooses the exit code. No logic of its own.
+
+Exit codes (DESIGN.md): 0 every row created or already created (dry run: every row valid); 1 some rows ended
+in another status; 2 the run could not start (usage, input, mapping, settings); 3 the run was stopped.
+"""
 
 from __future__ import annotations
 
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from pipeline import __version__
+from pipeline.errors import JobImportError, UsageError
+from pipeline.submit import SubmitOptions
+
+EXIT_MEANING = {
+    0: "every row created or already created",
+    1: "some rows need attention: see corrections and results",
+    2: "the run could not start",
+    3: "the run was stopped before every row was sent; run again to continue",
+}
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that reports usage errors as one line and exit code 2, like every other error."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise UsageError(f"{self.prog}: {message} (see --help)")
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a number >= 1, got {value}")
+    return value
+
+
+def _add_input_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("input", type=Path, help="the .csv/.tsv/.txt/.xlsx/.xlsm/.xls/.ods file of job rows")
+    parser.add_argument("--mapping", "-m", type=Path, required=True, help="the mapping file (mappings/*.toml)")
+    parser.add_argument("--report-dir", type=Path, default=Path("reports"), help="where runs write reports")
+    parser.add_argument("--sheet", help="Excel sheet to read (default: the mapping's, else the first with data)")
+    parser.add_argument("--header-row", type=_positive, help="row holding the headers (default: mapping's, else 1)")
+    parser.add_argument("--encoding", help="CSV encoding when it is not UTF-8 (a BOM always wins)")
+    parser.add_argument("--delimiter", help="CSV delimiter (default: sniffed among , ; tab |)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="jobimport", description="Import job rows from Excel/CSV files into BigChange.")
+    parser.add_argument("--version", action="version", version=f"jobimport {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show a traceback for unexpected errors")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    run = sub.add_parser("run", help="import a file (or --dry-run: validate and write payloads only)")
+    _add_input_arguments(run)
+    run.add_argument("--dry-run", action="store_true", help="validate and write payloads; send nothing")
+    run.add_argument("--env-file", type=Path, help="a .env-style file with the BIGCHANGE_* settings")
+    run.add_argument("--ledger", type=Path, help="ledger file (default: REPORT_DIR/ledger-<customer id>.sqlite)")
+    run.add_argument("--max-concurrency", type=_positive, default=32, help="upper bound of requests in flight")
+    run.add_argument("--max-attempts", type=_positive, default=6, help="sends per row for retryable failures")
+    run.add_argument("--resend-uncertain", action="store_true", help="send again rows whose earlier outcome is unknown")
+    run.add_argument("--transport", choices=("aiohttp", "httpx"), default="aiohttp", help=argparse.SUPPRESS)
+
+    check = sub.add_parser("validate", help="check a file against a mapping, write the report; send nothing")
+    _add_input_arguments(check)
+
+    sandbox = sub.add_parser("sandbox", help="run the local BigChange API sandbox in the foreground")
+    from pipeline.sandbox.config import add_sandbox_arguments
+
+    add_sandbox_arguments(sandbox)
+
+    demo = sub.add_parser("demo", help="start the sandbox, import the bundled sample into it, stop it")
+    demo.add_argument("--report-dir", type=Path, default=Path("reports/demo"), help="where the demo writes")
+
+    report = sub.add_parser("report", help="rebuild every report of a past run from the ledger")
+    report.add_argument("run_id")
+    report.add_argument("--report-dir", type=Path, default=Path("reports"))
+    report.add_argument("--ledger", type=Path, help="ledger file (default: every ledger in REPORT_DIR)")
+
+    status = sub.add_parser("status", help="list recent runs with their counts")
+    status.add_argument("--report-dir", type=Path, default=Path("reports"))
+    status.add_argument("--ledger", type=Path, help="ledger file (default: every ledger in REPORT_DIR)")
+    status.add_argument("--limit", type=_positive, default=10)
+    return parser
+
 
 def main(argv: list[str] | None = None) -> int:
-    raise SystemExit("not yet built")
+    args: argparse.Namespace | None = None
+    try:
+        args = build_parser().parse_args(argv)
+        return _dispatch(args)
+    except JobImportError as exc:
+        print(f"jobimport: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("jobimport: interrupted before sending anything; nothing was changed", file=sys.stderr)
+        return 3
+    except Exception as exc:
+        if args is not None and args.debug:
+            raise
+        print(
+            f"jobimport: unexpected error {type(exc).__name__}: {exc} — please report it; rerun with --debug for "
+            "details (the ledger keeps every row's state, so a rerun is safe)",
+            file=sys.stderr,
+        )
+        return 2
+
+
+def _dispatch(args: argparse.Namespace) -> int:
+    if args.command in ("run", "validate"):
+        return _run(args, dry_run=args.command == "validate" or args.dry_run)
+    if args.command == "sandbox":
+        from pipeline.sandbox.config import config_from_args
+        from pipeline.sandbox.server import serve
+
+        serve(config_from_args(args))
+        return 0
+    if args.command == "demo":
+        from pipeline.demo import run_demo
+
+        return _render(run_demo(args.report_dir), demo=True)
+    if args.command == "report":
+        from pipeline.history import rebuild_reports
+
+        result = rebuild_reports(args.run_id, args.report_dir, args.ledger)
+        print(f"reports of run {args.run_id} rebuilt in {result.report_dir}")
+        for name, path in result.paths.as_dict().items():
+            if path:
+                print(f"  {name}: {path}")
+        return 0
+    if args.command == "status":
+        from pipeline.history import recent_runs
+
+        print(recent_runs(args.report_dir, args.ledger, args.limit))
+        return 0
+    raise UsageError(f"unknown command {args.command}")
+
+
+def _run(args: argparse.Namespace, dry_run: bool) -> int:
+    from pipeline.runner import RunOptions, run_import
+
+    options = RunOptions(
+        input=args.input,
+        mapping=args.mapping,
+        report_root=args.report_dir,
+        dry_run=dry_run,
+        sheet=args.sheet,
+        header_row=args.header_row,
+        encoding=args.encoding,
+        delimiter=args.delimiter,
+        env_file=getattr(args, "env_file", None),
+        ledger=getattr(args, "ledger", None),
+        transport=getattr(args, "transport", "aiohttp"),
+        submit=SubmitOptions(
+            max_concurrency=getattr(args, "max_concurrency", 32),
+            max_attempts=getattr(args, "max_attempts", 6),
+            resend_uncertain=getattr(args, "resend_uncertain", False),
+        ),
+    )
+    return _render(run_import(options))
+
+
+def _render(result: object, demo: bool = False) -> int:
+    from pipeline.runner import RunResult
+
+    assert isinstance(result, RunResult)
+    summary = result.summary
+    where = f" (sheet {summary.sheet})" if summary.sheet else ""
+    enc = f", {summary.encoding}" if summary.encoding else ""
+    print(f"{'dry run' if summary.dry_run else 'run'} {result.run_id}: {summary.input}{where}{enc}")
+    shown = {k: v for k, v in result.counts.items() if v}
+    total = sum(result.counts.values())
+    print(f"  {total} rows: " + ", ".join(f"{n} {status}" for status, n in shown.items()))
+    if not summary.dry_run:
+        print(
+            f"  sent {summary.rows_sent} requests in {summary.duration_s:.1f} s "
+            f"({summary.throughput_rows_per_s:.0f}/s), {summary.retries} retries, {summary.http_429} throttled"
+        )
+    if result.stop_reason:
+        print(f"  stopped: {result.stop_reason}")
+    print(f"  reports: {result.report_dir}{os.sep}")
+    for name, path in result.paths.as_dict().items():
+        if path:
+            print(f"    {name}: {path}")
+    print(f"  exit {result.exit_code}: {EXIT_MEANING.get(result.exit_code, '')}")
+    if demo:
+        # The sample has rows that are wrong on purpose: a demo that imported and reported them succeeded.
+        return 0 if result.exit_code in (0, 1) else result.exit_code
+    return result.exit_code

@@ -128,6 +128,24 @@ class Ledger:
             ) from None
         self._claim(customer_id)
 
+    @classmethod
+    def open_existing(cls, path: Path) -> Ledger:
+        """Open a ledger for reading runs, whatever its tenant (for `report` and `status`)."""
+        if not path.is_file():
+            raise SettingsError(f"no ledger at {path}; give the right file with --ledger")
+        db = sqlite3.connect(path)
+        try:
+            row = db.execute("SELECT value FROM meta WHERE key = 'customer_id'").fetchone()
+        except sqlite3.DatabaseError as exc:
+            raise SettingsError(
+                f"{path} is not a jobimport ledger ({exc}); give the right file with --ledger"
+            ) from None
+        finally:
+            db.close()
+        if row is None:
+            raise SettingsError(f"{path} is not a jobimport ledger (no tenant recorded); check --ledger")
+        return cls(path, int(row[0]))
+
     def _claim(self, customer_id: int) -> None:
         row = self._db.execute("SELECT value FROM meta WHERE key = 'customer_id'").fetchone()
         if row is None:

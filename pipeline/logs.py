@@ -30,7 +30,7 @@ def configure(log_path: Path | None) -> None:
         structlog.configure(
             processors=processors,
             logger_factory=structlog.ReturnLoggerFactory(),
-            wrapper_class=structlog.make_filtering_bound_logger(logging.CRITICAL + 10),
+            wrapper_class=structlog.make_filtering_bound_logger(logging.CRITICAL),
             cache_logger_on_first_use=False,
         )
         return

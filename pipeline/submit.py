@@ -18,6 +18,7 @@ import asyncio
 import contextlib
 import hashlib
 import random
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -130,11 +131,15 @@ class Submitter:
         self._in_flight: dict[str, PlannedRow] = {}
         self._outstanding = 0  # rows handed to the engine without a final result yet
         self._done = asyncio.Event()
+        self._hurry = False
 
     # --- public ------------------------------------------------------------------------------------------------
 
-    def stop(self, error: RunStopped) -> None:
-        """Stop new sends (signal handler, breaker, auth). The first reason wins."""
+    def stop(self, error: RunStopped, hurry: bool = False) -> None:
+        """Stop new sends (signal handler, breaker, auth). The first reason wins. `hurry` (a second Ctrl-C)
+        also abandons in-flight requests at once: they stay `sending` and the next run looks them up."""
+        if hurry:
+            self._hurry = True
         if self._stop_error is None:
             self._stop_error = error
             self.stats.stop_reason = str(error)
@@ -246,7 +251,10 @@ class Submitter:
             for _ in workers:
                 self._send_queue.put_nowait(None)  # wakes idle workers so they exit at once
             # In-flight requests get a bounded time to finish; then they are cancelled and stay `sending`.
-            _, still = await asyncio.wait(workers, timeout=self.options.drain_timeout_s)
+            deadline = time.monotonic() + self.options.drain_timeout_s
+            still = set(workers)
+            while still and not self._hurry and time.monotonic() < deadline:
+                _, still = await asyncio.wait(still, timeout=0.1)
             for task in still:
                 task.cancel()
             await asyncio.gather(*workers, feeder, return_exceptions=True)

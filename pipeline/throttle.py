@@ -4,8 +4,9 @@ Three controls, because the API publishes no rate limit:
 - a concurrency limit (AIMD): slow start (+1 per clean answer) until the first sign of trouble, then +1 per
   window of `limit` clean answers; halved on 429/503 and cut by 10% when latency rises well above the
   baseline; never above `max_concurrency`, never below 1;
-- a pacing rate, learned at the first 429: 90% of the success rate measured just before it, then probing up
-  slowly (+0.5 req/s per second). Concurrency alone cannot hold a request-rate limit without repeated 429s;
+- a pacing rate (AIMD on requests/s): a 429 that ends at least 0.2 s of sending (pauses excluded) sets it to
+  90% of the lower of the current rate and the success rate measured over that stretch; it then probes up by
+  max(0.5%, 0.5 req/s) per second. Concurrency alone cannot hold a request-rate limit without repeated 429s;
 - a shared pause: a Retry-After stops new sends for every worker, not only the one that got it.
 """
 
@@ -44,6 +45,7 @@ class Gate:
         self._baseline: float | None = None
         self._ewma: float | None = None
         self._successes: deque[float] = deque()
+        self._sending_since: float | None = None  # start of the current stretch of sending (after a pause)
         self._cond = asyncio.Condition()
         self._closed = False
         self.stats = GateStats(max_limit_seen=int(self.limit))
@@ -92,6 +94,8 @@ class Gate:
 
     def on_success(self, latency_s: float) -> None:
         now = time.monotonic()
+        if self._sending_since is None:
+            self._sending_since = now - latency_s
         self._successes.append(now)
         while self._successes and self._successes[0] < now - 2.0:
             self._successes.popleft()
@@ -108,15 +112,18 @@ class Gate:
         else:
             self._set_limit(self.limit + 1.0 / self.limit)
         if self.rate is not None:
-            self.rate += 0.5 / self.rate
+            # `rate` successes a second, each adding step/rate: the rate grows by `step` req/s per second.
+            self.rate += max(0.005 * self.rate, 0.5) / self.rate
 
     def on_throttled(self, retry_after: float | None) -> None:
         """A 429: learn a pacing rate, halve concurrency (once per window), pause everyone for Retry-After."""
         now = time.monotonic()
         if now - self._last_cut > 1.0:
-            measured = len(self._successes) / 2.0 if self._successes else 0.0
-            base = measured if self.rate is None else min(self.rate, measured or self.rate)
-            self.rate = max(1.0, 0.9 * base) if base > 0 else max(1.0, (self.rate or 2.0) / 2)
+            start = max(now - 2.0, self._pause_until, self._sending_since if self._sending_since else now)
+            if now - start >= 0.2:
+                measured = sum(1 for t in self._successes if t >= start) / (now - start)
+                current = self.rate if self.rate is not None else measured
+                self.rate = max(1.0, 0.9 * min(current, measured))
             self._halve(now)
         self.pause(retry_after if retry_after is not None else 1.0)
 

@@ -1,0 +1,135 @@
+"""Past runs: `jobimport status` lists them from the ledgers, `jobimport report RUN_ID` rebuilds their reports.
+
+A rebuild re-reads the run's input file with its mapping (the ledger stores outcomes, not the user's cells) and
+refuses when the file no longer has the rows the run saw.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import polars as pl
+
+from pipeline.errors import InputFileError, SettingsError
+from pipeline.ledger import Ledger
+from pipeline.mapping import load_mapping
+from pipeline.model import ERROR_SCHEMA, ORIGIN_ROW, ROW, Status
+from pipeline.read import read_table
+from pipeline.report import ReportPaths, RunSummary, write_reports
+
+
+@dataclass
+class Rebuilt:
+    report_dir: Path
+    paths: ReportPaths
+
+
+def ledgers(report_root: Path, explicit: Path | None) -> list[Path]:
+    if explicit is not None:
+        return [explicit]
+    found = sorted(report_root.glob("ledger-*.sqlite"))
+    if not found:
+        raise SettingsError(f"no ledger in {report_root}; give one with --ledger or the right --report-dir")
+    return found
+
+
+def recent_runs(report_root: Path, explicit: Path | None, limit: int) -> str:
+    lines = [f"{'run id':<22} {'finished':<24} {'exit':>4}  counts  input"]
+    records = []
+    for path in ledgers(report_root, explicit):
+        with Ledger.open_existing(path) as ledger:
+            records.extend(ledger.runs(limit))
+    records.sort(key=lambda r: r.started_at, reverse=True)
+    for record in records[:limit]:
+        counts = (record.summary or {}).get("counts") or {}
+        shown = ", ".join(f"{n} {s}" for s, n in counts.items() if n) or "-"
+        exit_code = "-" if record.exit_code is None else str(record.exit_code)
+        finished = record.finished_at or "(did not finish)"
+        lines.append(f"{record.run_id:<22} {finished:<24} {exit_code:>4}  {shown}  {record.input}")
+    if len(lines) == 1:
+        lines.append("(no runs yet)")
+    return "\n".join(lines)
+
+
+def rebuild_reports(run_id: str, report_root: Path, explicit: Path | None) -> Rebuilt:
+    for path in ledgers(report_root, explicit):
+        with Ledger.open_existing(path) as ledger:
+            record = ledger.run(run_id)
+            if record is None:
+                continue
+            if record.summary is None:
+                raise SettingsError(f"run {run_id} did not finish, so it has no outcomes to report; run again")
+            rows = ledger.run_rows(run_id)
+            errors = ledger.run_errors(run_id)
+            previous = ledger.previous_run(record.input, run_id)
+            previous_rows = ledger.run_rows(previous.run_id) if previous else None
+        return _rebuild(run_id, report_root, record.input, record.mapping, record.summary, rows, errors, previous_rows)
+    raise SettingsError(f"no run {run_id} in the ledgers of {report_root}; `jobimport status` lists the runs")
+
+
+def _rebuild(
+    run_id: str,
+    report_root: Path,
+    input_path: str,
+    mapping_path: str,
+    summary_doc: dict[str, object],
+    rows: list[tuple[int, int, str | None, str, int | None, str | None, str | None]],
+    errors: list[tuple[int, str | None, str | None, str, str]],
+    previous_rows: list[tuple[int, int, str | None, str, int | None, str | None, str | None]] | None,
+) -> Rebuilt:
+    mapping = load_mapping(Path(mapping_path))
+    raw = read_table(
+        Path(input_path),
+        sheet=summary_doc.get("sheet") or mapping.sheet,  # type: ignore[arg-type]
+        header_row=mapping.header_row,
+        encoding=summary_doc.get("encoding") or mapping.encoding,  # type: ignore[arg-type]
+        delimiter=summary_doc.get("delimiter") or mapping.delimiter,  # type: ignore[arg-type]
+    )
+    if raw.frame[ROW].to_list() != [r[0] for r in rows]:
+        raise InputFileError(
+            f"{input_path} no longer has the rows run {run_id} imported (it was changed or replaced); "
+            "restore that file to rebuild this run's reports"
+        )
+    problems = [json.loads(r[6]) if r[6] else {} for r in rows]
+    outcomes = pl.DataFrame(
+        {
+            ROW: [r[0] for r in rows],
+            ORIGIN_ROW: [r[1] for r in rows],
+            "status": [r[3] for r in rows],
+            "job_id": [r[4] for r in rows],
+            "reference": [r[5] for r in rows],
+            "problem_status": [p.get("status") for p in problems],
+            "problem_title": [p.get("title") for p in problems],
+            "problem_detail": [p.get("detail") for p in problems],
+            "problem_type": [p.get("type") for p in problems],
+        },
+        schema={
+            ROW: pl.Int64(),
+            ORIGIN_ROW: pl.Int64(),
+            "status": pl.String(),
+            "job_id": pl.Int64(),
+            "reference": pl.String(),
+            "problem_status": pl.Int64(),
+            "problem_title": pl.String(),
+            "problem_detail": pl.String(),
+            "problem_type": pl.String(),
+        },
+        strict=False,
+    )
+    error_frame = pl.DataFrame(errors, schema=ERROR_SCHEMA, orient="row")
+    previous = None
+    if previous_rows is not None:
+        previous = pl.DataFrame(
+            {ORIGIN_ROW: [r[1] for r in previous_rows], "status": [r[3] for r in previous_rows]},
+            schema={ORIGIN_ROW: pl.Int64(), "status": pl.String()},
+        )
+    known = {f.name for f in dataclasses.fields(RunSummary)}
+    summary = RunSummary(**{k: v for k, v in summary_doc.items() if k in known})  # type: ignore[arg-type]
+    report_dir = report_root / run_id
+    report_dir.mkdir(parents=True, exist_ok=True)
+    paths = write_reports(report_dir, summary, raw, outcomes, error_frame, previous)
+    assert all(status in {str(s) for s in Status} for status in outcomes["status"].to_list())
+    return Rebuilt(report_dir, paths)

@@ -1,0 +1,375 @@
+"""The import use case: read → map → validate → plan → (ledger + submit) → reports, with one outcome per row.
+
+`prepare` runs the offline stages (everything a dry run does); `run_import` adds the ledger and the API and
+always ends by writing the reports, whatever stopped the run. The CLI calls these and renders the result.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import secrets
+import signal
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+import structlog
+
+from pipeline import logs
+from pipeline.client import ApiClient, ClientOptions
+from pipeline.errors import Interrupted, RunStopped
+from pipeline.field_errors import problem_errors
+from pipeline.ledger import Ledger, default_ledger_path, now_iso
+from pipeline.mapping import MappedTable, Mapping, apply_mapping, load_mapping
+from pipeline.model import ERROR_SCHEMA, ORIGIN_ROW, ROW, SUCCESS, CellError, RawTable, Status, errors_frame
+from pipeline.payload import plan_payloads
+from pipeline.progress import RunProgress
+from pipeline.read import read_table
+from pipeline.report import ReportPaths, RunSummary, write_reports
+from pipeline.settings import Settings, load_settings
+from pipeline.submit import PlannedRow, RowResult, SubmitOptions, SubmitStats, Submitter
+from pipeline.validate import Validation, validate
+
+log = structlog.get_logger(__name__)
+
+OUTCOME_SCHEMA: dict[str, pl.DataType] = {
+    ROW: pl.Int64(),
+    ORIGIN_ROW: pl.Int64(),
+    "status": pl.String(),
+    "job_id": pl.Int64(),
+    "reference": pl.String(),
+    "problem_status": pl.Int64(),
+    "problem_title": pl.String(),
+    "problem_detail": pl.String(),
+    "problem_type": pl.String(),
+}
+
+
+@dataclass
+class RunOptions:
+    input: Path
+    mapping: Path
+    report_root: Path = Path("reports")
+    dry_run: bool = False
+    sheet: str | None = None
+    header_row: int | None = None
+    encoding: str | None = None
+    delimiter: str | None = None
+    env_file: Path | None = None
+    ledger: Path | None = None
+    submit: SubmitOptions = field(default_factory=SubmitOptions)
+    transport: str = "aiohttp"
+    settings: Settings | None = None  # given directly (demo, tests) instead of the environment
+
+
+@dataclass
+class Prepared:
+    """Everything a dry run knows: the rows, their errors, and the payloads of the valid ones."""
+
+    raw: RawTable
+    mapping: Mapping
+    mapped: MappedTable
+    validation: Validation
+    payloads: pl.DataFrame  # ROW, ORIGIN_ROW, key, reference, payload
+    read_s: float
+    prepare_s: float
+
+
+@dataclass
+class RunResult:
+    run_id: str
+    report_dir: Path
+    summary: RunSummary
+    paths: ReportPaths
+    counts: dict[str, int]
+    exit_code: int
+    stop_reason: str | None = None
+
+
+def new_run_id(input_path: Path) -> str:
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    return f"{stamp}-{secrets.token_hex(2)}"
+
+
+def prepare(options: RunOptions) -> Prepared:
+    """Read, map, validate and plan. Raises InputFileError / MappingError (exit 2) for unusable input."""
+    mapping = load_mapping(options.mapping)
+    started = time.perf_counter()
+    raw = read_table(
+        options.input,
+        sheet=options.sheet or mapping.sheet,
+        header_row=options.header_row or mapping.header_row,
+        encoding=options.encoding or mapping.encoding,
+        delimiter=options.delimiter or mapping.delimiter,
+    )
+    if raw.is_corrections and raw.kind == "csv":
+        raw = _restore_neutralised(raw)
+    read_s = time.perf_counter() - started
+    mapped = apply_mapping(raw, mapping)
+    validation = validate(mapped, mapping)
+    payloads = plan_payloads(validation.valid, mapping)
+    return Prepared(raw, mapping, mapped, validation, payloads, read_s, time.perf_counter() - started)
+
+
+def _restore_neutralised(raw: RawTable) -> RawTable:
+    """Our corrections.csv prefixes risky cells with an apostrophe; reading it back removes exactly that."""
+    from pipeline.cellsafety import restore_csv_cell
+
+    frame = raw.frame.with_columns(
+        pl.col(name).map_elements(restore_csv_cell, return_dtype=pl.String) for name in raw.columns
+    )
+    return RawTable(
+        frame=frame,
+        columns=raw.columns,
+        source=raw.source,
+        kind=raw.kind,
+        sheet=raw.sheet,
+        encoding=raw.encoding,
+        delimiter=raw.delimiter,
+        is_corrections=raw.is_corrections,
+        cell_errors=raw.cell_errors,
+    )
+
+
+def write_payloads(path: Path, payloads: pl.DataFrame) -> None:
+    """payloads.jsonl: one line per valid row, {"row", "key", "payload"} with the payload exactly as sent."""
+    frame = payloads.select(
+        pl.format(
+            '{"row":{},"key":{},"payload":{}}', pl.col(ORIGIN_ROW), _json_string(pl.col("key")), pl.col("payload")
+        )
+    )
+    with path.open("w", encoding="utf-8") as handle:
+        for (line,) in frame.iter_rows():
+            handle.write(line + "\n")
+
+
+def _json_string(expr: pl.Expr) -> pl.Expr:
+    return pl.struct(expr.alias("v")).struct.json_encode().str.slice(5).str.strip_suffix("}")
+
+
+def _outcomes(prepared: Prepared, results: dict[str, RowResult], dry_run: bool) -> pl.DataFrame:
+    """One outcome per source row, in source order."""
+    base = prepared.mapped.frame.select(ROW, ORIGIN_ROW, "reference")
+    keyed = prepared.payloads.select(ROW, "key")
+    frame = base.join(keyed, on=ROW, how="left", maintain_order="left")
+    keys = frame["key"].to_list()
+    statuses: list[str] = []
+    job_ids: list[int | None] = []
+    problems: list[dict[str, Any] | None] = []
+    for key in keys:
+        if key is None:
+            statuses.append(Status.INVALID)
+            job_ids.append(None)
+            problems.append(None)
+        elif dry_run:
+            statuses.append(Status.VALID)
+            job_ids.append(None)
+            problems.append(None)
+        else:
+            result = results.get(key) or RowResult(Status.PENDING)
+            statuses.append(result.status)
+            job_ids.append(result.job_id)
+            problems.append(result.problem)
+    return pl.DataFrame(
+        {
+            ROW: frame[ROW],
+            ORIGIN_ROW: frame[ORIGIN_ROW],
+            "status": [str(s) for s in statuses],
+            "job_id": job_ids,
+            "reference": frame["reference"],
+            "problem_status": [_int_or_none((p or {}).get("status")) for p in problems],
+            "problem_title": [_str_or_none((p or {}).get("title")) for p in problems],
+            "problem_detail": [_str_or_none((p or {}).get("detail")) for p in problems],
+            "problem_type": [_str_or_none((p or {}).get("type")) for p in problems],
+        },
+        schema=OUTCOME_SCHEMA,
+    )
+
+
+def _int_or_none(value: object) -> int | None:
+    try:
+        return int(value) if value is not None else None  # type: ignore[call-overload]
+    except (TypeError, ValueError):
+        return None
+
+
+def _str_or_none(value: object) -> str | None:
+    return None if value is None else str(value)
+
+
+def _api_errors(prepared: Prepared, results: dict[str, RowResult]) -> pl.DataFrame:
+    """Field errors of rejected rows, located on the source cells that fed them."""
+    found: list[CellError] = []
+    rejected = {k for k, r in results.items() if r.status == Status.REJECTED and r.problem}
+    if not rejected:
+        return errors_frame()
+    for row, key, payload in prepared.payloads.select(ROW, "key", "payload").iter_rows():
+        if key in rejected:
+            problem = results[key].problem or {}
+            found.extend(problem_errors(row, problem, payload, prepared.mapping))
+    return errors_frame(found)
+
+
+def _exit_code(counts: dict[str, int], stopped: RunStopped | None, dry_run: bool) -> int:
+    if stopped is not None:
+        return stopped.exit_code
+    good = {Status.VALID} if dry_run else SUCCESS
+    return 0 if all(status in good for status, n in counts.items() if n) else 1
+
+
+def _previous(ledger: Ledger | None, input_path: str, run_id: str) -> pl.DataFrame | None:
+    if ledger is None:
+        return None
+    record = ledger.previous_run(input_path, run_id)
+    if record is None:
+        return None
+    rows = ledger.run_rows(record.run_id)
+    return pl.DataFrame(
+        {ORIGIN_ROW: [r[1] for r in rows], "status": [r[3] for r in rows]},
+        schema={ORIGIN_ROW: pl.Int64(), "status": pl.String()},
+    )
+
+
+def run_import(options: RunOptions, on_prepared: Callable[[Prepared], None] | None = None) -> RunResult:
+    """The whole import (or a dry run). Reports are written even when the run is stopped."""
+    started_at = now_iso()
+    started = time.perf_counter()
+    prepared = prepare(options)
+    if on_prepared is not None:
+        on_prepared(prepared)
+    settings = None if options.dry_run else options.settings or load_settings(options.env_file)
+    run_id = new_run_id(options.input)
+    report_dir = options.report_root / run_id
+    report_dir.mkdir(parents=True, exist_ok=True)
+    input_key = str(options.input.resolve())
+    stats = SubmitStats()
+    results: dict[str, RowResult] = {}
+    stopped: RunStopped | None = None
+    ledger: Ledger | None = None
+    try:
+        if options.dry_run:
+            logs.configure(None)
+            write_payloads(report_dir / "payloads.jsonl", prepared.payloads)
+        else:
+            assert settings is not None
+            logs.configure(report_dir / "run.log.jsonl")
+            structlog.contextvars.bind_contextvars(run_id=run_id)
+            ledger_path = options.ledger or default_ledger_path(options.report_root, settings.customer_id)
+            ledger = Ledger(ledger_path, settings.customer_id)
+            ledger.start_run(run_id, input_key, str(options.mapping.resolve()))
+            log.info(
+                "run_started",
+                input=input_key,
+                rows=prepared.raw.frame.height,
+                valid=prepared.payloads.height,
+                ledger=str(ledger_path),
+                base_url=settings.base_url,
+            )
+            planned = [
+                PlannedRow(row, key, reference, payload)
+                for row, key, reference, payload in prepared.payloads.select(
+                    ROW, "key", "reference", "payload"
+                ).iter_rows()
+            ]
+            results, stats, stopped = asyncio.run(_submit(planned, settings, ledger, run_id, options))
+        outcomes = _outcomes(prepared, results, options.dry_run)
+        own_errors = prepared.validation.errors.select(pl.col(n).cast(d) for n, d in ERROR_SCHEMA.items())
+        errors = pl.concat([own_errors, _api_errors(prepared, results)], how="vertical").sort(
+            "row", maintain_order=True
+        )
+        counts = {str(s): 0 for s in Status}
+        for status, n in outcomes.group_by("status").len().iter_rows():
+            counts[status] = n
+        exit_code = _exit_code(counts, stopped, options.dry_run)
+        duration = time.perf_counter() - started
+        summary = RunSummary(
+            run_id=run_id,
+            input=str(options.input),
+            mapping=str(options.mapping),
+            sheet=prepared.raw.sheet,
+            encoding=prepared.raw.encoding,
+            delimiter=prepared.raw.delimiter,
+            dry_run=options.dry_run,
+            started_at=started_at,
+            finished_at=now_iso(),
+            duration_s=round(duration, 3),
+            rows_sent=stats.sent,
+            throughput_rows_per_s=round(stats.sent / duration, 1) if duration > 0 else 0.0,
+            retries=stats.retries,
+            http_429=stats.http_429,
+            http_5xx=stats.http_5xx,
+            reconciled=stats.reconciled_found + stats.reconciled_absent,
+            stop_reason=stats.stop_reason,
+            exit_code=exit_code,
+            customer_id=settings.customer_id if settings else None,
+        )
+        previous = _previous(ledger, input_key, run_id)
+        paths = write_reports(report_dir, summary, prepared.raw, outcomes, errors, previous)
+        if ledger is not None:
+            ledger.finish_run(
+                run_id,
+                json.loads((report_dir / "summary.json").read_text(encoding="utf-8")),
+                exit_code,
+                _run_rows(outcomes, prepared.payloads, results),
+                errors.iter_rows(),
+            )
+            log.info("run_finished", exit_code=exit_code, counts=counts, stop_reason=stats.stop_reason)
+    finally:
+        if ledger is not None:
+            ledger.close()
+        logs.close()
+        structlog.contextvars.clear_contextvars()
+    return RunResult(run_id, report_dir, summary, paths, counts, exit_code, stats.stop_reason)
+
+
+def _run_rows(outcomes: pl.DataFrame, payloads: pl.DataFrame, results: dict[str, RowResult]) -> Any:
+    keys = dict(payloads.select(ROW, "key").iter_rows())
+    for row, origin, status, job_id, reference, *_ in outcomes.iter_rows():
+        key = keys.get(row)
+        result = results.get(key) if key else None
+        problem = json.dumps(result.problem) if result and result.problem else None
+        yield (row, origin, key, status, job_id, reference, problem)
+
+
+async def _submit(
+    planned: list[PlannedRow], settings: Settings, ledger: Ledger, run_id: str, options: RunOptions
+) -> tuple[dict[str, RowResult], SubmitStats, RunStopped | None]:
+    client_options = ClientOptions(transport=options.transport, max_connections=max(1, options.submit.max_concurrency))
+    async with ApiClient(settings, client_options) as client:
+        with RunProgress(len(planned)) as progress:
+            submitter = Submitter(client, ledger, run_id, options.submit, progress.advance)
+            loop = asyncio.get_running_loop()
+            interrupts = 0
+
+            def on_signal(signame: str) -> None:
+                nonlocal interrupts
+                interrupts += 1
+                if interrupts == 1:
+                    progress.console.print(
+                        f"{signame}: finishing the requests in flight (interrupt again to stop at once)…"
+                    )
+                submitter.stop(
+                    Interrupted(
+                        f"interrupted by {signame}: no new rows sent; rows not sent are pending and the next "
+                        "run continues"
+                    ),
+                    hurry=interrupts > 1,
+                )
+
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.add_signal_handler(sig, on_signal, sig.name)
+            try:
+                try:
+                    results = await submitter.run(planned)
+                except RunStopped as exc:  # a stop raised before sending (e.g. reconciliation impossible)
+                    submitter.stop(exc)
+                    results = {}
+            finally:
+                for sig in (signal.SIGINT, signal.SIGTERM):
+                    loop.remove_signal_handler(sig)
+    return results, submitter.stats, submitter.stop_error
