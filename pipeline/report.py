@@ -99,6 +99,7 @@ class RunSummary:
     latency_p50_ms: float | None = None
     latency_p95_ms: float | None = None
     notes: list[str] = field(default_factory=list)  # things the user should know (encoding fallback, ...)
+    header_row: int = 1  # the input's header row: corrections files put their headers on the same row
 
 
 @dataclass(frozen=True)
@@ -194,7 +195,10 @@ def write_reports(
             xlsx_path = report_dir / CORRECTIONS_XLSX
             cells = offending_cells(raw, corrections, errors)
             sheet = raw.sheet if raw.kind == "excel" and raw.sheet else "Corrections"
-            _atomic(xlsx_path, lambda fh: write_corrections_xlsx(fh, corrections, raw.columns, cells, sheet))
+            _atomic(
+                xlsx_path,
+                lambda fh: write_corrections_xlsx(fh, corrections, raw.columns, cells, sheet, run.header_row),
+            )
         else:
             notes.append(
                 f"{corrections.height:,} rows need attention, more than a worksheet holds "
@@ -203,7 +207,7 @@ def write_reports(
         if raw.kind == "csv" or not fits:
             csv_path = report_dir / CORRECTIONS_CSV
             delimiter = (raw.delimiter or ",") if raw.kind == "csv" else ","
-            _atomic(csv_path, lambda fh: write_corrections_csv(fh, corrections, raw.columns, delimiter))
+            _atomic(csv_path, lambda fh: write_corrections_csv(fh, corrections, raw.columns, delimiter, run.header_row))
     if notes:
         run = replace(run, notes=[*run.notes, *notes])
 
@@ -307,11 +311,14 @@ def offending_cells(raw: RawTable, corrections: pl.DataFrame, errors: pl.DataFra
     )
 
 
-def write_corrections_csv(fh: IO[bytes], corrections: pl.DataFrame, columns: list[str], delimiter: str) -> None:
-    """corrections.csv: the original columns then REPORT_COLUMNS, in the input's delimiter, UTF-8 with BOM."""
+def write_corrections_csv(
+    fh: IO[bytes], corrections: pl.DataFrame, columns: list[str], delimiter: str, header_row: int = 1
+) -> None:
+    """corrections.csv: the original columns then REPORT_COLUMNS, in the input's delimiter, UTF-8 with BOM, the
+    headers on `header_row` (blank lines above) so the same mapping reads it back."""
     header = [*columns, *REPORT_COLUMNS]
     body = corrections.select([f"c{i}" for i in range(len(columns))] + list(REPORT_COLUMNS))
-    _write_csv(fh, header, safe_frame(_numbered(body), csv=True), delimiter)
+    _write_csv(fh, header, safe_frame(_numbered(body), csv=True), delimiter, blank_lines=max(1, header_row) - 1)
 
 
 def summary_stats(
@@ -455,13 +462,13 @@ def _numbered(frame: pl.DataFrame, start: int = 0) -> pl.DataFrame:
     return frame.rename({c: f"_{start + i}" for i, c in enumerate(frame.columns)})
 
 
-def _write_csv(fh: IO[bytes], header: list[str], body: pl.DataFrame, delimiter: str) -> None:
-    """BOM, the header (safe, quoted like polars does) and the body (already safe), comma or `delimiter`."""
+def _write_csv(fh: IO[bytes], header: list[str], body: pl.DataFrame, delimiter: str, blank_lines: int = 0) -> None:
+    """BOM, `blank_lines` empty lines, the header (safe, quoted like polars does) and the body (already safe)."""
     line = io.StringIO()
     csv.writer(line, delimiter=delimiter, lineterminator="\n", quoting=csv.QUOTE_MINIMAL).writerow(
         [safe_csv_text(h) for h in header]
     )
-    fh.write(b"\xef\xbb\xbf" + line.getvalue().encode("utf-8"))
+    fh.write(b"\xef\xbb\xbf" + b"\n" * blank_lines + line.getvalue().encode("utf-8"))
     body.write_csv(fh, include_header=False, separator=delimiter, quote_style="necessary")
 
 

@@ -38,12 +38,15 @@ def write_corrections_xlsx(
     columns: list[str],
     cells: pl.DataFrame,
     sheet_name: str = "Corrections",
+    header_row: int = 1,
 ) -> None:
     """Write `corrections` (original columns ``c0..cN`` then REPORT_COLUMNS) to `target` as one sheet.
 
     `columns` are the original headers; `cells` (``pos``, ``col``, ``comment``, sorted by ``pos``) are the
-    offending cells to fill red and comment.
+    offending cells to fill red and comment. The headers go on `header_row` (1-based), as in the input, so the
+    same mapping reads the file back; the rows above carry a short note (the reader ignores them).
     """
+    top = max(1, header_row) - 1  # 0-based row of the headers
     names = [f"c{i}" for i in range(len(columns))] + list(REPORT_COLUMNS)
     body = safe_frame(corrections.select(names), csv=False)
     header = [safe_xlsx_text(h) for h in (*columns, *REPORT_COLUMNS)]
@@ -69,16 +72,19 @@ def write_corrections_xlsx(
         sheet.set_comments_author(COMMENT_AUTHOR)
         _set_widths(sheet, header, body, text)
 
+        if top > 0:
+            note = "Fix the red cells (their comments say why), save, and import this file again with the same mapping."
+            _check(sheet.write_string(0, 0, note), 0, 0)
         for col, title in enumerate(header):
             fmt = extra_head if col >= len(columns) else head
-            _check(sheet.write_string(0, col, title, fmt), 0, col)
-        sheet.freeze_panes(1, 0)
-        sheet.autofilter(0, 0, max(body.height, 1), len(header) - 1)
+            _check(sheet.write_string(top, col, title, fmt), top, col)
+        sheet.freeze_panes(top + 1, 0)
+        sheet.autofilter(top, 0, top + max(body.height, 1), len(header) - 1)
 
         comments = iter(cells.iter_rows())
         pending = next(comments, None)
         for pos, values in enumerate(body.iter_rows()):
-            row = pos + 1
+            row = top + pos + 1
             marked: dict[int, str] = {}
             while pending is not None and pending[0] == pos:
                 marked[int(pending[1])] = pending[2]

@@ -20,7 +20,7 @@ from typing import Any
 import polars as pl
 import structlog
 
-from pipeline import logs
+from pipeline import __version__, logs
 from pipeline.client import ApiClient, ClientOptions
 from pipeline.errors import Interrupted, RunStopped
 from pipeline.field_errors import problem_errors
@@ -191,6 +191,23 @@ def _outcomes(prepared: Prepared, results: dict[str, RowResult], dry_run: bool) 
     )
 
 
+def _percentile(values: list[float], pct: int) -> float | None:
+    if not values:
+        return None
+    ordered = sorted(values)
+    return round(ordered[min(len(ordered) - 1, int(len(ordered) * pct / 100))], 1)
+
+
+def _notes(prepared: Prepared) -> list[str]:
+    raw = prepared.raw
+    notes = []
+    if raw.kind == "csv" and raw.encoding not in (None, "utf-8", "utf-8-sig", "ascii"):
+        notes.append(f"{raw.source.name} is not UTF-8: it was read as {raw.encoding}.")
+    if raw.is_corrections:
+        notes.append("The input is a corrections file: its `row` column gives each row's original source row.")
+    return notes
+
+
 def _int_or_none(value: object) -> int | None:
     try:
         return int(value) if value is not None else None  # type: ignore[call-overload]
@@ -307,6 +324,13 @@ def run_import(options: RunOptions, on_prepared: Callable[[Prepared], None] | No
             stop_reason=stats.stop_reason,
             exit_code=exit_code,
             customer_id=settings.customer_id if settings else None,
+            header_row=options.header_row or prepared.mapping.header_row,
+            max_concurrency=None if options.dry_run else options.submit.max_concurrency,
+            peak_concurrency=stats.max_concurrency_seen or None,
+            latency_p50_ms=_percentile(stats.latencies_ms, 50),
+            latency_p95_ms=_percentile(stats.latencies_ms, 95),
+            tool_version=__version__,
+            notes=_notes(prepared),
         )
         previous = _previous(ledger, input_key, run_id)
         paths = write_reports(report_dir, summary, prepared.raw, outcomes, errors, previous)

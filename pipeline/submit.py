@@ -92,6 +92,7 @@ class SubmitStats:
     stop_reason: str | None = None
     max_concurrency_seen: int = 0
     paused_s: float = 0.0
+    latencies_ms: list[float] = field(default_factory=list, repr=False)  # of answered creates (created or rejected)
 
 
 ProgressFn = Callable[[Status, int], None]
@@ -312,6 +313,8 @@ class Submitter:
 
     def _handle(self, planned: PlannedRow, answer: Answer) -> None:
         state = self._state
+        if answer.kind in (Kind.CREATED, Kind.REJECTED):
+            self.stats.latencies_ms.append(answer.latency_s * 1000)
         if answer.kind == Kind.CREATED:
             self.gate.on_success(answer.latency_s)
             state.consecutive_failures = 0

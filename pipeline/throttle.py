@@ -4,9 +4,12 @@ Three controls, because the API publishes no rate limit:
 - a concurrency limit (AIMD): slow start (+1 per clean answer) until the first sign of trouble, then +1 per
   window of `limit` clean answers; halved on 429/503 and cut by 10% when latency rises well above the
   baseline; never above `max_concurrency`, never below 1;
-- a pacing rate (AIMD on requests/s): a 429 that ends at least 0.2 s of sending (pauses excluded) sets it to
-  90% of the lower of the current rate and the success rate measured over that stretch; it then probes up by
-  max(0.5%, 0.5 req/s) per second. Concurrency alone cannot hold a request-rate limit without repeated 429s;
+- a pacing rate (requests/s): a 429 that ends at least 0.2 s of sending (pauses excluded, slow start excluded)
+  sets a ceiling — the
+  lower of the current rate and the success rate over its last 0.5 s — and cuts the rate to 90% of it;
+  the rate climbs back fast (5%/s) to 97% of the ceiling, then probes by max(0.5%, 0.5 req/s) per second,
+  doubling that step every 10 s without a 429 (the limit may have moved up). Concurrency alone cannot hold a
+  request-rate limit without repeated 429s;
 - a shared pause: a Retry-After stops new sends for every worker, not only the one that got it.
 """
 
@@ -45,7 +48,9 @@ class Gate:
         self._baseline: float | None = None
         self._ewma: float | None = None
         self._successes: deque[float] = deque()
-        self._sending_since: float | None = None  # start of the current stretch of sending (after a pause)
+        self._sending_since: float | None = None
+        self._ceiling = 0.0  # the rate at which the server last pushed back
+        self._last_throttle = 0.0  # start of the current stretch of sending (after a pause)
         self._cond = asyncio.Condition()
         self._closed = False
         self.stats = GateStats(max_limit_seen=int(self.limit))
@@ -112,18 +117,25 @@ class Gate:
         else:
             self._set_limit(self.limit + 1.0 / self.limit)
         if self.rate is not None:
-            # `rate` successes a second, each adding step/rate: the rate grows by `step` req/s per second.
-            self.rate += max(0.005 * self.rate, 0.5) / self.rate
+            # About `rate` successes a second, each adding step/rate: the rate grows by `step` req/s per second.
+            if self.rate < 0.97 * self._ceiling:
+                step = 0.05 * self.rate
+            else:
+                step = max(0.005 * self.rate, 0.5) * 2 ** min(6.0, (now - self._last_throttle) / 10.0)
+            self.rate += step / self.rate
 
     def on_throttled(self, retry_after: float | None) -> None:
         """A 429: learn a pacing rate, halve concurrency (once per window), pause everyone for Retry-After."""
         now = time.monotonic()
         if now - self._last_cut > 1.0:
-            start = max(now - 2.0, self._pause_until, self._sending_since if self._sending_since else now)
-            if now - start >= 0.2:
+            start = max(now - 0.5, self._pause_until, self._sending_since if self._sending_since else now)
+            # Not during slow start: completions then lag far behind what was offered, so they under-measure.
+            if now - start >= 0.2 and self.limit >= self.ssthresh:
                 measured = sum(1 for t in self._successes if t >= start) / (now - start)
                 current = self.rate if self.rate is not None else measured
-                self.rate = max(1.0, 0.9 * min(current, measured))
+                self._ceiling = max(1.0, min(current, measured))
+                self.rate = 0.9 * self._ceiling
+            self._last_throttle = now
             self._halve(now)
         self.pause(retry_after if retry_after is not None else 1.0)
 
