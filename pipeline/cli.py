@@ -63,6 +63,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--ledger", type=Path, help="ledger file (default: REPORT_DIR/ledger-<customer id>.sqlite)")
     run.add_argument("--max-concurrency", type=_positive, default=32, help="upper bound of requests in flight")
     run.add_argument("--max-attempts", type=_positive, default=6, help="sends per row for retryable failures")
+    run.add_argument(
+        "--timeout", type=_positive, default=30, help="seconds to wait for an answer before looking the job up"
+    )
     run.add_argument("--resend-uncertain", action="store_true", help="send again rows whose earlier outcome is unknown")
     run.add_argument("--transport", choices=("aiohttp", "httpx"), default="aiohttp", help=argparse.SUPPRESS)
 
@@ -156,6 +159,7 @@ def _run(args: argparse.Namespace, dry_run: bool) -> int:
         env_file=getattr(args, "env_file", None),
         ledger=getattr(args, "ledger", None),
         transport=getattr(args, "transport", "aiohttp"),
+        read_timeout_s=float(getattr(args, "timeout", 30)),
         submit=SubmitOptions(
             max_concurrency=getattr(args, "max_concurrency", 32),
             max_attempts=getattr(args, "max_attempts", 6),
@@ -182,7 +186,7 @@ def _render(result: object, demo: bool = False) -> int:
             f"({summary.throughput_rows_per_s:.0f}/s), {summary.retries} retries, {summary.http_429} throttled"
         )
     if result.stop_reason:
-        print(f"  stopped: {result.stop_reason}")
+        print(f"jobimport: stopped: {result.stop_reason}", file=sys.stderr)
     print(f"  reports: {result.report_dir}{os.sep}")
     for name, path in result.paths.as_dict().items():
         if path:

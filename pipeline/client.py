@@ -136,6 +136,8 @@ class TokenSource:
         self._lock = asyncio.Lock()
         self._token: str | None = None
         self._expires_at = 0.0
+        self._failure: TransientError | None = None  # the last fetch's failure, shared with waiting workers
+        self._failed_at = 0.0
         self.refreshes = 0
 
     async def get(self) -> str:
@@ -143,7 +145,7 @@ class TokenSource:
             return self._token
         async with self._lock:
             if self._token is None or time.monotonic() >= self._expires_at:
-                await self._fetch()
+                await self._fetch_once()
             assert self._token is not None
             return self._token
 
@@ -151,9 +153,21 @@ class TokenSource:
         """Get a new token unless another worker already replaced the one the server refused."""
         async with self._lock:
             if self._token == rejected or self._token is None:
-                await self._fetch()
+                await self._fetch_once()
             assert self._token is not None
             return self._token
+
+    async def _fetch_once(self) -> None:
+        """Fetch, unless a fetch (with its own retries) just failed: then every waiting worker gets that failure
+        at once instead of each retrying the unreachable endpoint in turn."""
+        if self._failure is not None and time.monotonic() - self._failed_at < 10.0:
+            raise self._failure
+        try:
+            await self._fetch()
+        except TransientError as exc:
+            self._failure, self._failed_at = exc, time.monotonic()
+            raise
+        self._failure = None
 
     async def _fetch(self) -> None:
         form = {

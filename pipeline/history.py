@@ -19,6 +19,7 @@ from pipeline.mapping import load_mapping
 from pipeline.model import ERROR_SCHEMA, ORIGIN_ROW, ROW, Status
 from pipeline.read import read_table
 from pipeline.report import ReportPaths, RunSummary, write_reports
+from pipeline.runner import file_sha256
 
 
 @dataclass
@@ -66,6 +67,12 @@ def rebuild_reports(run_id: str, report_root: Path, explicit: Path | None) -> Re
             errors = ledger.run_errors(run_id)
             previous = ledger.previous_run(record.input, run_id)
             previous_rows = ledger.run_rows(previous.run_id) if previous else None
+        source = Path(record.input)
+        if record.input_sha256 and source.is_file() and file_sha256(source) != record.input_sha256:
+            raise InputFileError(
+                f"{record.input} has changed since run {run_id} (its content differs), so its cells would not match "
+                "that run's outcomes; restore the file as it was to rebuild this run's reports"
+            )
         return _rebuild(run_id, report_root, record.input, record.mapping, record.summary, rows, errors, previous_rows)
     raise SettingsError(f"no run {run_id} in the ledgers of {report_root}; `jobimport status` lists the runs")
 

@@ -41,6 +41,7 @@ CREATE INDEX IF NOT EXISTS rows_state ON rows(state);
 CREATE TABLE IF NOT EXISTS runs (
     run_id TEXT PRIMARY KEY,
     input TEXT NOT NULL,
+    input_sha256 TEXT,
     mapping TEXT NOT NULL,
     started_at TEXT NOT NULL,
     finished_at TEXT,
@@ -104,6 +105,7 @@ class RunRecord:
     finished_at: str | None
     exit_code: int | None
     summary: dict[str, Any] | None
+    input_sha256: str | None = None
 
 
 def default_ledger_path(report_root: Path, customer_id: int) -> Path:
@@ -232,11 +234,11 @@ class Ledger:
 
     # --- runs --------------------------------------------------------------------------------------------------
 
-    def start_run(self, run_id: str, input_path: str, mapping_path: str) -> None:
+    def start_run(self, run_id: str, input_path: str, mapping_path: str, input_sha256: str | None = None) -> None:
         with self._tx():
             self._db.execute(
-                "INSERT INTO runs (run_id, input, mapping, started_at) VALUES (?, ?, ?, ?)",
-                (run_id, input_path, mapping_path, now_iso()),
+                "INSERT INTO runs (run_id, input, input_sha256, mapping, started_at) VALUES (?, ?, ?, ?, ?)",
+                (run_id, input_path, input_sha256, mapping_path, now_iso()),
             )
 
     def finish_run(
@@ -266,20 +268,20 @@ class Ledger:
                 (now_iso(), exit_code, json.dumps(summary), run_id),
             )
 
-    _RUN_COLUMNS = "run_id, input, mapping, started_at, finished_at, exit_code, summary"
+    _RUN_COLUMNS = "run_id, input, mapping, started_at, finished_at, exit_code, summary, input_sha256"
 
     def runs(self, limit: int = 20) -> list[RunRecord]:
         cursor = self._db.execute(
             f"SELECT {self._RUN_COLUMNS} FROM runs ORDER BY started_at DESC, run_id DESC LIMIT ?", (limit,)
         )
-        return [RunRecord(r, i, m, s, f, e, json.loads(x) if x else None) for r, i, m, s, f, e, x in cursor]
+        return [RunRecord(r, i, m, s, f, e, json.loads(x) if x else None, h) for r, i, m, s, f, e, x, h in cursor]
 
     def run(self, run_id: str) -> RunRecord | None:
         found = self._db.execute(f"SELECT {self._RUN_COLUMNS} FROM runs WHERE run_id = ?", (run_id,)).fetchone()
         if found is None:
             return None
-        r, i, m, s, f, e, x = found
-        return RunRecord(r, i, m, s, f, e, json.loads(x) if x else None)
+        r, i, m, s, f, e, x, h = found
+        return RunRecord(r, i, m, s, f, e, json.loads(x) if x else None, h)
 
     def previous_run(self, input_path: str, before_run_id: str) -> RunRecord | None:
         """The latest finished run of the same input file before `before_run_id`."""

@@ -7,6 +7,7 @@ always ends by writing the reports, whatever stopped the run. The CLI calls thes
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import secrets
 import signal
@@ -64,6 +65,7 @@ class RunOptions:
     ledger: Path | None = None
     submit: SubmitOptions = field(default_factory=SubmitOptions)
     transport: str = "aiohttp"
+    read_timeout_s: float = 30.0
     settings: Settings | None = None  # given directly (demo, tests) instead of the environment
 
 
@@ -136,11 +138,26 @@ def _restore_neutralised(raw: RawTable) -> RawTable:
     )
 
 
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
 def write_payloads(path: Path, payloads: pl.DataFrame) -> None:
     """payloads.jsonl: one line per valid row, {"row", "key", "payload"} with the payload exactly as sent."""
+    # pl.format would read the literal braces as column names: build the line by concatenation.
     frame = payloads.select(
-        pl.format(
-            '{"row":{},"key":{},"payload":{}}', pl.col(ORIGIN_ROW), _json_string(pl.col("key")), pl.col("payload")
+        pl.concat_str(
+            pl.lit('{"row":'),
+            pl.col(ORIGIN_ROW).cast(pl.String),
+            pl.lit(',"key":'),
+            _json_string(pl.col("key")),
+            pl.lit(',"payload":'),
+            pl.col("payload"),
+            pl.lit("}"),
         )
     )
     with path.open("w", encoding="utf-8") as handle:
@@ -233,10 +250,10 @@ def _api_errors(prepared: Prepared, results: dict[str, RowResult]) -> pl.DataFra
 
 
 def _exit_code(counts: dict[str, int], stopped: RunStopped | None, dry_run: bool) -> int:
-    if stopped is not None:
-        return stopped.exit_code
     good = {Status.VALID} if dry_run else SUCCESS
-    return 0 if all(status in good for status, n in counts.items() if n) else 1
+    if all(status in good for status, n in counts.items() if n):
+        return 0  # even if a stop came late, every row got where it should
+    return stopped.exit_code if stopped is not None else 1
 
 
 def _previous(ledger: Ledger | None, input_path: str, run_id: str) -> pl.DataFrame | None:
@@ -278,7 +295,7 @@ def run_import(options: RunOptions, on_prepared: Callable[[Prepared], None] | No
             structlog.contextvars.bind_contextvars(run_id=run_id)
             ledger_path = options.ledger or default_ledger_path(options.report_root, settings.customer_id)
             ledger = Ledger(ledger_path, settings.customer_id)
-            ledger.start_run(run_id, input_key, str(options.mapping.resolve()))
+            ledger.start_run(run_id, input_key, str(options.mapping.resolve()), file_sha256(options.input))
             log.info(
                 "run_started",
                 input=input_key,
@@ -363,7 +380,11 @@ def _run_rows(outcomes: pl.DataFrame, payloads: pl.DataFrame, results: dict[str,
 async def _submit(
     planned: list[PlannedRow], settings: Settings, ledger: Ledger, run_id: str, options: RunOptions
 ) -> tuple[dict[str, RowResult], SubmitStats, RunStopped | None]:
-    client_options = ClientOptions(transport=options.transport, max_connections=max(1, options.submit.max_concurrency))
+    client_options = ClientOptions(
+        transport=options.transport,
+        max_connections=max(1, options.submit.max_concurrency),
+        read_timeout_s=options.read_timeout_s,
+    )
     async with ApiClient(settings, client_options) as client:
         with RunProgress(len(planned)) as progress:
             submitter = Submitter(client, ledger, run_id, options.submit, progress.advance)

@@ -70,7 +70,8 @@ class SubmitOptions:
     max_throttled: int = 50  # 429 answers one row may get before it is `failed`
     backoff_base_s: float = 0.5
     backoff_max_s: float = 30.0
-    breaker_threshold: int = 20  # consecutive server/network failures
+    breaker_threshold: int = 20  # consecutive server/network failures…
+    breaker_quiet_s: float = 5.0  # …with no success for this long (answers that fail together are one event)
     auth_streak: int = 10  # consecutive 403s before any success → configuration problem
     resend_uncertain: bool = False
     drain_timeout_s: float = 30.0  # how long in-flight requests may finish after a stop
@@ -103,6 +104,7 @@ class _State:
     results: dict[str, RowResult] = field(default_factory=dict)
     pending_updates: list[Update] = field(default_factory=list)
     consecutive_failures: int = 0
+    last_success: float = field(default_factory=time.monotonic)
     forbidden_streak: list[str] = field(default_factory=list)
     any_success: bool = False
 
@@ -292,8 +294,9 @@ class Submitter:
             self._in_flight[planned.key] = planned
             try:
                 planned.attempts += 1
-                self.stats.sent += 1
                 answer = await self._send(planned)
+                if answer.kind != Kind.AUTH or answer.status == 401:
+                    self.stats.sent += 1
             finally:
                 await self.gate.release()
                 del self._in_flight[planned.key]
@@ -305,8 +308,9 @@ class Submitter:
         except AuthRefused as exc:  # the token endpoint refused our credentials
             self.stop(exc)
             return Answer(Kind.AUTH, problem=_problem(exc))
-        except TransientError as exc:  # the token endpoint could not be reached: nothing was sent
-            return Answer(Kind.TRANSIENT, exc.status, problem=_problem(exc), retry_after=exc.retry_after)
+        except TransientError as exc:  # the token endpoint kept failing (after its own retries): nothing was sent
+            self.stop(CircuitOpen(f"{exc}; rows not sent are pending"))
+            return Answer(Kind.AUTH, exc.status, problem=_problem(exc))
         except Exception as exc:  # a bug or an unexpected library error: the request may have left
             log.exception("send_failed_unexpectedly", key=planned.key)
             return Answer(Kind.UNKNOWN, problem=_problem(exc))
@@ -318,6 +322,7 @@ class Submitter:
         if answer.kind == Kind.CREATED:
             self.gate.on_success(answer.latency_s)
             state.consecutive_failures = 0
+            state.last_success = time.monotonic()
             state.forbidden_streak.clear()
             state.any_success = True
             self._finish(planned.key, RowResult(Status.CREATED, answer.job_id))
@@ -330,6 +335,8 @@ class Submitter:
                     self._forbidden_everywhere(answer)
         elif answer.kind == Kind.AUTH:
             self._finish(planned.key, RowResult(Status.PENDING, None, answer.problem))
+            if answer.status != 401:
+                return  # the token endpoint failed: the stop reason is already set
             self.stop(
                 AuthRefused(
                     "the API answers 401 even with a fresh token; check the API key, its scopes (jobs:write) "
@@ -387,7 +394,8 @@ class Submitter:
 
     def _count_failure(self) -> None:
         self._state.consecutive_failures += 1
-        if self._state.consecutive_failures >= self.options.breaker_threshold:
+        quiet = time.monotonic() - self._state.last_success
+        if self._state.consecutive_failures >= self.options.breaker_threshold and quiet >= self.options.breaker_quiet_s:
             self.stop(
                 CircuitOpen(
                     f"{self._state.consecutive_failures} server or network failures in a row; the API looks down "

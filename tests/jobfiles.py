@@ -1,0 +1,104 @@
+"""Generated job files for end-to-end tests: a CSV of N valid rows (with references) and its mapping."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+ROOT = Path(__file__).resolve().parents[1]
+
+MAPPING = """
+[source]
+delimiter = ","
+
+[fields.typeId]
+column = "Type"
+
+[fields.contactId]
+column = "Customer"
+
+[fields.reference]
+column = "Ref"
+
+[fields.description]
+column = "Notes"
+
+[custom_fields]
+"Access Code" = 432632
+"""
+
+
+def write_jobs(folder: Path, rows: int, prefix: str = "E2E", bad: dict[int, dict[str, str]] | None = None) -> Path:
+    """jobs.csv with `rows` rows (type 101, contacts 5001..5020, references PREFIX-00001…) and mapping.toml.
+
+    `bad` replaces cells of given 0-based rows, e.g. {3: {"Customer": "999999"}} for a sandbox 422."""
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "jobs.csv"
+    with path.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, fieldnames=["Ref", "Type", "Customer", "Notes", "Access Code"])
+        writer.writeheader()
+        for i in range(rows):
+            row = {
+                "Ref": f"{prefix}-{i + 1:05d}",
+                "Type": "101",
+                "Customer": str(5001 + i % 20),
+                "Notes": f"Service visit {i + 1}",
+                "Access Code": f"{(i * 7919) % 10000:04d}",
+            }
+            row.update((bad or {}).get(i, {}))
+            writer.writerow(row)
+    (folder / "mapping.toml").write_text(MAPPING, encoding="utf-8")
+    return path
+
+
+def run_cli(args: list[str], env: dict[str, str], cwd: Path, timeout: float = 240) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "pipeline", *args],
+        env={**os.environ, **env},
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def start_cli(args: list[str], env: dict[str, str], cwd: Path) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "pipeline", *args],
+        env={**os.environ, **env},
+        cwd=cwd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def latest_run(report_dir: Path) -> Path:
+    runs = sorted(p for p in report_dir.iterdir() if p.is_dir())
+    assert runs, f"no run folder in {report_dir}"
+    return runs[-1]
+
+
+def results(run_dir: Path) -> pl.DataFrame:
+    return pl.read_csv(run_dir / "results.csv", infer_schema=False)
+
+
+def summary(run_dir: Path) -> dict[str, Any]:
+    return json.loads((run_dir / "summary.json").read_text(encoding="utf-8"))
+
+
+def assert_created_exactly_once(sandbox: Any, references: list[str]) -> dict[str, int]:
+    """Every reference created exactly once in the sandbox; returns reference → sandbox job id."""
+    stats = sandbox.stats()
+    counts = stats["creations_per_reference"]
+    assert stats["duplicates"] == [], f"created more than once: {stats['duplicates'][:10]}"
+    missing = [r for r in references if counts.get(r) != 1]
+    assert not missing, f"{len(missing)} references not created exactly once, e.g. {missing[:5]}"
+    return {job["reference"]: int(job["id"]) for job in sandbox.jobs()}
