@@ -106,12 +106,13 @@ class Gate:
             self._successes.popleft()
         self._baseline = latency_s if self._baseline is None else min(self._baseline, latency_s)
         self._ewma = latency_s if self._ewma is None else 0.9 * self._ewma + 0.1 * latency_s
-        if self._ewma > 2.5 * self._baseline + 0.010 and now - self._last_latency_cut > 1.0 and self.limit > 1:
-            # Answers are slowing down: the server is queueing our requests.
-            self._set_limit(self.limit * 0.9)
-            self.ssthresh = self.limit
-            self._last_latency_cut = now
-            self._ewma = self._baseline * 1.5
+        if self._ewma > 2.5 * self._baseline + 0.010:
+            # Answers are slowing down: the server is queueing our requests. No growth while it lasts, and a
+            # 10% cut at most once a second.
+            if now - self._last_latency_cut > 1.0 and self.limit > 1:
+                self._set_limit(self.limit * 0.9)
+                self.ssthresh = self.limit
+                self._last_latency_cut = now
         elif self.limit < self.ssthresh:
             self._set_limit(self.limit + 1)
         else:
