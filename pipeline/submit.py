@@ -106,6 +106,7 @@ class _State:
     consecutive_failures: int = 0
     last_success: float = field(default_factory=time.monotonic)
     forbidden_streak: list[str] = field(default_factory=list)
+    last_forbidden: Answer | None = None
     any_success: bool = False
 
 
@@ -158,6 +159,10 @@ class Submitter:
         self._outstanding = len(to_send)
         if to_send:
             await self._submit(to_send)
+        state = self._state
+        if state.forbidden_streak and not state.any_success and self._stop_error is None:
+            # Fewer rows than the streak threshold, all refused with 403: still the credentials or the tenant.
+            self._forbidden_everywhere(state.last_forbidden)
         self._flush()
         self.stats.max_concurrency_seen = self.gate.stats.max_limit_seen
         self.stats.paused_s = self.gate.stats.paused_s
@@ -331,6 +336,7 @@ class Submitter:
             self._finish(planned.key, RowResult(Status.REJECTED, None, answer.problem))
             if answer.status == 403 and not state.any_success:
                 state.forbidden_streak.append(planned.key)
+                state.last_forbidden = answer
                 if len(state.forbidden_streak) >= self.options.auth_streak:
                     self._forbidden_everywhere(answer)
         elif answer.kind == Kind.AUTH:
@@ -348,9 +354,10 @@ class Submitter:
         else:
             self._unknown(planned, answer)
 
-    def _forbidden_everywhere(self, answer: Answer) -> None:
+    def _forbidden_everywhere(self, answer: Answer | None) -> None:
         """Every row so far got 403: it is the credentials or the tenant, not the rows. Those rows go back to
         pending and the run stops."""
+        answer = answer or Answer(Kind.REJECTED, 403)
         for key in self._state.forbidden_streak:
             self._state.results[key] = RowResult(Status.PENDING, None, answer.problem)
             self._state.pending_updates.append(Update(key, Status.PENDING, problem=answer.problem))

@@ -180,3 +180,18 @@ def test_secrets_appear_in_no_log_report_or_message(tmp_path: Path, sandbox_fact
     for text in texts:
         assert canary not in text
         assert "Bearer " not in text and "access_token" not in text
+
+
+def test_wrong_tenant_stops_as_configuration_problem_and_rerun_sends(tmp_path: Path, sandbox_factory: Any) -> None:
+    sandbox = sandbox_factory()
+    source = write_jobs(tmp_path / "in", 5)
+    reports = tmp_path / "reports"
+    args = ["run", str(source), "--mapping", str(source.parent / "mapping.toml"), "--report-dir", str(reports)]
+    args += ["--ledger", str(tmp_path / "ledger.sqlite")]
+    wrong = run_cli(args, {**sandbox.env(), "BIGCHANGE_CUSTOMER_ID": "4242"}, tmp_path)
+    assert wrong.returncode == 3, (wrong.stdout, wrong.stderr)
+    assert "answered 403" in wrong.stderr and "BIGCHANGE_CUSTOMER_ID" in wrong.stderr
+    assert set(results(latest_run(reports))["status"].to_list()) == {"pending"}
+    right = run_cli([*args[:-2], "--ledger", str(tmp_path / "ledger-right.sqlite")], sandbox.env(), tmp_path)
+    assert right.returncode == 0, (right.stdout, right.stderr)
+    _check_all_created(latest_run(reports), sandbox, 5)
