@@ -176,8 +176,7 @@ class Submitter:
 
     async def _triage(self, rows: list[PlannedRow]) -> list[PlannedRow]:
         known = self.ledger.rows()
-        by_key = {r.key: r for r in rows}
-        await self._reconcile_interrupted(known, by_key)
+        await self._reconcile_interrupted(known)
         to_send: list[PlannedRow] = []
         for planned in rows:
             entry = known.get(planned.key)
@@ -200,7 +199,7 @@ class Submitter:
             return RowResult(Status.UNCERTAIN, None, entry.problem or _uncertain_problem())
         return None
 
-    async def _reconcile_interrupted(self, known: dict[str, LedgerRow], by_key: dict[str, PlannedRow]) -> None:
+    async def _reconcile_interrupted(self, known: dict[str, LedgerRow]) -> None:
         """Rows an interrupted run left `sending`: look them up by reference before anything is sent."""
         stale = [entry for entry in known.values() if entry.state == "sending"]
         if not stale:
