@@ -43,7 +43,8 @@ def run_demo(report_root: Path) -> RunResult:
         stats = sandbox.stats()
         duplicates = stats.get("duplicates") or []
         print(
-            f"sandbox now holds {stats.get('jobs_created', '?')} jobs; references created more than once: "
-            f"{len(duplicates)}"
+            f"sandbox: {stats.get('jobs_created', '?')} jobs created by this demo, {stats.get('jobs_stored', '?')} "
+            f"stored in all; references created more than once: {len(duplicates)}"
         )
+        print("(the sample has mistakes on purpose: the invalid and rejected rows are in corrections.xlsx)")
     return result
