@@ -19,7 +19,7 @@ from pipeline.mapping import load_mapping
 from pipeline.model import ERROR_SCHEMA, ORIGIN_ROW, ROW, Status
 from pipeline.read import read_table
 from pipeline.report import ReportPaths, RunSummary, write_reports
-from pipeline.runner import file_sha256
+from pipeline.runner import OUTCOME_SCHEMA, file_sha256
 
 
 @dataclass
@@ -113,17 +113,7 @@ def _rebuild(
             "problem_detail": [p.get("detail") for p in problems],
             "problem_type": [p.get("type") for p in problems],
         },
-        schema={
-            ROW: pl.Int64(),
-            ORIGIN_ROW: pl.Int64(),
-            "status": pl.String(),
-            "job_id": pl.Int64(),
-            "reference": pl.String(),
-            "problem_status": pl.Int64(),
-            "problem_title": pl.String(),
-            "problem_detail": pl.String(),
-            "problem_type": pl.String(),
-        },
+        schema=OUTCOME_SCHEMA,
         strict=False,
     )
     error_frame = pl.DataFrame(errors, schema=ERROR_SCHEMA, orient="row")

@@ -58,15 +58,29 @@ def write_jobs(folder: Path, rows: int, prefix: str = "E2E", bad: dict[int, dict
     return path
 
 
-def run_cli(args: list[str], env: dict[str, str], cwd: Path, timeout: float = 240) -> subprocess.CompletedProcess[str]:
+def jobimport(*args: object, env: dict[str, str], cwd: Path, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    """`python -m pipeline ARGS` as a user runs it, with exactly the environment `env`."""
     return subprocess.run(
-        [sys.executable, "-m", "pipeline", *args],
-        env={**os.environ, **env},
+        [sys.executable, "-m", "pipeline", *(str(a) for a in args)],
+        env=env,
         cwd=cwd,
+        stdin=subprocess.DEVNULL,
         capture_output=True,
         text=True,
+        encoding="utf-8",
+        errors="replace",
         timeout=timeout,
     )
+
+
+def run_cli(args: list[str], env: dict[str, str], cwd: Path, timeout: float = 240) -> subprocess.CompletedProcess[str]:
+    """`jobimport ARGS` with this process's environment plus `env`."""
+    return jobimport(*args, env={**os.environ, **env}, cwd=cwd, timeout=timeout)
+
+
+def read_results(path: Path) -> list[dict[str, str]]:
+    with path.open(encoding="utf-8-sig", newline="") as fh:
+        return list(csv.DictReader(fh))
 
 
 def start_cli(args: list[str], env: dict[str, str], cwd: Path) -> subprocess.Popen[str]:

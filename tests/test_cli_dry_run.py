@@ -14,8 +14,6 @@ import io
 import json
 import os
 import re
-import subprocess
-import sys
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -24,6 +22,7 @@ import openpyxl
 import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
+from jobfiles import jobimport, read_results
 
 from pipeline.cli import main as cli_main
 from pipeline.sandbox.process import SandboxProcess
@@ -58,20 +57,6 @@ SAMPLE_CASES = [("legacy_jobs.csv", "legacy_csv.toml", "Job No"), ("jobs.xlsx", 
 COMMANDS = [["validate"], ["run", "--dry-run"]]
 
 
-def jobimport(*args: object, env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "pipeline", *(str(a) for a in args)],
-        env=env,
-        cwd=cwd,
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        text=True,
-        encoding="utf-8",
-        errors="replace",
-        timeout=120,
-    )
-
-
 def source_rows(sample: str, key_column: str) -> list[tuple[int, str]]:
     """(row number a person sees, key cell) of every non-blank data row, read without the product's reader."""
     path = SAMPLES / sample
@@ -91,11 +76,6 @@ def source_rows(sample: str, key_column: str) -> list[tuple[int, str]]:
         if any(v is not None and str(v).strip() for v in values):
             found.append((number, str(values[key])))
     return found
-
-
-def read_results(path: Path) -> list[dict[str, str]]:
-    with path.open(encoding="utf-8-sig", newline="") as fh:
-        return list(csv.DictReader(fh))
 
 
 @pytest.mark.parametrize("command", COMMANDS, ids=" ".join)

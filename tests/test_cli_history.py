@@ -12,9 +12,10 @@ import json
 import os
 import re
 import subprocess
-import sys
 from collections.abc import Callable
 from pathlib import Path
+
+from jobfiles import jobimport
 
 from pipeline.sandbox.process import SandboxProcess
 
@@ -58,20 +59,6 @@ column = "PO"
 [lookups.job_types]
 file = '{JOB_TYPES.as_posix()}'
 """
-
-
-def jobimport(*args: object, env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "pipeline", *(str(a) for a in args)],
-        env=env,
-        cwd=cwd,
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        text=True,
-        encoding="utf-8",
-        errors="replace",
-        timeout=120,
-    )
 
 
 def write_input(path: Path, rows: dict[int, str]) -> None:

@@ -12,13 +12,13 @@ import json
 import os
 import re
 import subprocess
-import sys
 from collections.abc import Callable
 from pathlib import Path
 
 import openpyxl
 import pytest
 import xlsxwriter
+from jobfiles import jobimport
 
 from pipeline.sandbox.process import SandboxProcess
 
@@ -62,20 +62,6 @@ column = "Notes"
 [lookups.job_types]
 file = '{JOB_TYPES.as_posix()}'
 """
-
-
-def jobimport(*args: object, env: dict[str, str], cwd: Path, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "pipeline", *(str(a) for a in args)],
-        env=env,
-        cwd=cwd,
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        text=True,
-        encoding="utf-8",
-        errors="replace",
-        timeout=timeout,
-    )
 
 
 def write_csv(path: Path, rows: list[list[str]], header: list[str] = HEADER) -> Path:

@@ -13,13 +13,13 @@ import io
 import os
 import re
 import subprocess
-import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import openpyxl
 import pytest
+from jobfiles import jobimport, read_results
 
 from pipeline.sandbox.process import SandboxProcess
 
@@ -68,31 +68,12 @@ file = '{JOB_TYPES.as_posix()}'
 """
 
 
-def jobimport(*args: object, env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "pipeline", *(str(a) for a in args)],
-        env=env,
-        cwd=cwd,
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        text=True,
-        encoding="utf-8",
-        errors="replace",
-        timeout=120,
-    )
-
-
 def run_dir(result: subprocess.CompletedProcess[str], report_dir: Path) -> Path:
     match = re.search(r"^(?:dry )?run (\S+):", result.stdout, re.MULTILINE)
     assert match, f"no run id in the output:\n{result.stdout}\n{result.stderr}"
     found = report_dir / match.group(1)
     assert found.is_dir(), found
     return found
-
-
-def read_results(path: Path) -> list[dict[str, str]]:
-    with path.open(encoding="utf-8-sig", newline="") as fh:
-        return list(csv.DictReader(fh))
 
 
 def posts(sandbox: SandboxProcess) -> int:
