@@ -28,7 +28,9 @@ log = structlog.get_logger(__name__)
 #: Statuses after which nothing was created and the same request may be sent again.
 TRANSIENT_STATUSES = frozenset({429, 502, 503, 504})
 #: Statuses that are final for the row: the API read the job and refused it.
-REJECTED_STATUSES = frozenset({400, 403, 404, 409, 413, 415, 422})
+REJECTED_STATUSES = frozenset({400, 403, 409, 413, 422})
+#: Statuses that say the endpoint itself is wrong (base URL, API version): a configuration problem for every row.
+ENDPOINT_STATUSES = frozenset({404, 405, 415})
 #: Refresh the token this many seconds before it expires (or at 10% of its lifetime if that is shorter).
 TOKEN_MARGIN_S = 60.0
 JSON_HEADERS = {"Content-Type": "application/json"}
@@ -41,7 +43,8 @@ class Kind(StrEnum):
     REJECTED = "rejected"
     TRANSIENT = "transient"
     UNKNOWN = "unknown"
-    AUTH = "auth"
+    AUTH = "auth"  # 401 after a refresh, or the token endpoint failing: stop the run
+    ENDPOINT = "endpoint"  # 404/405/415 from POST /jobs: the base URL is wrong; stop the run
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,6 +123,13 @@ def request_was_not_sent(exc: httpx.HTTPError) -> bool:
     return isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout | httpx.PoolTimeout)
 
 
+def _cause_name(exc: Exception) -> str:
+    """The real error behind an httpx exception (httpx-aiohttp names a refused connection ConnectTimeout)."""
+    cause = exc.__cause__ or exc
+    text = str(cause)
+    return f"{type(cause).__name__}: {text}" if text else type(cause).__name__
+
+
 def _connection_problem(exc: Exception, sent: bool) -> dict[str, Any]:
     what = type(exc.__cause__ or exc).__name__
     detail = str(exc.__cause__ or exc) or what
@@ -182,7 +192,7 @@ class TokenSource:
             except httpx.HTTPError as exc:
                 if attempt == 4:
                     raise TransientError(
-                        f"cannot reach the token endpoint {url}: {type(exc).__name__}; check BIGCHANGE_TOKEN_URL "
+                        f"cannot reach the token endpoint {url}: {_cause_name(exc)}; check BIGCHANGE_TOKEN_URL "
                         "and the network, then run again"
                     ) from None
                 await asyncio.sleep(0.5 * 2**attempt)
@@ -242,7 +252,7 @@ class ApiClient:
         headers = {"Customer-Id": str(settings.customer_id), "Accept": "application/json", **opts.extra_headers}
         self._http = httpx.AsyncClient(transport=transport, timeout=timeout, headers=headers)
         self.tokens = TokenSource(self._http, settings)
-        self._jobs_url = f"{settings.base_url}/jobs"
+        self.jobs_url = f"{settings.base_url}/jobs"
 
     async def __aenter__(self) -> ApiClient:
         return self
@@ -267,7 +277,7 @@ class ApiClient:
         """POST /jobs with an already-serialised JSON body, classified into an Answer. Never raises for HTTP."""
         started = time.perf_counter()
         try:
-            response = await self._authorised("POST", self._jobs_url, content=body, headers=JSON_HEADERS)
+            response = await self._authorised("POST", self.jobs_url, content=body, headers=JSON_HEADERS)
         except httpx.HTTPError as exc:
             sent = not request_was_not_sent(exc)
             kind = Kind.UNKNOWN if sent else Kind.TRANSIENT
@@ -287,6 +297,8 @@ class ApiClient:
         if status in TRANSIENT_STATUSES:
             retry_after = parse_retry_after(response.headers.get("retry-after"))
             return Answer(Kind.TRANSIENT, status, problem=problem, retry_after=retry_after, latency_s=latency)
+        if status in ENDPOINT_STATUSES:
+            return Answer(Kind.ENDPOINT, status, problem=problem, latency_s=latency)
         if status in REJECTED_STATUSES:
             return Answer(Kind.REJECTED, status, problem=problem, latency_s=latency)
         # 500 and anything unexpected: the job may or may not exist.
@@ -307,9 +319,9 @@ class ApiClient:
             params: list[tuple[str, str | int]] = [("reference", r) for r in references]
             params += [("pageNumber", page), ("pageSize", 1000)]
             try:
-                response = await self._authorised("GET", self._jobs_url, params=params)
+                response = await self._authorised("GET", self.jobs_url, params=params)
             except httpx.HTTPError as exc:
-                raise TransientError(f"job look-up by reference failed: {type(exc).__name__}") from None
+                raise TransientError(f"job look-up by reference failed: {_cause_name(exc)}") from None
             if response.status_code != 200:
                 problem = problem_from_response(response)
                 if response.status_code in (401, 403):

@@ -38,7 +38,7 @@ def ledgers(report_root: Path, explicit: Path | None) -> list[Path]:
 
 
 def recent_runs(report_root: Path, explicit: Path | None, limit: int) -> str:
-    lines = [f"{'run id':<22} {'finished':<24} {'exit':>4}  counts  input"]
+    lines = [f"{'run id':<24} {'finished':<24} {'exit':>4}  counts  input"]
     records = []
     for path in ledgers(report_root, explicit):
         with Ledger.open_existing(path) as ledger:
@@ -49,7 +49,7 @@ def recent_runs(report_root: Path, explicit: Path | None, limit: int) -> str:
         shown = ", ".join(f"{n} {s}" for s, n in counts.items() if n) or "-"
         exit_code = "-" if record.exit_code is None else str(record.exit_code)
         finished = record.finished_at or "(did not finish)"
-        lines.append(f"{record.run_id:<22} {finished:<24} {exit_code:>4}  {shown}  {record.input}")
+        lines.append(f"{record.run_id:<24} {finished:<24} {exit_code:>4}  {shown}  {record.input}")
     if len(lines) == 1:
         lines.append("(no runs yet)")
     return "\n".join(lines)

@@ -11,6 +11,8 @@ import hashlib
 import json
 import secrets
 import signal
+import sys
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -93,9 +95,10 @@ class RunResult:
     stop_reason: str | None = None
 
 
-def new_run_id(input_path: Path) -> str:
-    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-    return f"{stamp}-{secrets.token_hex(2)}"
+def new_run_id() -> str:
+    """Sortable to the millisecond (runs of one second stay in order), plus a random suffix against clashes."""
+    now = datetime.now(UTC)
+    return f"{now:%Y%m%dT%H%M%S}{now.microsecond // 1000:03d}Z-{secrets.token_hex(2)}"
 
 
 def prepare(options: RunOptions) -> Prepared:
@@ -236,17 +239,59 @@ def _str_or_none(value: object) -> str | None:
     return None if value is None else str(value)
 
 
-def _api_errors(prepared: Prepared, results: dict[str, RowResult]) -> pl.DataFrame:
-    """Field errors of rejected rows, located on the source cells that fed them."""
+#: What a row-level message says for sent rows that did not end created, when the problem gives no detail.
+NEXT_STEP = {
+    Status.PENDING: "not sent: the run stopped before this row; run the same command again to send it",
+    Status.FAILED: "the API kept failing for this row (retry budget spent); run again to send it",
+    Status.UNCERTAIN: "sent, but the answer was lost; check in BigChange whether the job exists",
+}
+
+
+def _outcome_errors(prepared: Prepared, results: dict[str, RowResult]) -> pl.DataFrame:
+    """Errors from the API side: a rejected row's field errors located on the source cells that fed them, and
+    one row-level message saying what to do for failed, uncertain and pending rows."""
     found: list[CellError] = []
-    rejected = {k for k, r in results.items() if r.status == Status.REJECTED and r.problem}
-    if not rejected:
+    attention = {k for k, r in results.items() if r.status == Status.REJECTED or r.status in NEXT_STEP}
+    if not attention:
         return errors_frame()
     for row, key, payload in prepared.payloads.select(ROW, "key", "payload").iter_rows():
-        if key in rejected:
-            problem = results[key].problem or {}
+        if key not in attention:
+            continue
+        result = results[key]
+        problem = result.problem or {}
+        if result.status == Status.REJECTED:
             found.extend(problem_errors(row, problem, payload, prepared.mapping))
+        else:
+            detail = problem.get("detail") or problem.get("title")
+            message = f"{detail}; {NEXT_STEP[result.status]}" if result.status == Status.FAILED and detail else None
+            found.append(CellError(row, None, None, str(result.status), message or detail or NEXT_STEP[result.status]))
     return errors_frame(found)
+
+
+class _ReportsFirst:
+    """Once sending may begin, SIGINT/SIGTERM outside the send loop (which handles them itself) must not cut the
+    run short of its ledger and reports: they are noted and the run finishes writing."""
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __init__(self) -> None:
+        self._saved: dict[int, Any] = {}
+
+    def arm(self) -> None:
+        if threading.current_thread() is not threading.main_thread():
+            return
+        for sig in self.SIGNALS:
+            previous = signal.signal(sig, self._later)
+            self._saved.setdefault(sig, previous)
+
+    def disarm(self) -> None:
+        for sig, previous in self._saved.items():
+            signal.signal(sig, previous)
+        self._saved.clear()
+
+    @staticmethod
+    def _later(signum: int, frame: object) -> None:
+        print("jobimport: finishing the ledger and the reports first…", file=sys.stderr)
 
 
 def _exit_code(counts: dict[str, int], stopped: RunStopped | None, dry_run: bool) -> int:
@@ -277,10 +322,11 @@ def run_import(options: RunOptions, on_prepared: Callable[[Prepared], None] | No
     if on_prepared is not None:
         on_prepared(prepared)
     settings = None if options.dry_run else options.settings or load_settings(options.env_file)
-    run_id = new_run_id(options.input)
+    run_id = new_run_id()
     report_dir = options.report_root / run_id
     report_dir.mkdir(parents=True, exist_ok=True)
     input_key = str(options.input.resolve())
+    shield = _ReportsFirst()
     stats = SubmitStats()
     results: dict[str, RowResult] = {}
     stopped: RunStopped | None = None
@@ -310,10 +356,12 @@ def run_import(options: RunOptions, on_prepared: Callable[[Prepared], None] | No
                     ROW, "key", "reference", "payload"
                 ).iter_rows()
             ]
+            shield.arm()
             results, stats, stopped = asyncio.run(_submit(planned, settings, ledger, run_id, options))
+            shield.arm()  # asyncio put the default handlers back when it removed its own
         outcomes = _outcomes(prepared, results, options.dry_run)
         own_errors = prepared.validation.errors.select(pl.col(n).cast(d) for n, d in ERROR_SCHEMA.items())
-        errors = pl.concat([own_errors, _api_errors(prepared, results)], how="vertical").sort(
+        errors = pl.concat([own_errors, _outcome_errors(prepared, results)], how="vertical").sort(
             "row", maintain_order=True
         )
         counts = {str(s): 0 for s in Status}
@@ -361,6 +409,7 @@ def run_import(options: RunOptions, on_prepared: Callable[[Prepared], None] | No
             )
             log.info("run_finished", exit_code=exit_code, counts=counts, stop_reason=stats.stop_reason)
     finally:
+        shield.disarm()
         if ledger is not None:
             ledger.close()
         logs.close()

@@ -74,6 +74,7 @@ class SubmitOptions:
     breaker_quiet_s: float = 5.0  # …with no success for this long (answers that fail together are one event)
     auth_streak: int = 10  # consecutive 403s before any success → configuration problem
     resend_uncertain: bool = False
+    resend_rejected: bool = False  # send again rows the API refused, even unchanged (the tenant's rules changed)
     drain_timeout_s: float = 30.0  # how long in-flight requests may finish after a stop
     reconcile_batch: int = 50
     reconcile_wait_s: float = 0.2  # gather lost answers this long before looking them up
@@ -193,7 +194,11 @@ class Submitter:
             return None
         if entry.state in (Status.CREATED, Status.ALREADY_CREATED):
             return RowResult(Status.ALREADY_CREATED, entry.job_id)
-        if entry.state == Status.REJECTED and entry.fingerprint == planned.fingerprint:
+        if (
+            entry.state == Status.REJECTED
+            and entry.fingerprint == planned.fingerprint
+            and not self.options.resend_rejected
+        ):
             return RowResult(Status.REJECTED, None, entry.problem)
         if entry.state == Status.UNCERTAIN and not self.options.resend_uncertain:
             return RowResult(Status.UNCERTAIN, None, entry.problem or _uncertain_problem())
@@ -346,6 +351,15 @@ class Submitter:
                 AuthRefused(
                     "the API answers 401 even with a fresh token; check the API key, its scopes (jobs:write) "
                     "and BIGCHANGE_TOKEN_URL, then run again"
+                )
+            )
+        elif answer.kind == Kind.ENDPOINT:
+            self._finish(planned.key, RowResult(Status.PENDING, None, answer.problem))
+            title = (answer.problem or {}).get("title") or ""
+            self.stop(
+                AuthRefused(
+                    f"the API answered {answer.status} {title} to POST {self.client.jobs_url}: that is not the "
+                    "create-job endpoint; check BIGCHANGE_BASE_URL (e.g. https://api.bigchange.com/v1)"
                 )
             )
         elif answer.kind == Kind.TRANSIENT:

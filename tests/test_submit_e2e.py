@@ -156,6 +156,8 @@ def test_sigint_stops_with_exit_3_and_reports_then_rerun_finishes(tmp_path: Path
     statuses = dict(table["status"].value_counts().rows())
     assert statuses.get("pending", 0) > 0 and statuses.get("created", 0) >= 100
     assert set(statuses) <= {"created", "pending", "uncertain"}
+    pending = table.filter(table["status"] == "pending")
+    assert all("run the same command again" in e for e in pending["errors"].to_list())  # corrections say what to do
     done = run_cli(args, sandbox.env(), tmp_path)
     assert done.returncode == 0, (done.stdout, done.stderr)
     _check_all_created(latest_run(reports), sandbox, rows)
@@ -195,3 +197,30 @@ def test_wrong_tenant_stops_as_configuration_problem_and_rerun_sends(tmp_path: P
     right = run_cli([*args[:-2], "--ledger", str(tmp_path / "ledger-right.sqlite")], sandbox.env(), tmp_path)
     assert right.returncode == 0, (right.stdout, right.stderr)
     _check_all_created(latest_run(reports), sandbox, 5)
+
+
+def test_wrong_base_url_stops_and_fixed_url_sends_everything(tmp_path: Path, sandbox_factory: Any) -> None:
+    sandbox = sandbox_factory()
+    source = write_jobs(tmp_path / "in", 8)
+    reports = tmp_path / "reports"
+    args = ["run", str(source), "--mapping", str(source.parent / "mapping.toml"), "--report-dir", str(reports)]
+    env = sandbox.env()
+    wrong = run_cli(args, {**env, "BIGCHANGE_BASE_URL": env["BIGCHANGE_BASE_URL"].removesuffix("/v1")}, tmp_path)
+    assert wrong.returncode == 3, (wrong.stdout, wrong.stderr)
+    assert "answered 404" in wrong.stderr and "BIGCHANGE_BASE_URL" in wrong.stderr
+    assert set(results(latest_run(reports))["status"].to_list()) == {"pending"}
+    right = run_cli(args, env, tmp_path)
+    assert right.returncode == 0, (right.stdout, right.stderr)
+    _check_all_created(latest_run(reports), sandbox, 8)
+
+
+def test_resend_rejected_sends_unchanged_rejections_again(tmp_path: Path, sandbox_factory: Any) -> None:
+    sandbox = sandbox_factory()
+    bad = {0: {"Customer": "999999"}}
+    _import(tmp_path, sandbox, 3, bad=bad)
+    posts = sandbox.stats()["requests"]["POST /v1/jobs"]
+    _import(tmp_path, sandbox, 3, bad=bad)
+    assert sandbox.stats()["requests"]["POST /v1/jobs"] == posts  # unchanged: not sent again
+    run_dir = _import(tmp_path, sandbox, 3, extra=["--resend-rejected"], bad=bad)
+    assert sum(sandbox.stats()["requests"]["POST /v1/jobs"].values()) == sum(posts.values()) + 1
+    assert results(run_dir)["status"].to_list() == ["rejected", "already_created", "already_created"]
