@@ -403,7 +403,7 @@ def _cell(column: str, trim: bool) -> pl.Expr:
     text = pl.col(column).cast(pl.String)
     if trim:
         text = text.str.strip_chars()
-    return pl.when(text.str.len_bytes() > 0).then(text)
+    return text.replace("", None)
 
 
 def _no_errors() -> pl.DataFrame:
@@ -424,29 +424,31 @@ def _error_rows(
     )
 
 
-def _convert(frame: pl.DataFrame, spec: FieldSpec, mapping: Mapping) -> tuple[pl.Series, pl.DataFrame]:
-    """The typed values of one API field, and the cells that did not convert.
+def _dtype(name: str) -> pl.DataType:
+    return pl.Int64() if name in INT_FIELDS else pl.String()
 
-    Parsing and lookups run on the distinct cell values only (ids, codes and durations repeat a lot), and the
-    result is mapped back; a person id already in canonical form skips parsing altogether.
-    """
-    dtype = pl.Int64 if spec.name in INT_FIELDS else pl.String
-    if spec.column is None:
-        return pl.repeat(spec.value, frame.height, dtype=dtype, eager=True).alias(spec.name), _no_errors()
-    if spec.parse == "text" and spec.lookup is None:
-        cells = frame.select(_cell(spec.column, spec.trim)).to_series()
-        if spec.default is not None:
-            cells = cells.fill_null(spec.default)
-        return cells.alias(spec.name), _no_errors()
-    col = frame.get_column(spec.column).cast(pl.String)
-    if spec.default is not None:
-        col = col.fill_null(spec.default)
-    canonical: pl.Series | None = None
-    pending = col
-    if spec.parse == "uuid" and spec.lookup is None:
-        canonical = col.str.contains(UUID_PATTERN).fill_null(False)
-        pending = col.filter(~canonical)
-    keys = pending.drop_nulls().unique()
+
+def _keyed(spec: FieldSpec) -> bool:
+    """True when the field's cells are parsed or looked up (on their distinct values), not taken as text."""
+    return spec.column is not None and (spec.parse != "text" or spec.lookup is not None)
+
+
+def _source(spec: FieldSpec) -> pl.Expr:
+    """The cells a keyed field converts: the column's text, blanks filled with the default."""
+    assert spec.column is not None
+    col = pl.col(spec.column).cast(pl.String)
+    return col.fill_null(spec.default) if spec.default is not None else col
+
+
+def _distinct(spec: FieldSpec) -> pl.Expr:
+    """The distinct non-null cells a keyed field has to convert, as one list."""
+    return _source(spec).drop_nulls().unique().implode()
+
+
+def _conversion_table(spec: FieldSpec, mapping: Mapping, keys: pl.Series) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Conversion table (k → value) of a keyed field's distinct cells, and the keys that did not convert
+    (k, check, message)."""
+    dtype = _dtype(spec.name)
     cell = _cell("k", spec.trim)
     if spec.default is not None:
         cell = cell.fill_null(pl.lit(spec.default))
@@ -456,7 +458,17 @@ def _convert(frame: pl.DataFrame, spec: FieldSpec, mapping: Mapping) -> tuple[pl
         table = table.with_columns(lookup.translate(pl.col("cell")).alias("text"))
     else:
         table = table.with_columns(pl.col("cell").alias("text"))
-    table = table.with_columns(parse_value(spec.parse, pl.col("text")).cast(dtype).alias("value"))
+    parsed = parse_value(spec.parse, pl.col("text")).cast(dtype)
+    if spec.parse == "uuid":  # a person id already in canonical form skips parsing (they can be many)
+        canonical = pl.col("text").str.contains(UUID_PATTERN).fill_null(False)
+        table = pl.concat(
+            [
+                table.filter(canonical).with_columns(pl.col("text").alias("value")),
+                table.filter(~canonical).with_columns(parsed.alias("value")),
+            ]
+        )
+    else:
+        table = table.with_columns(parsed.alias("value"))
     miss = pl.col("cell").is_not_null() & pl.col("text").is_null()
     bad = pl.col("text").is_not_null() & pl.col("value").is_null()
     lookup_msg = pl.lit(None, dtype=pl.String)
@@ -473,24 +485,43 @@ def _convert(frame: pl.DataFrame, spec: FieldSpec, mapping: Mapping) -> tuple[pl
         .otherwise(bad_value_expr(spec.name, spec.parse, pl.col("text")))
         .alias("message"),
     )
-    value = col.replace_strict(table["k"], table["value"], default=None, return_dtype=dtype)
-    if canonical is not None:
-        value = pl.select(pl.when(canonical).then(col).otherwise(value)).to_series()
-    errors = _no_errors()
-    if failed.height:
-        rows = frame.select(ROW, col.alias("k")).filter(pl.col("k").is_in(failed["k"].implode()))
-        errors = rows.join(failed, on="k").select(
-            pl.col(ROW).alias("row"),
-            pl.lit(spec.name, dtype=pl.String).alias("field"),
-            pl.lit(spec.column, dtype=pl.String).alias("column"),
-            "check",
-            "message",
-        )
-    return value.alias(spec.name), errors
+    return table.select("k", "value"), failed
 
 
-def _template(frame: pl.DataFrame, spec: FieldSpec, value: pl.Series) -> tuple[pl.Series, pl.DataFrame]:
-    """Reference from the template where the reference cell is blank or the column absent."""
+def _value(spec: FieldSpec, mapping: Mapping, keys: pl.Series | None) -> tuple[pl.Expr, pl.DataFrame | None]:
+    """The expression of one API field's typed values, and (keyed fields) the keys that did not convert.
+
+    Parsing and lookups run on the distinct cell values only (ids, codes and durations repeat a lot), and the
+    result is mapped back.
+    """
+    dtype = _dtype(spec.name)
+    if spec.column is None:
+        return pl.lit(spec.value, dtype=dtype).alias(spec.name), None
+    if not _keyed(spec):
+        cells = _cell(spec.column, spec.trim)
+        if spec.default is not None:
+            cells = cells.fill_null(pl.lit(spec.default))
+        return cells.alias(spec.name), None
+    assert keys is not None
+    table, failed = _conversion_table(spec, mapping, keys)
+    value = _source(spec).replace_strict(table["k"], table["value"], default=None, return_dtype=dtype)
+    return value.alias(spec.name), failed
+
+
+def _conversion_errors(frame: pl.DataFrame, spec: FieldSpec, failed: pl.DataFrame) -> pl.DataFrame:
+    """ERROR_SCHEMA rows for the cells of a keyed field whose value is one of the `failed` keys."""
+    rows = frame.select(ROW, _source(spec).alias("k")).filter(pl.col("k").is_in(failed["k"].implode()))
+    return rows.join(failed, on="k").select(
+        pl.col(ROW).alias("row"),
+        pl.lit(spec.name, dtype=pl.String).alias("field"),
+        pl.lit(spec.column, dtype=pl.String).alias("column"),
+        "check",
+        "message",
+    )
+
+
+def _template_expr(spec: FieldSpec) -> tuple[pl.Expr, list[str]]:
+    """The reference generated by the template, and the columns it needs."""
     assert spec.template is not None
     pieces: list[pl.Expr] = []
     needed: list[str] = []
@@ -502,11 +533,11 @@ def _template(frame: pl.DataFrame, spec: FieldSpec, value: pl.Series) -> tuple[p
         pieces.append(pl.col(ORIGIN_ROW).cast(pl.String) if name == "row" else _cell(name, True))
         if name != "row":
             needed.append(name)
-    generated = frame.select(pl.concat_str(pieces)).to_series()
-    result = value.fill_null(generated) if value.null_count() else value
-    fails = result.is_null()
-    if not fails.any():
-        return result.alias(spec.name), _no_errors()
+    return pl.concat_str(pieces), needed
+
+
+def _template_errors(frame: pl.DataFrame, spec: FieldSpec, fails: pl.Series, needed: list[str]) -> pl.DataFrame:
+    """Errors for the rows whose reference is blank and whose template cannot be filled."""
     missing = pl.lit(None, dtype=pl.String)
     for name in reversed(needed):
         missing = pl.when(_cell(name, True).is_null()).then(pl.lit(name)).otherwise(missing)
@@ -514,33 +545,48 @@ def _template(frame: pl.DataFrame, spec: FieldSpec, value: pl.Series) -> tuple[p
     message = text_of(
         f"no reference: {col_txt}the template '{spec.template}' needs '", missing, "', which is blank here; fill it in"
     )
-    return result.alias(spec.name), _error_rows(frame, fails, spec.name, spec.column, "template", message)
+    return _error_rows(frame, fails, spec.name, spec.column, "template", message)
 
 
 def apply_mapping(raw: RawTable, mapping: Mapping) -> MappedTable:
-    """Typed job frame of `raw` under `mapping`, plus conversion errors; MappingError for unknown columns."""
+    """Typed job frame of `raw` under `mapping`, plus conversion errors; MappingError for unknown columns.
+
+    Two parallel polars passes over the rows: the distinct cells of every parsed or looked-up column, then
+    every output column (the conversion tables in between are small: one row per distinct cell).
+    """
     _check_columns(mapping, raw)
     frame = raw.frame
-    columns: list[pl.Series] = [frame.get_column(ROW), frame.get_column(ORIGIN_ROW)]
-    errors: list[pl.DataFrame] = []
+    keyed = [spec for spec in mapping.fields.values() if _keyed(spec)]
+    distinct = frame.select(_distinct(spec).alias(spec.name) for spec in keyed) if keyed else pl.DataFrame()
+    columns: list[pl.Expr] = [pl.col(ROW), pl.col(ORIGIN_ROW)]
+    # per field, in API order: the keys that did not convert, and the columns its template needs
+    checks: list[tuple[FieldSpec, pl.DataFrame | None, list[str] | None]] = []
     for name in API_FIELDS:
         spec = mapping.fields.get(name)
         if spec is None:
-            dtype = pl.Int64 if name in INT_FIELDS else pl.String
-            columns.append(pl.Series(name, [None] * frame.height, dtype=dtype))
+            columns.append(pl.lit(None, dtype=_dtype(name)).alias(name))
             continue
-        value, errs = _convert(frame, spec, mapping)
-        errors.append(errs)
+        keys = distinct.get_column(name)[0] if _keyed(spec) else None
+        value, failed = _value(spec, mapping, keys)
+        needed = None
         if spec.template is not None:
-            value, errs = _template(frame, spec, value)
-            errors.append(errs)
+            generated, needed = _template_expr(spec)
+            value = pl.coalesce(value, generated).alias(name)
         columns.append(value)
-    if mapping.custom_fields:
-        custom = frame.select(*(_cell(cf.column, cf.trim).alias(cf.key) for cf in mapping.custom_fields))
-        columns.extend(custom.get_columns())
+        checks.append((spec, failed, needed))
+    columns.extend(_cell(cf.column, cf.trim).alias(cf.key) for cf in mapping.custom_fields)
+    out = frame.select(columns)
+    errors: list[pl.DataFrame] = []
+    for spec, failed, needed in checks:
+        if failed is not None and failed.height:
+            errors.append(_conversion_errors(frame, spec, failed))
+        if needed is not None:
+            fails = out.get_column(spec.name).is_null()
+            if fails.any():
+                errors.append(_template_errors(frame, spec, fails, needed))
     errors.append(_raw_cell_errors(raw, mapping))
     all_errors = pl.concat([e.cast(ERROR_SCHEMA) for e in errors], how="vertical")  # type: ignore[arg-type]
-    return MappedTable(frame=pl.DataFrame(columns), errors=all_errors.sort("row", maintain_order=True))
+    return MappedTable(frame=out, errors=all_errors.sort("row", maintain_order=True))
 
 
 def _raw_cell_errors(raw: RawTable, mapping: Mapping) -> pl.DataFrame:

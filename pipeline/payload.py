@@ -1,10 +1,13 @@
 """The plan stage: one compact JSON body of POST /v1/jobs per valid row, and the row's ledger key.
 
-The JSON is built vectorised: each present field becomes a `"name":value` fragment (strings encoded by polars'
-JSON encoder, which escapes exactly like `json.dumps(..., ensure_ascii=False)`), and the fragments of a row are
-joined. Absent optional fields are omitted, never sent as null; custom fields come in mapping order, blank
-values omitted, and there is no `customFields` key when a row has none. The key is the reference when the row
-has one, else "fp:" + the sha256 hex digest of the payload's UTF-8 bytes.
+The JSON is built in one vectorised polars query (one `concat_str` per row over literal text and the columns).
+A string column none of whose cells needs escaping (no `"`, `\\` or control character: one parallel check per
+column) goes in between quotes as it is; the others are encoded by polars' JSON encoder, which escapes exactly
+like `json.dumps(..., ensure_ascii=False)`. A column without nulls is spliced straight into the row's text; a
+column with nulls becomes a member that is skipped where the value is null: absent optional fields are omitted,
+never sent as null. Custom fields come in mapping order, blank values omitted, and there is no `customFields`
+key when a row has none. The key is the reference when the row has one, else "fp:" + the sha256 hex digest of
+the payload's UTF-8 bytes.
 """
 
 from __future__ import annotations
@@ -18,65 +21,74 @@ from pipeline.model import API_FIELDS, INT_FIELDS, ORIGIN_ROW, ROW
 
 FINGERPRINT_PREFIX = "fp:"
 
-
 #: characters JSON must escape; a string without any of them is its own JSON body between quotes.
 _NEEDS_ESCAPE = r'["\\\x00-\x1f]'
 
 
-def _encode(values: pl.Series) -> pl.Series:
-    """polars' JSON encoding of each string (with its quotes)."""
-    return (
-        pl.DataFrame({"v": values})
-        .select(pl.struct("v").struct.json_encode().str.strip_prefix('{"v":').str.strip_suffix("}"))
-        .to_series()
-    )
+Piece = str | pl.Expr  # literal text or a column expression, to be concatenated
 
 
-def json_strings(values: pl.Series, before: str = "", after: str = "") -> pl.Series:
-    """`before` + the JSON string literal (with quotes) + `after` for each value; null stays null.
-
-    Most cells need no escaping, so they are only quoted; the others go through polars' JSON encoder.
-    """
-    plain = pl.select(pl.concat_str([pl.lit(before + '"'), pl.lit(values), pl.lit('"' + after)])).to_series()
-    needs = values.str.contains(_NEEDS_ESCAPE).fill_null(False)
-    if not needs.any():
-        return plain.alias(values.name)
-    where = needs.arg_true()
-    encoded = before + _encode(values.gather(where)) + after
-    return plain.scatter(where, encoded).alias(values.name)
+def _concat(pieces: list[Piece], *, ignore_nulls: bool = False) -> pl.Expr:
+    """concat_str of `pieces`, adjacent literal texts merged (fewer pieces: less work per row)."""
+    merged: list[Piece] = []
+    for piece in pieces:
+        if isinstance(piece, str) and merged and isinstance(merged[-1], str):
+            merged[-1] += piece
+        else:
+            merged.append(piece)
+    exprs = [pl.lit(p, dtype=pl.String) if isinstance(p, str) else p for p in merged]
+    return pl.concat_str(exprs, ignore_nulls=ignore_nulls)
 
 
-def _fragment(name: str, frame: pl.DataFrame) -> pl.Series:
-    """`"name":value` per row, null where the value is null (the field is then omitted)."""
-    col = frame.get_column(name)
-    if name in INT_FIELDS:
-        return pl.select(pl.concat_str([pl.lit(f'"{name}":'), pl.lit(col).cast(pl.String)])).to_series().alias(name)
-    return json_strings(col, before=f'"{name}":')
-
-
-def _custom_fields(frame: pl.DataFrame, mapping: Mapping) -> pl.Series | None:
-    if not mapping.custom_fields:
-        return None
-    items = [
-        pl.lit(
-            json_strings(frame.get_column(cf.key), before=f'{{"definitionId":{cf.definition_id},"value":', after="}")
-        )
-        for cf in mapping.custom_fields
-    ]
-    joined = pl.concat_str(items, separator=",", ignore_nulls=True)
-    return pl.select(
-        pl.when(joined.str.len_bytes() > 0).then(pl.concat_str([pl.lit('"customFields":['), joined, pl.lit("]")]))
-    ).to_series()
+def _json_value(column: str, is_int: bool, clean: bool) -> list[Piece]:
+    """The JSON value of `column` as pieces to concatenate (null where the cell is null)."""
+    col = pl.col(column)
+    if is_int:
+        return [col]
+    if clean:
+        return ['"', col, '"']
+    # {"":"…"} → "…"
+    encoded = pl.struct(col.alias("")).struct.json_encode().str.slice(4).str.head(-1)
+    return [pl.when(col.is_not_null()).then(encoded)]
 
 
 def payloads(frame: pl.DataFrame, mapping: Mapping) -> pl.Series:
     """The compact JSON body of POST /v1/jobs for each row of a job frame."""
-    fragments = [_fragment(name, frame) for name in API_FIELDS]
-    custom = _custom_fields(frame, mapping)
-    if custom is not None:
-        fragments.append(custom)
-    body = pl.concat_str([pl.lit(f) for f in fragments], separator=",", ignore_nulls=True)
-    return pl.select(pl.concat_str([pl.lit("{"), body, pl.lit("}")])).to_series().alias("payload")
+    custom = [(cf.key, cf.definition_id) for cf in mapping.custom_fields]
+    texts = [name for name in API_FIELDS if name not in INT_FIELDS] + [key for key, _ in custom]
+    escaped = frame.select(pl.col(c).str.contains(_NEEDS_ESCAPE).any() for c in texts).row(0) if texts else ()
+    clean = {c for c, esc in zip(texts, escaped, strict=True) if not esc}
+    solid = {c for c in (*API_FIELDS, *texts) if frame.get_column(c).null_count() == 0}
+
+    def value(column: str) -> list[Piece]:
+        return _json_value(column, column in INT_FIELDS, column in clean)
+
+    # members: (pieces of `"name":value`, present in every row)
+    members: list[tuple[list[Piece], bool]] = [([f'"{name}":', *value(name)], name in solid) for name in API_FIELDS]
+    if custom:
+        items = [([f'{{"definitionId":{def_id},"value":', *value(key), "}"], key in solid) for key, def_id in custom]
+        if all(present for _, present in items):
+            pieces: list[Piece] = ['"customFields":[']
+            for i, (item, _) in enumerate(items):
+                pieces += [",", *item] if i else item
+            members.append(([*pieces, "]"], True))
+        else:
+            parts = [_concat(item) for item, _ in items]
+            joined = pl.concat_str(parts, separator=",", ignore_nulls=True) if len(parts) > 1 else parts[0]
+            listed = pl.when(pl.any_horizontal(pl.col(key).is_not_null() for key, _ in custom)).then(joined)
+            members.append((['"customFields":[', listed, "]"], False))
+
+    if members[0][1]:
+        # the first member is in every row: it carries the "{", every other one its leading ","
+        body: list[Piece] = ["{"]
+        for i, (pieces, present) in enumerate(members):
+            lead = [","] if i else []
+            body += [*lead, *pieces] if present else [_concat([*lead, *pieces])]
+        payload = _concat([*body, "}"], ignore_nulls=True)
+    else:
+        joined = pl.concat_str([_concat(pieces) for pieces, _ in members], separator=",", ignore_nulls=True)
+        payload = pl.concat_str([pl.lit("{"), joined, pl.lit("}")])
+    return frame.select(payload.alias("payload")).to_series()
 
 
 def _sha256(payloads: pl.Series) -> pl.Series:
@@ -93,8 +105,8 @@ def plan_payloads(valid: pl.DataFrame, mapping: Mapping) -> pl.DataFrame:
         pl.col("reference").cast(pl.String),
     ).with_columns(payloads(valid, mapping))
     no_ref = planned["reference"].is_null()
-    fingerprints = _sha256(planned["payload"].filter(no_ref))
-    keys = planned.select(pl.col("reference")).to_series().alias("key")
+    keys = planned.get_column("reference").alias("key")
     if no_ref.any():
+        fingerprints = _sha256(planned["payload"].filter(no_ref))
         keys = keys.scatter(no_ref.arg_true(), FINGERPRINT_PREFIX + fingerprints)
     return planned.with_columns(keys).select(ROW, ORIGIN_ROW, "key", "reference", "payload")

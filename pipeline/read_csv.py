@@ -5,8 +5,18 @@ cp1252 when none is declared). UTF-16/UTF-32 declared without a BOM are used as 
 decoding are never chosen by us. Non-UTF-8 input is transcoded to UTF-8 bytes in memory for polars.
 
 Row numbers: ROW is the record number a spreadsheet program shows (a quoted newline does not start a new row;
-a blank line does). Ragged rows are found by a vectorised, quote-aware count of delimiters per line; only when a
-quoted field spans lines does it fall back to the stdlib csv module for the count.
+a blank line does). Line ends are \n or \r\n (or \r alone in a file without any \n); a lone \r inside a line is
+cell text, as polars reads it.
+
+Ragged rows: polars refuses records with more fields than the header but silently pads records with fewer, so
+every read is checked. Cheap proof first (`_surely_rectangular`): the delimiters of the file minus those inside
+cell values must be exactly (width - 1) per record (no record can have more, so none has fewer), and when a cell
+holds a delimiter or a line break, the quoting must be well formed (`_well_quoted`: a quote-by-quote check, so
+that polars splits the records as the csv module does). Only when that proof fails (a blank line, a short
+record, odd quoting) are the fields of each record counted, vectorised over lines (virtual quotes where a quoted
+field spans lines); the stdlib csv module is the last resort for quoting that defeats the regexes. A record
+whose fields are all blank is a blank row (dropped), not a ragged one, unless it has more fields than the
+header (polars then refuses the file, so it is named).
 """
 
 from __future__ import annotations
@@ -16,6 +26,7 @@ import contextlib
 import csv
 import io
 import re
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import polars as pl
@@ -33,6 +44,10 @@ _BOMS: tuple[tuple[bytes, str], ...] = (
     (codecs.BOM_UTF16_LE, "utf-16"),
     (codecs.BOM_UTF16_BE, "utf-16"),
 )
+#: What polars strips (Rust `char::is_whitespace`, Unicode White_Space): a cell of only these is blank. (Python's
+#: str.strip() also strips \x1c-\x1f: a record of those is not blank to polars, so it must not be to us.)
+_WHITESPACE = "\t\n\x0b\x0c\r \x85\xa0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007\u2008\u2009\u200a"
+_WHITESPACE += "\u2028\u2029\u202f\u205f\u3000"
 _SNIFF_BYTES = 64 * 1024
 _SNIFF_RECORDS = 50
 
@@ -40,17 +55,19 @@ _SNIFF_RECORDS = 50
 def read_csv(path: Path, *, header_row: int = 1, encoding: str | None = None, delimiter: str | None = None) -> RawTable:
     """Read a delimited text file as text cells; see read.read_table for the contract.
 
-    Fast path: bytes without a BOM go to polars as they are (polars refuses invalid UTF-8 itself); only when
-    that fails are they decoded in Python with the declared encoding or cp1252 and transcoded to UTF-8.
+    Fast path: bytes without a BOM (or after a UTF-8 BOM) go to polars as they are (polars refuses invalid
+    UTF-8 itself); only when that fails are they decoded in Python (strictly, for the message naming the bad
+    byte) with the declared encoding or cp1252 and transcoded to UTF-8.
     """
     raw = path.read_bytes()
     declared = _lookup(encoding, str(path)) if encoding else None
     bom = any(raw.startswith(b) for b, _ in _BOMS)
-    if not bom and not (declared or "").startswith(("utf-16", "utf-32")):
-        try:
+    if raw.startswith(codecs.BOM_UTF8):
+        with contextlib.suppress(_NotUtf8):
+            return _parse(raw[len(codecs.BOM_UTF8) :], "utf-8-sig", path, header_row, delimiter)
+    elif not bom and not (declared or "").startswith(("utf-16", "utf-32")):
+        with contextlib.suppress(_NotUtf8):
             return _parse(raw, "utf-8", path, header_row, delimiter)
-        except _NotUtf8:
-            pass
     data, used = decode(raw, encoding, where=str(path))
     return _parse(data, used, path, header_row, delimiter)
 
@@ -84,32 +101,35 @@ def _parse_utf8(data: bytes, used: str, path: Path, header_row: int, delimiter: 
     start, header_rec = _header_offset(data, header_row)
     if start >= len(data):
         raise InputFileError(f"{path}: no header found at or after row {header_row}; check header_row in the mapping")
-    sep = _parse_delimiter(delimiter, path) if delimiter is not None else sniff_delimiter(data[start:], path)
-    body = data[start:]
+    body = _body_end(data[start:] if start else data)  # (slicing copies: only when needed)
+    sep = _parse_delimiter(delimiter, path) if delimiter is not None else sniff_delimiter(body, path)
     try:
         header = next(csv.reader(io.StringIO(_first_record(body).decode("utf-8"), newline=""), delimiter=sep), [])
     except csv.Error as exc:
         raise InputFileError(f"{path}: the header row {header_rec} cannot be parsed ({exc}); fix its quoting") from exc
     width = len(header)
-    try:
-        frame = pl.read_csv(
-            body,
-            has_header=True,
-            separator=sep,
-            infer_schema=False,
-            new_columns=[f"c{i}" for i in range(width)],
-            raise_if_empty=False,
-        )
-    except pl.exceptions.PolarsError as exc:
-        if "utf" in str(exc).lower():
-            raise
-        with contextlib.suppress(_Unparsable):  # "more fields" lands here: name the rows
-            _check_ragged(_field_counts(body, sep), width, header_rec, sep, path)
-        detail = " ".join(str(exc).split())[:160]
-        raise InputFileError(f"{path}: cannot be parsed as {_name(sep)}-separated text ({detail})") from exc
-    if not _surely_rectangular(body, sep, width, frame):
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        delimiters = pool.submit(body.count, sep.encode())  # counted while polars parses (it releases the GIL)
         try:
-            counts = _field_counts(body, sep)
+            frame = pl.read_csv(
+                body,
+                has_header=True,
+                separator=sep,
+                infer_schema=False,
+                new_columns=[f"c{i}" for i in range(width)],
+                raise_if_empty=False,
+            )
+        except pl.exceptions.PolarsError as exc:
+            if "utf" in str(exc).lower():
+                raise
+            with contextlib.suppress(_Unparsable):  # "more fields" lands here: name the rows
+                _check_ragged(_field_counts(body, sep, width), width, header_rec, sep, path)
+            detail = " ".join(str(exc).split())[:160]
+            raise InputFileError(f"{path}: cannot be parsed as {_name(sep)}-separated text ({detail})") from exc
+        rectangular = _surely_rectangular(frame, header, body, sep, delimiters.result())
+    if not rectangular:
+        try:
+            counts = _field_counts(body, sep, width)
         except _Unparsable as exc:
             raise InputFileError(
                 f"{path}: row {header_rec + exc.index} cannot be split into fields ({exc}); fix the quotes in that row"
@@ -259,34 +279,128 @@ def _first_record(body: bytes) -> bytes:
     return body[: _record_end(body, 0)].rstrip(b"\r\n")
 
 
-def _surely_rectangular(body: bytes, sep: str, width: int, frame: pl.DataFrame) -> bool:
+def _body_end(body: bytes) -> bytes:
+    """`body` ending with exactly one line end: without the blank lines at its end (polars reads each as an
+    all-null row; blank rows are dropped anyway and nothing follows them, so no row number changes), and with a
+    line end after the last record (without one, polars silently drops an empty extra field there instead of
+    refusing the record, which would defeat the proof of `_surely_rectangular`)."""
+    end = len(body)
+    while end and body[end - 1] in b"\r\n":
+        end -= 1
+    if body.count(b"\n", end) == 1:
+        return body
+    return body[:end] + b"\n"
+
+
+def _surely_rectangular(frame: pl.DataFrame, header: list[str], body: bytes, sep: str, delimiters: int) -> bool:
     """Cheap proof that no record has fewer fields than the header (polars already refuses more fields).
 
-    Without quotes, every delimiter byte separates two fields; if no parsed row is all-null (blank line or
-    padded) and the file holds exactly (width - 1) delimiters per record, no record can be short.
+    A delimiter of the file either separates two fields or is part of a (quoted) cell value: the separating
+    ones are the `delimiters` of `body` minus those in the header and in the parsed cells. No record has more
+    than (width - 1) of them, so if they add up to exactly (width - 1) per record, no record has fewer. A
+    blank line is a record without any: when polars read one (an all-null row), the proof is not tried.
+
+    This proves the records polars split are rectangular; they are the records the csv module (and a
+    spreadsheet) sees when no cell holds a delimiter or a line break, or when the quoting is well formed (see
+    `_well_quoted`). Why: polars enters quotes where the csv module does (a quote starting a field) and leaves
+    them where it does, but after a closing quote followed by other text polars takes the next quote as a new
+    opening one, the csv module as text. So polars is between quotes wherever the csv module is (and maybe
+    more), and the two split alike unless polars finds a delimiter or a line break in a stretch the csv module
+    does not see as quoted, i.e. unless some cell polars read holds one. Polars' header is not visible, so
+    the header record must be well quoted whenever it holds a quote.
     """
-    if b'"' in body or frame.width != width:
+    width = len(header)
+    if frame.width != width:
         return False
     if frame.height and frame.select(pl.all_horizontal(pl.all().is_null()).any()).item():
         return False
-    return body.count(sep.encode()) == (width - 1) * (frame.height + 1)
+    inside, breaks = 0, False
+    quoted = b'"' in body  # without quotes, no cell holds a delimiter or a line break
+    if frame.height and quoted:
+        counted = frame.select(
+            pl.sum_horizontal(pl.all().str.count_matches(sep, literal=True).cast(pl.Int64).sum()).alias("inside"),
+            pl.any_horizontal(pl.all().str.contains("[\r\n]").any()).alias("breaks"),
+        ).row(0)
+        inside, breaks = int(counted[0]), bool(counted[1])
+    in_header = sum(h.count(sep) for h in header)
+    if delimiters - in_header - inside != (width - 1) * (frame.height + 1):
+        return False
+    # the header as the csv module read it must be the header polars read (polars' is not visible here)
+    head = body[: _record_end(body, 0)]
+    if quoted and b'"' in head and not _well_quoted(head, sep):
+        return False
+    return not (inside or breaks) or _well_quoted(body, sep)
 
 
-def _field_counts(body: bytes, sep: str) -> pl.DataFrame:
-    """One row per record of `body` (header first): `fields` (count) and `blank` (bool).
+def _well_quoted(body: bytes, sep: str) -> bool:
+    """True when every quote of `body` is well placed: every opening quote starts a field (after a delimiter, a
+    line end or the start) and every closing quote ends one (before a delimiter, a line end or the end), the
+    doubled quotes inside a quoted field ("" = close + open) aside. Quotes in an unquoted field count as
+    misplaced (polars and the csv module read those alike, but they break the quote parity used here).
 
-    Vectorised over lines: quoted fields are removed by a regex before counting delimiters. When a quoted field
-    spans lines, falls back to the stdlib csv reader (exact, ~0.25 s per 100k rows)."""
-    free = next((chr(b) for b in (0x1F, 0x1E, 0x1D, 0x1C, 0x00) if bytes([b]) not in body), None)
-    if free is not None and b'"' in body:
-        lines = _lines(body, free)
-        esc = re.escape(sep)
-        cleaned = lines.str.replace_all(f'(^|{esc})"(?:[^"]|"")*"', "${1}")
-        if not cleaned.str.contains(f'(^|{esc})"').any():
-            return _counts_from_lines(lines, cleaned, sep)
-    elif free is not None:
-        lines = _lines(body, free)
-        return _counts_from_lines(lines, lines, sep)
+    The file is cut at every quote (polars' CSV reader with the quote as line end: parallel, zero-copy); by
+    parity, the pieces at even positions are outside quotes: each must start like a field end (or be empty)
+    and end like a field start (or be empty).
+    """
+    free = _free_byte(body)
+    if free is None:
+        return False
+    pieces = pl.read_csv(
+        body,
+        has_header=False,
+        separator=free,
+        quote_char=None,
+        eol_char='"',
+        new_columns=["piece"],
+        schema={"piece": pl.String},
+        empty_string_is_null=False,
+        raise_if_empty=False,
+    ).get_column("piece")
+    # polars drops the empty piece after a final quote: the number of quotes must be even (all closed)
+    quotes = pieces.len() if body.endswith(b'"') else pieces.len() - 1
+    if quotes % 2:
+        return False
+    if pieces.len() % 2:  # (pairs of pieces: the even one of each, outside quotes, is taken below)
+        pieces = pieces.append(pl.Series("piece", [""], dtype=pl.String))
+    outside = pl.DataFrame({"piece": pieces.reshape((pieces.len() // 2, 2)).arr.first()})
+    piece, at = pl.col("piece"), pl.int_range(pl.len())
+    empty = piece.str.len_bytes() == 0
+    # the piece after a closing quote: empty (a doubled quote follows, or the end) or a field end
+    field_end = empty | piece.str.starts_with(sep) | piece.str.starts_with("\n") | piece.str.starts_with("\r")
+    # the piece before an opening quote: empty (a doubled quote, or the start) or a field start
+    field_start = empty | piece.str.ends_with(sep) | piece.str.ends_with("\n")
+    followed = at < outside.height - 1 if quotes < 2 * outside.height else pl.lit(True)  # (the last: no quote)
+    misplaced = ((at > 0) & ~field_end) | (followed & ~field_start)
+    return not outside.lazy().select(misplaced.any()).collect().item()
+
+
+def _free_byte(body: bytes) -> str | None:
+    """A control character that does not occur in `body` (to read it with a separator that never splits)."""
+    return next((chr(b) for b in (0x1F, 0x1E, 0x1D, 0x1C, 0x00) if bytes([b]) not in body), None)
+
+
+def _field_counts(body: bytes, sep: str, width: int) -> pl.DataFrame:
+    """One row per record of `body` (header first): `fields` (count) and `blank` (every field blank: a blank row,
+    dropped like the others, so not ragged when short; only worked out for records with fewer fields than
+    `width`: polars refuses the file when a record has more, so those are always named).
+
+    Vectorised over lines: a line that starts or ends inside a quoted field (by quote parity) gets a virtual
+    quote there, quoted fields are removed by a regex, the delimiters left are counted and added up per record.
+    When that reading is not self-consistent (a quote inside an unquoted field, an unterminated quote), or when
+    every candidate free byte occurs in the file, falls back to the stdlib csv reader (exact, ~0.25 s per 100k
+    rows)."""
+    free = _free_byte(body)
+    if free is not None:
+        lines = pl.DataFrame({"line": _lines(body, free)})
+        if b'"' not in body:
+            records = lines.select(
+                (pl.col("line").str.count_matches(sep, literal=True).cast(pl.Int64) + 1).alias("fields"),
+                pl.col("line").alias("text"),
+            )
+            return _with_blank(records, sep, width)
+        counts = _quoted_counts(lines, sep, width)
+        if counts is not None:
+            return counts
     text = body.decode("utf-8")
     fields: list[int] = []
     blank: list[bool] = []
@@ -294,10 +408,69 @@ def _field_counts(body: bytes, sep: str) -> pl.DataFrame:
     try:
         for rec in reader:
             fields.append(len(rec))
-            blank.append(not any(f.strip() for f in rec))
+            blank.append(len(rec) < width and not any(f.strip(_WHITESPACE) for f in rec))
     except csv.Error as exc:
         raise _Unparsable(len(fields), str(exc)) from exc
     return pl.DataFrame({"fields": fields, "blank": blank}, schema={"fields": pl.Int64, "blank": pl.Boolean})
+
+
+def _quoted_counts(lines: pl.DataFrame, sep: str, width: int) -> pl.DataFrame | None:
+    """`_field_counts` of lines holding quotes, or None when the quote-parity reading is not self-consistent."""
+    esc = re.escape(sep)
+    after = (pl.col("line").str.count_matches('"', literal=True).cast(pl.Int64).cum_sum() % 2) == 1
+    frame = lines.with_columns(after.alias("after")).with_columns(
+        pl.col("after").shift(1, fill_value=False).alias("before")
+    )
+    if frame.height and frame.item(-1, "after"):  # an unterminated quote
+        return None
+    text = pl.concat_str(
+        pl.when(pl.col("before")).then(pl.lit('"')).otherwise(pl.lit("")),
+        pl.col("line"),
+        pl.when(pl.col("after")).then(pl.lit('"')).otherwise(pl.lit("")),
+    )
+    quoted = pl.col("before") | pl.col("line").str.contains('"', literal=True)
+    cleaned = pl.when(quoted).then(text.str.replace_all(f'(^|{esc})"(?:[^"]|"")*"', "${1}")).otherwise(pl.col("line"))
+    frame = frame.with_columns(cleaned.alias("cleaned"))
+    inconsistent = pl.col("cleaned").str.contains(f'(?:^|{esc})"') | (
+        pl.col("after") & pl.col("cleaned").str.ends_with('"')
+    )
+    if frame.select(inconsistent.any()).item():
+        return None
+    ends = (~pl.col("after")).cast(pl.Int64)
+    frame = frame.with_columns(
+        pl.col("cleaned").str.count_matches(sep, literal=True).cast(pl.Int64).cum_sum().alias("total"),
+        (ends.cum_sum() - ends).alias("record"),
+    )
+    records = frame.filter(~pl.col("after")).select(
+        (pl.col("total") - pl.col("total").shift(1, fill_value=0) + 1).alias("fields"),
+        pl.col("record"),
+    )
+    odd = records.filter(pl.col("fields") < width).get_column("record")
+    texts = (
+        frame.filter(pl.col("record").is_in(odd.implode()))
+        .group_by("record", maintain_order=True)
+        .agg(pl.col("line").str.join("\n").alias("text"))
+    )
+    return _with_blank(records.join(texts, on="record", how="left", maintain_order="left"), sep, width)
+
+
+def _with_blank(records: pl.DataFrame, sep: str, width: int) -> pl.DataFrame:
+    """`fields` and `blank` of records with their `text`: blank is worked out (as the csv module splits the
+    record: every field blank) only for records with fewer fields than `width`, the only ones where it matters."""
+    odd = records.with_row_index("i").filter(pl.col("fields") < width)
+    blank = [(i, _is_blank(text, sep)) for i, text in odd.select("i", "text").iter_rows()]
+    flags = pl.Series("blank", [False] * records.height, dtype=pl.Boolean)
+    if blank:
+        flags = flags.scatter([i for i, _ in blank], [b for _, b in blank])
+    return pl.DataFrame({"fields": records.get_column("fields"), "blank": flags})
+
+
+def _is_blank(text: str | None, sep: str) -> bool:
+    try:
+        fields = next(csv.reader(io.StringIO(text or "", newline=""), delimiter=sep), [])
+    except csv.Error:
+        return False
+    return not any(f.strip(_WHITESPACE) for f in fields)
 
 
 def _lines(body: bytes, free: str) -> pl.Series:
@@ -312,15 +485,6 @@ def _lines(body: bytes, free: str) -> pl.Series:
         raise_if_empty=False,
     ).get_column("line")
     return lines.fill_null("").str.strip_suffix("\r")
-
-
-def _counts_from_lines(lines: pl.Series, cleaned: pl.Series, sep: str) -> pl.DataFrame:
-    return pl.DataFrame(
-        {
-            "fields": cleaned.str.count_matches(sep, literal=True).cast(pl.Int64) + 1,
-            "blank": lines.str.strip_chars().str.len_bytes() == 0,
-        }
-    )
 
 
 def _check_ragged(counts: pl.DataFrame, width: int, header_rec: int, sep: str, path: Path) -> None:

@@ -9,6 +9,11 @@
   they are found by a streaming regex scan of the sheet XML and reported as `cell_errors` (check
   "error_cell"). Gap: for .xls and .ods no such scan is done (their error cells read as blank, or as the
   error text in .ods); formulas whose saved result is a placeholder (xlsxwriter writes 0) cannot be told apart.
+- Speed: the regex scan runs only when a cheap count finds a cell calamine read as null although it has
+  content: the cells with content (`</c>` closing tags) must be exactly as many as the non-null cells calamine
+  gave. An error cell or a formula without a saved result has content but reads as null, so either one makes
+  the counts differ. (Empty styled cells `<c .../>` have no content and read as null: they count on neither
+  side.) Only the chosen sheet is scanned.
 """
 
 from __future__ import annotations
@@ -45,8 +50,8 @@ _TYPE = re.compile(rb'\bt="([^"]*)"')
 _VALUE = re.compile(rb"<" + _NS + rb"v>([^<]*)</" + _NS + rb"v>")
 
 Finding = tuple[int, int, str, str]  # (0-based column, sheet row, cell reference, what the cell shows)
-#: (text cells from sheet row 1, header position, absolute column indices, visible, error-cell findings)
-Loaded = tuple[pl.DataFrame, int, list[int], bool, list[Finding]]
+#: (text cells from sheet row 1, header position, absolute column indices, visible, all cells read: see _load_sheet)
+Loaded = tuple[pl.DataFrame, int, list[int], bool, bool]
 
 
 def read_excel(path: Path, *, sheet: str | None = None, header_row: int = 1) -> RawTable:
@@ -66,7 +71,7 @@ def read_excel(path: Path, *, sheet: str | None = None, header_row: int = 1) -> 
             raise InputFileError(
                 f"{path}: no sheet named '{sheet}'; the sheets are {listed}; fix `sheet` in the mapping"
             )
-        found = _load(reader, path, sheet, header_row)
+        found = _load_sheet(reader, path, sheet, header_row)
         if found is None:
             raise InputFileError(
                 f"{path}, sheet '{sheet}': has headers but no data rows; check the sheet and header_row"
@@ -78,7 +83,7 @@ def read_excel(path: Path, *, sheet: str | None = None, header_row: int = 1) -> 
         chosen = names[0]
         fallback: tuple[tuple[int, int], Loaded, str] | None = None
         for name in names:
-            found = _load(reader, path, name, header_row)
+            found = _load_sheet(reader, path, name, header_row)
             if found is None:
                 continue
             frame_, idx_, _, visible_, _ = found
@@ -97,7 +102,8 @@ def read_excel(path: Path, *, sheet: str | None = None, header_row: int = 1) -> 
                 "check the file or header_row"
             )
     assert loaded is not None
-    frame, header_idx, abs_cols, _, findings = loaded
+    frame, header_idx, abs_cols, _, all_read = loaded
+    findings = [] if all_read or path.suffix.lower() not in (".xlsx", ".xlsm") else _scan(path, chosen)
     where = f"{path}, sheet '{chosen}'"
     headers = [frame.item(header_idx, c) for c in frame.columns]
     body = frame.slice(header_idx + 1)
@@ -152,36 +158,34 @@ def _open_problem(path: Path, exc: Exception) -> str:
     return f"cannot be opened as a workbook ({text[:160]}); open it in Excel and save it as .xlsx"
 
 
-def _load(reader: fastexcel.ExcelReader, path: Path, name: str, header_row: int) -> Loaded | None:
-    """(text from sheet row 1, header position, absolute columns, visible, error cells), or None without data.
+def _load_sheet(reader: fastexcel.ExcelReader, path: Path, name: str, header_row: int) -> Loaded | None:
+    """(text from sheet row 1, header position, absolute columns, visible, all cells read), or None without data.
 
-    The XML scan for error cells runs in a thread while calamine (which releases the GIL) loads the sheet."""
+    "All cells read" (.xlsx/.xlsm): the cells with content in the sheet XML are exactly the non-null cells
+    calamine gave, so none is an error cell or a formula without a saved result (see the module docstring). The
+    XML is counted in a thread while calamine loads the sheet (zlib and calamine release the GIL)."""
     with ThreadPoolExecutor(max_workers=1) as pool:
-        scanning = pool.submit(_scan, path, name) if path.suffix.lower() in (".xlsx", ".xlsm") else None
-        loaded = _load_sheet(reader, path, name, header_row)
-        findings = scanning.result() if scanning is not None and loaded is not None else []
-    return None if loaded is None else (*loaded, findings)
-
-
-def _load_sheet(
-    reader: fastexcel.ExcelReader, path: Path, name: str, header_row: int
-) -> tuple[pl.DataFrame, int, list[int], bool] | None:
-    try:
-        sheet = reader.load_sheet(name, header_row=None, skip_rows=0, dtypes="string")
-        frame = sheet.to_polars()
-        abs_cols = [c.absolute_index for c in sheet.available_columns()]
-        visible = str(sheet.visible).lower().rsplit(".", 1)[-1] == "visible"
-    except Exception as exc:
-        detail = " ".join(str(exc).split())[:160]
-        raise InputFileError(f"{path}, sheet '{name}': cannot be read ({detail}); check the sheet in Excel") from exc
-    if frame.width == 0 or frame.height <= header_row - 1:
-        return None
+        closed = pool.submit(_closed_cells, path, name) if path.suffix.lower() in (".xlsx", ".xlsm") else None
+        try:
+            sheet = reader.load_sheet(name, header_row=None, skip_rows=0, dtypes="string")
+            frame = sheet.to_polars()
+            abs_cols = [c.absolute_index for c in sheet.available_columns()]
+            visible = str(sheet.visible).lower().rsplit(".", 1)[-1] == "visible"
+        except Exception as exc:
+            detail = " ".join(str(exc).split())[:160]
+            raise InputFileError(
+                f"{path}, sheet '{name}': cannot be read ({detail}); check the sheet in Excel"
+            ) from exc
+        if frame.width == 0 or frame.height <= header_row - 1:
+            return None
+        values = frame.height * frame.width - sum(frame.null_count().row(0))
+        all_read = closed is not None and closed.result() == values
     frame = _normalise(frame)
     blank = frame.select(pl.all_horizontal(pl.all().is_null()).alias("b")).get_column("b")
     candidates = (~blank.slice(header_row - 1)).arg_true()
     if candidates.len() < 2:  # a header and at least one data row
         return None
-    return frame, header_row - 1 + int(candidates[0]), abs_cols, visible
+    return frame, header_row - 1 + int(candidates[0]), abs_cols, visible, all_read
 
 
 def _normalise(frame: pl.DataFrame) -> pl.DataFrame:
@@ -265,6 +269,21 @@ def _scan(path: Path, sheet: str) -> list[Finding]:
                         continue  # an empty text result is a saved value; errors are reported above
                     _add(found, m.group(1), "has a formula with no saved result in Excel")
     return found
+
+
+def _closed_cells(path: Path, sheet: str) -> int | None:
+    """The number of cells with content (`</c>` closing tags) in the sheet XML; None when it cannot be counted
+    this way (no such sheet part, or a namespace prefix on the root element: its cells would close `</x:c>`)."""
+    with zipfile.ZipFile(path) as zf:
+        member = _sheet_member(zf, sheet)
+        if member is None:
+            return None
+        closed = 0
+        for i, piece in enumerate(_chunks(zf, member)):
+            if i == 0 and not re.search(rb"<worksheet[\s>]", piece[:4096]):
+                return None
+            closed += piece.count(b"</c>")
+    return closed
 
 
 def _add(found: list[Finding], attrs: bytes, what: str) -> None:

@@ -4,6 +4,13 @@ Every failing cell of every row is reported (lazy validation), mapped from pande
 the spreadsheet row, with the source column from the mapping and a message an analyst can act on. Rules that
 span rows (duplicate references, rows the ledger could not tell apart) are computed here in polars.
 
+Speed: every rule is first evaluated on every row in one parallel polars pass, as is or as a cheaper superset
+(a text longer than the limit in UTF-8 bytes may be too long in UTF-16 units; a shorter one cannot be). Pandera
+then validates the rows that first pass flags (and the schema itself, on zero rows when none is flagged) and
+reports their failing cells; a row the first pass clears cannot fail any of pandera's checks. Duplicate references are
+first looked for among 64-bit hashes (sorted, neighbours compared), and grouped exactly only on the rows whose
+hash repeats.
+
 Guard: `PANDERA_VALIDATION_ENABLED=False` or `PANDERA_VALIDATION_DEPTH=SCHEMA_ONLY` in the environment would
 make pandera skip our checks silently; validation always runs with both forced on.
 """
@@ -18,7 +25,7 @@ from pandera.config import ValidationDepth, config_context
 from pandera.errors import SchemaErrors
 
 from pipeline.mapping import MappedTable, Mapping
-from pipeline.model import API_FIELDS, CUSTOM_PREFIX, ERROR_SCHEMA, ORIGIN_ROW, REQUIRED_FIELDS, ROW
+from pipeline.model import API_FIELDS, CUSTOM_PREFIX, ERROR_SCHEMA, INT_FIELDS, ORIGIN_ROW, REQUIRED_FIELDS, ROW
 from pipeline.parsers import UUID_PATTERN, bad_value_expr, text_of
 
 INT32_MAX = 2_147_483_647
@@ -59,30 +66,79 @@ def _max_length(column: str, limit: int) -> pa.Check:
     return _check(f"max_length:{limit}", utf16_length(pl.col(column)) <= limit)
 
 
+@dataclass(frozen=True)
+class _Rule:
+    """One column check: `rule` (true = pass; null passes) as pandera runs it, and `may_fail`, an expression that
+    is true at least wherever the rule fails (null counts as false), cheap to evaluate on every row."""
+
+    column: str
+    code: str
+    rule: pl.Expr
+    may_fail: pl.Expr
+
+
+def _rules(mapping: Mapping) -> tuple[dict[str, bool], list[_Rule]]:
+    """Column → nullable, and the checks of each column, for the schema of a job frame under `mapping`."""
+    limits = mapping.limits
+
+    def exact(column: str, code: str, rule: pl.Expr) -> _Rule:
+        return _Rule(column, code, rule, ~rule)
+
+    def max_length(column: str, limit: int) -> _Rule:
+        # UTF-16 code units ≤ UTF-8 bytes (1-3 bytes → 1 unit, 4 bytes → 2 units)
+        return _Rule(
+            column, f"max_length:{limit}", utf16_length(pl.col(column)) <= limit, pl.col(column).str.len_bytes() > limit
+        )
+
+    nullable = {
+        "typeId": False,
+        "contactId": False,
+        "plannedDuration": True,
+        "reference": True,
+        "description": True,
+        "personId": True,
+        "orderNumber": True,
+    }
+    rules = [
+        exact("typeId", "positive", pl.col("typeId") > 0),
+        exact("contactId", "positive", pl.col("contactId") > 0),
+        exact("plannedDuration", "range", pl.col("plannedDuration").is_between(0, INT32_MAX)),
+        max_length("reference", limits.reference),
+        max_length("description", limits.description),
+        exact("personId", "uuid", pl.col("personId").str.contains(UUID_PATTERN)),
+    ]
+    if limits.order_number:
+        rules.append(max_length("orderNumber", limits.order_number))
+    for cf in mapping.custom_fields:
+        nullable[cf.key] = not cf.required
+        rules.append(max_length(cf.key, limits.custom_field))
+    assert all(f in nullable and not nullable[f] for f in REQUIRED_FIELDS)
+    return nullable, rules
+
+
 def build_schema(mapping: Mapping) -> pa.DataFrameSchema:
     """The Pandera schema of a job frame under `mapping` (typed columns; no coercion)."""
-    limits = mapping.limits
-    cols: dict[str, pa.Column] = {
-        "typeId": pa.Column(pl.Int64, nullable=False, checks=[_check("positive", pl.col("typeId") > 0)]),
-        "contactId": pa.Column(pl.Int64, nullable=False, checks=[_check("positive", pl.col("contactId") > 0)]),
-        "plannedDuration": pa.Column(
-            pl.Int64, nullable=True, checks=[_check("range", pl.col("plannedDuration").is_between(0, INT32_MAX))]
-        ),
-        "reference": pa.Column(pl.String, nullable=True, checks=[_max_length("reference", limits.reference)]),
-        "description": pa.Column(pl.String, nullable=True, checks=[_max_length("description", limits.description)]),
-        "personId": pa.Column(
-            pl.String, nullable=True, checks=[_check("uuid", pl.col("personId").str.contains(UUID_PATTERN))]
-        ),
-        "orderNumber": pa.Column(
-            pl.String,
-            nullable=True,
-            checks=[_max_length("orderNumber", limits.order_number)] if limits.order_number else [],
-        ),
+    nullable, rules = _rules(mapping)
+    cols = {
+        name: pa.Column(
+            pl.Int64 if name in INT_FIELDS else pl.String,
+            nullable=can_be_null,
+            checks=[_check(r.code, r.rule) for r in rules if r.column == name],
+        )
+        for name, can_be_null in nullable.items()
     }
-    for cf in mapping.custom_fields:
-        cols[cf.key] = pa.Column(pl.String, nullable=not cf.required, checks=[_max_length(cf.key, limits.custom_field)])
-    assert all(f in cols for f in REQUIRED_FIELDS)
     return pa.DataFrameSchema(cols, strict=False, coerce=False, name="jobs")
+
+
+def _may_fail(mapping: Mapping, frame: pl.DataFrame) -> pl.Series:
+    """True for every row that may fail a check of the schema (one parallel pass over the frame)."""
+    nullable, rules = _rules(mapping)
+    expected = {name: pl.Int64 if name in INT_FIELDS else pl.String for name in nullable}
+    if any(frame.schema.get(name) != dtype for name, dtype in expected.items()):
+        return pl.repeat(True, frame.height, dtype=pl.Boolean, eager=True)  # pandera reports the schema problem
+    flags = [pl.col(name).is_null() for name, can_be_null in nullable.items() if not can_be_null]
+    flags += [r.may_fail.fill_null(False) for r in rules]
+    return frame.select(pl.any_horizontal(flags).alias("may_fail")).to_series()
 
 
 def _run_schema(schema: pa.DataFrameSchema, frame: pl.DataFrame) -> pl.DataFrame:
@@ -176,17 +232,28 @@ def _others(rows: pl.DataFrame, key: str) -> pl.DataFrame:
     return joined.select(ROW, text.alias("__others"))
 
 
+def _repeated(hashes: pl.Series) -> pl.Series:
+    """True where a 64-bit hash (null: no key) is also another row's: a cheap superset of the rows whose key
+    repeats (sorted hashes, neighbours compared), for the exact grouping to run on those rows only."""
+    ordered = hashes.drop_nulls().sort()
+    repeats = ordered.filter(ordered == ordered.shift(1))  # (not diff(): u64 → i64 overflows)
+    if repeats.len() == 0:
+        return pl.repeat(False, hashes.len(), dtype=pl.Boolean, eager=True)
+    return hashes.is_in(repeats.unique().implode()).fill_null(False)
+
+
 def _duplicates(frame: pl.DataFrame, mapping: Mapping) -> pl.DataFrame:
     """Errors for duplicate references (case-insensitive) and for reference-less rows with identical payloads.
 
-    Cheap filters first (is_duplicated on the lower-cased reference, on a row hash of the payload columns), then
-    the exact grouping and the messages on the few candidate rows only.
+    Cheap filters first (repeated hashes of the lower-cased reference, of the payload columns), then the exact
+    grouping and the messages on the few candidate rows only.
     """
     column = mapping.source_column("reference")
-    with_ref = frame.select(ROW, "reference", pl.col("reference").str.to_lowercase().alias("__key")).filter(
-        pl.col("__key").is_not_null()
-    )
-    with_ref = with_ref.filter(pl.col("__key").is_duplicated())
+    content = [c for c in frame.columns if c not in (ROW, ORIGIN_ROW, "reference")]
+    key = pl.col("reference").str.to_lowercase()
+    refs = frame.get_column("reference")
+    hashes = frame.select(pl.when(key.is_not_null()).then(key.hash()) if refs.null_count() else key.hash())
+    with_ref = frame.filter(_repeated(hashes.to_series())).select(ROW, "reference", key.alias("__key"))
     dup_ref = _others(with_ref, "__key").join(with_ref.select(ROW, "reference"), on=ROW)
     ref_errors = dup_ref.select(
         pl.col(ROW).alias("row"),
@@ -201,10 +268,9 @@ def _duplicates(frame: pl.DataFrame, mapping: Mapping) -> pl.DataFrame:
             "; references must be unique in the file, change or remove the duplicates",
         ).alias("message"),
     )
-    content = [c for c in frame.columns if c not in (ROW, ORIGIN_ROW, "reference")]
-    no_ref = frame.filter(pl.col("reference").is_null())
-    if no_ref.height > 1:
-        no_ref = no_ref.filter(pl.struct(content).hash().is_duplicated())
+    no_ref = frame.filter(refs.is_null()) if refs.null_count() > 1 else frame.clear()
+    if no_ref.height and content:
+        no_ref = no_ref.filter(_repeated(no_ref.select(pl.struct(content).hash()).to_series()))
     same = _others(no_ref.select(ROW, pl.struct(content).alias("__key")), "__key")
     same_errors = same.select(
         pl.col(ROW).alias("row"),
@@ -224,9 +290,10 @@ def _duplicates(frame: pl.DataFrame, mapping: Mapping) -> pl.DataFrame:
 def validate(mapped: MappedTable, mapping: Mapping) -> Validation:
     """Split the job frame into valid rows and every failing cell (mapping errors merged, sorted by row)."""
     frame = mapped.frame
-    failures = _run_schema(build_schema(mapping), frame)
+    suspects = frame.filter(_may_fail(mapping, frame))
+    failures = _run_schema(build_schema(mapping), suspects)
     positions = (
-        frame.select(pl.col(ROW).alias("row")).with_row_index("index").with_columns(pl.col("index").cast(pl.Int64))
+        suspects.select(pl.col(ROW).alias("row")).with_row_index("index").with_columns(pl.col("index").cast(pl.Int64))
     )
     schema_errors = _messages(failures, mapping).join(positions, on="index", how="left").select(list(ERROR_SCHEMA))
     mapping_errors = mapped.errors.select(list(ERROR_SCHEMA)).cast(ERROR_SCHEMA)  # type: ignore[arg-type]
@@ -248,5 +315,5 @@ def validate(mapped: MappedTable, mapping: Mapping) -> Validation:
         .sort("row", "__o", maintain_order=True)
         .drop("__o")
     )
-    valid = frame.join(errors.select(pl.col("row").alias(ROW)).unique(), on=ROW, how="anti", maintain_order="left")
+    valid = frame.filter(~pl.col(ROW).is_in(errors.get_column("row").unique().implode())) if errors.height else frame
     return Validation(valid=valid, errors=errors)

@@ -349,3 +349,27 @@ def test_raw_cell_errors_of_mapped_columns_only(tmp_path: Path) -> None:
         (2, "contactId", "Customer", "error_cell", "C2 shows #N/A"),
         (3, "cf:432633", "Gate", "error_cell", "D3 shows #REF!"),
     ]
+
+
+def test_person_ids_in_every_form(tmp_path: Path) -> None:
+    m = mapping_for(tmp_path, BASE + '[fields.personId]\ncolumn = "Person"\n')
+    uid = "3e893453-fc5d-5d21-9f4a-5ba330146a90"
+    people = [uid, uid.upper(), "{" + uid + "}", "urn:uuid:" + uid.replace("-", ""), " " + uid, "nope", None, uid]
+    raw = raw_table({"Type": ["101"] * len(people), "Customer": ["5001"] * len(people), "Person": people})
+    out = apply_mapping(raw, m)
+    assert out.frame["personId"].to_list() == [uid, uid, uid, uid, uid, None, None, uid]
+    assert [(r, f, c) for r, f, _, c, _ in out.errors.rows()] == [(7, "personId", "uuid")]
+
+
+def test_errors_of_one_row_come_in_field_order(tmp_path: Path) -> None:
+    m = mapping_for(
+        tmp_path,
+        BASE + '[fields.reference]\ncolumn = "Ref"\ntemplate = "LEG-{No}"\n[fields.personId]\ncolumn = "Person"\n',
+    )
+    raw = raw_table({"Type": ["x"], "Customer": ["5001"], "Ref": [None], "No": [None], "Person": ["nope"]})
+    out = apply_mapping(raw, m)
+    assert [(f, c) for _, f, _, c, _ in out.errors.rows()] == [
+        ("typeId", "integer"),
+        ("reference", "template"),
+        ("personId", "uuid"),
+    ]

@@ -150,3 +150,54 @@ def test_payload_equals_json_dumps(
     (payload,) = plan_payloads(frame([row]), module_mapping)["payload"].to_list()
     assert payload == dumps(expected_body(row))
     assert json.loads(payload) == expected_body(row)
+
+
+def test_row_without_type_id_omits_it(tmp_path: Path) -> None:
+    # (plan_payloads gets valid rows, which always have one; a frame without it takes the general path)
+    m = make_mapping(tmp_path)
+    rows = [
+        {"typeId": None, "contactId": 5001, "reference": "R1", CF[0]: "G1"},
+        {"typeId": 101, "contactId": 5002, "description": 'say "hi"', CF[1]: "A\n2"},
+    ]
+    planned = plan_payloads(frame(rows), m)
+    assert planned["payload"].to_list() == [dumps(expected_body(r)) for r in rows]
+
+
+def test_one_custom_field_mapped(tmp_path: Path) -> None:
+    (tmp_path / "one.toml").write_text(
+        MAPPING.split("[custom_fields]")[0] + '[custom_fields]\n"Gate" = 432633\n', encoding="utf-8"
+    )
+    m = load_mapping(tmp_path / "one.toml")
+    rows = [{"typeId": 101, "contactId": 5001, CF[0]: g} for g in ("G1", None, 'G"2')]
+    planned = plan_payloads(frame(rows).drop(CF[1]), m)
+    expected = [{"typeId": 101, "contactId": 5001} for _ in rows]
+    expected[0]["customFields"] = [{"definitionId": 432633, "value": "G1"}]
+    expected[2]["customFields"] = [{"definitionId": 432633, "value": 'G"2'}]
+    assert planned["payload"].to_list() == [dumps(e) for e in expected]
+
+
+rows_strategy = st.lists(
+    st.fixed_dictionaries(
+        {
+            "typeId": st.integers(min_value=1, max_value=2**63 - 1),
+            "contactId": st.integers(min_value=1, max_value=2**63 - 1),
+            "plannedDuration": st.one_of(st.none(), st.integers(min_value=0, max_value=2**31 - 1)),
+            "reference": texts,
+            "description": texts,
+            "personId": st.one_of(st.none(), st.just("3e893453-fc5d-5d21-9f4a-5ba330146a90")),
+            "orderNumber": texts,
+            CF[0]: texts,
+            CF[1]: st.one_of(st.none(), st.sampled_from(["A1", "", " ", 'q"', "\\", "\t"])),
+        }
+    ),
+    min_size=1,
+    max_size=6,
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(rows=rows_strategy)
+def test_payloads_of_several_rows_equal_json_dumps(module_mapping: Mapping, rows: list[dict[str, Any]]) -> None:
+    # several rows: columns with and without nulls, needing escapes or not, side by side (each takes its own path)
+    planned = plan_payloads(frame(rows), module_mapping)
+    assert planned["payload"].to_list() == [dumps(expected_body(r)) for r in rows]

@@ -243,3 +243,36 @@ def test_error_cells_found_across_scan_chunks(tmp_path: Path, monkeypatch: pytes
     pieces = read_table(path).cell_errors
     assert [e.row for e in whole] == [r for r in range(2, 300) if r % 37 == 0]
     assert pieces == whole
+
+
+def test_clean_workbook_is_not_scanned_and_a_mismatch_is(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Cells with content in the XML == non-null cells calamine read (formulas with a saved value, styled blank
+    # cells and empty strings included): no error cell is possible, so the regex scan is skipped.
+    path = tmp_path / "clean.xlsx"
+    wb = xlsxwriter.Workbook(str(path))
+    ws = wb.add_worksheet("Jobs")
+    bold = wb.add_format({"bold": True})
+    ws.write_row(0, 0, ["ref", "qty", "note"])
+    for r in range(1, 60):
+        ws.write_string(r, 0, f"J{r}")
+        if r % 7 == 0:
+            ws.write_formula(r, 1, "=ROW()*2", None, r * 2)
+        elif r % 11 == 0:
+            ws.write_blank(r, 1, None, bold)
+        else:
+            ws.write_number(r, 1, r)
+        if r % 5 == 0:
+            ws.write_string(r, 2, "x")
+    wb.close()
+
+    def no_scan(*args: object) -> list[object]:
+        raise AssertionError("scanned a workbook whose cells were all read")
+
+    monkeypatch.setattr("pipeline.read_excel._scan", no_scan)
+    t = read_table(path)
+    assert t.cell_errors == []
+    assert t.frame.height == 59
+    assert t.frame.filter(pl.col(ROW) == 15)["qty"].to_list() == ["28"]  # row 15 holds =ROW()*2 of sheet row 15
+    with_error = workbook(tmp_path / "err.xlsx", {"Jobs": {"A1": "ref", "B1": "qty", "A2": "J1", "B2": "#N/A"}})
+    with pytest.raises(InputFileError, match="scanned a workbook"):  # (read_table wraps the AssertionError)
+        read_table(with_error)

@@ -188,3 +188,31 @@ def test_pandera_environment_cannot_switch_validation_off(tmp_path: Path) -> Non
         cwd=Path(__file__).resolve().parents[1],
     )
     assert out.stdout.split() == ["positive,required,uuid", "0"]
+
+
+def test_long_in_bytes_but_within_the_limit_in_characters(tmp_path: Path) -> None:
+    # The first pass flags text longer than the limit in UTF-8 bytes; pandera then counts UTF-16 units.
+    m = make_mapping(tmp_path)
+    rows: list[dict[str, object]] = [
+        {"reference": "A", "description": "é" * 10, "cf:432633": "€€€€€"},  # 20 and 15 bytes, 10 and 5 units
+        {"reference": "B", "description": "é" * 11},
+    ]
+    result = validate(mapped(rows), m)
+    assert [(r, f, c) for r, f, _, c, _ in result.errors.rows()] == [(20, "description", "max_length")]
+    assert result.valid[ROW].to_list() == [10]
+
+
+def test_duplicates_among_many_rows(tmp_path: Path) -> None:
+    m = make_mapping(tmp_path)
+    rows: list[dict[str, object]] = [{"reference": f"R{i}", "description": str(i)} for i in range(3000)]
+    rows[2500]["reference"] = "r7"  # same reference as row 80, other case
+    for i in (100, 200, 300):  # no reference: two identical jobs and a different one
+        rows[i] = {"reference": None, "description": "same" if i != 300 else "other"}
+    result = validate(mapped(rows), m)
+    assert [(r, c) for r, _, _, c, _ in result.errors.rows()] == [
+        (80, "duplicate_reference"),
+        (1010, "duplicate_job"),
+        (2010, "duplicate_job"),
+        (25010, "duplicate_reference"),
+    ]
+    assert result.valid.height == 2996
