@@ -147,7 +147,9 @@ def finish_table(
         )
     kept_names = [names[i] for i in keep]
     if not kept_names:
-        raise InputFileError(f"{where}: the header row is blank; give the right header_row in the mapping")
+        raise InputFileError(
+            f"{where}: the header row is blank; give the right header row (--header-row or the mapping's [source])"
+        )
 
     seen: dict[str, list[int]] = {}
     for i in keep:
@@ -174,9 +176,18 @@ def finish_table(
         raise InputFileError(f"{where}: has headers but no data rows; check the file, the sheet and header_row")
 
     columns = data_cols
-    is_corrections = len(columns) > len(REPORT_COLUMNS) and tuple(columns[-len(REPORT_COLUMNS) :]) == REPORT_COLUMNS
+    # Our corrections files end with row, status, errors; an analyst may have deleted the errors column.
+    extra = next(
+        (
+            tail
+            for tail in (REPORT_COLUMNS, REPORT_COLUMNS[:2])
+            if len(columns) > len(tail) and tuple(columns[-len(tail) :]) == tail
+        ),
+        (),
+    )
+    is_corrections = bool(extra)
     if is_corrections:
-        columns = columns[: -len(REPORT_COLUMNS)]
+        columns = columns[: -len(extra)]
         origin_text = frame.get_column(REPORT_COLUMNS[0]).str.strip_chars().str.strip_prefix("'")
         origin = origin_text.cast(pl.Int64, strict=False)
         bad = frame.filter(origin.is_null() | (origin < 1)).get_column(ROW)
@@ -187,7 +198,7 @@ def finish_table(
                 f"{where}: corrections file has a blank or invalid 'row' value in row {listed}{more}; "
                 "put back the original row number (a whole number) or delete the 'row', 'status' and 'errors' columns"
             )
-        frame = frame.with_columns(origin.alias(ORIGIN_ROW)).drop(list(REPORT_COLUMNS))
+        frame = frame.with_columns(origin.alias(ORIGIN_ROW)).drop(list(extra))
     else:
         frame = frame.with_columns(pl.col(ROW).alias(ORIGIN_ROW))
     frame = frame.select([*columns, ROW, ORIGIN_ROW])

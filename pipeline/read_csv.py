@@ -100,7 +100,10 @@ def _parse_utf8(data: bytes, used: str, path: Path, header_row: int, delimiter: 
         data = data.replace(b"\r", b"\n")
     start, header_rec = _header_offset(data, header_row)
     if start >= len(data):
-        raise InputFileError(f"{path}: no header found at or after row {header_row}; check header_row in the mapping")
+        raise InputFileError(
+            f"{path}: no header found at or after row {header_row}; "
+            "check the header row (--header-row or the mapping's [source])"
+        )
     body = _body_end(data[start:] if start else data)  # (slicing copies: only when needed)
     sep = _parse_delimiter(delimiter, path) if delimiter is not None else sniff_delimiter(body, path)
     try:
@@ -180,7 +183,11 @@ def decode(raw: bytes, declared: str | None, *, where: str) -> tuple[bytes, str]
     reasons = "; nor as ".join(
         f"{name} (byte 0x{raw[e.start]:02x} at offset {e.start}, line {_line_of(raw, e.start)})" for name, e in tried
     )
-    hint = "set the right encoding in the mapping's [source]" if declared else "save it as UTF-8 (CSV UTF-8 in Excel)"
+    hint = (
+        "give the right encoding (--encoding or the mapping's [source])"
+        if declared
+        else "save it as UTF-8 (CSV UTF-8 in Excel) or give its encoding with --encoding"
+    )
     raise InputFileError(f"{where}: cannot be decoded as {reasons}; {hint}")
 
 
@@ -204,7 +211,8 @@ def _lookup(name: str, where: str) -> str:
         canonical = codecs.lookup(name).name
     except LookupError as exc:
         raise InputFileError(
-            f"{where}: unknown encoding '{name}' in the mapping; use a name like utf-8, cp1252 or utf-16"
+            f"{where}: unknown encoding '{name}' (from --encoding or the mapping's [source]); "
+            "use a name like utf-8, cp1252 or utf-16"
         ) from exc
     return {"utf-8": "utf-8", "utf-16": "utf-16", "utf-32": "utf-32"}.get(canonical, canonical)
 

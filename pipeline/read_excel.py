@@ -69,7 +69,8 @@ def read_excel(path: Path, *, sheet: str | None = None, header_row: int = 1) -> 
         if sheet not in names:
             listed = ", ".join(f"'{n}'" for n in names)
             raise InputFileError(
-                f"{path}: no sheet named '{sheet}'; the sheets are {listed}; fix `sheet` in the mapping"
+                f"{path}: no sheet named '{sheet}'; the sheets are {listed}; "
+                "give one of them with --sheet or `sheet` in the mapping's [source]"
             )
         found = _load_sheet(reader, path, sheet, header_row)
         if found is None:

@@ -93,7 +93,9 @@ def test_bad_header_row(tmp_path: Path) -> None:
     path = tmp_path / "a.csv"
     path.write_bytes(b"a\n1\n")
     assert message(path, header_row=0) == f"{path}: header_row must be a whole number from 1 (got 0); fix the mapping"
-    assert message(path, header_row=9) == f"{path}: no header found at or after row 9; check header_row in the mapping"
+    assert message(path, header_row=9) == (
+        f"{path}: no header found at or after row 9; check the header row (--header-row or the mapping's [source])"
+    )
 
 
 def test_bad_delimiter(tmp_path: Path) -> None:

@@ -132,7 +132,7 @@ def test_latin1_never_chosen_undecodable_names_offset(tmp_path: Path) -> None:
         read_table(path)
     assert str(err.value) == (
         f"{path}: cannot be decoded as utf-8 (byte 0x81 at offset 19, line 3); nor as cp1252 "
-        "(byte 0x81 at offset 19, line 3); save it as UTF-8 (CSV UTF-8 in Excel)"
+        "(byte 0x81 at offset 19, line 3); save it as UTF-8 (CSV UTF-8 in Excel) or give its encoding with --encoding"
     )
 
 
@@ -142,7 +142,7 @@ def test_declared_utf8_does_not_fall_back(tmp_path: Path) -> None:
         read_table(path, encoding="utf-8")
     assert str(err.value) == (
         f"{path}: cannot be decoded as utf-8 (byte 0x80 at offset 4, line 2); "
-        "set the right encoding in the mapping's [source]"
+        "give the right encoding (--encoding or the mapping's [source])"
     )
 
 
@@ -371,3 +371,10 @@ def test_rows_and_ragged_rows_as_the_csv_module_reads_them(
             read_table(path)
         return
     assert read_table(path).frame.rows() == expected
+
+
+def test_corrections_file_without_its_errors_column_is_still_recognised(tmp_path: Path) -> None:
+    path = write(tmp_path, b"ref,name,row,status\nA,x,7,invalid\nB,y,12,rejected\n")
+    table = read_table(path)
+    assert table.is_corrections and table.columns == ["ref", "name"]
+    assert table.frame[ORIGIN_ROW].to_list() == [7, 12]

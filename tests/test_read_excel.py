@@ -121,7 +121,8 @@ def test_unknown_sheet_lists_sheets(tmp_path: Path) -> None:
     with pytest.raises(InputFileError) as err:
         read_table(path, sheet="jobs")
     assert str(err.value) == (
-        f"{path}: no sheet named 'jobs'; the sheets are 'Readme', 'Jobs'; fix `sheet` in the mapping"
+        f"{path}: no sheet named 'jobs'; the sheets are 'Readme', 'Jobs'; "
+        "give one of them with --sheet or `sheet` in the mapping's [source]"
     )
 
 
