@@ -25,8 +25,9 @@ from pipeline.settings import Settings
 
 log = structlog.get_logger(__name__)
 
-#: Statuses after which nothing was created and the same request may be sent again.
-TRANSIENT_STATUSES = frozenset({429, 502, 503, 504})
+#: Statuses after which nothing was created and the same request may be sent again. 502/504 are not here: a
+#: gateway may give up while the server goes on creating the job, so they are looked up like a lost answer.
+TRANSIENT_STATUSES = frozenset({429, 503})
 #: Statuses that are final for the row: the API read the job and refused it.
 REJECTED_STATUSES = frozenset({400, 403, 409, 413, 422})
 #: Statuses that say the endpoint itself is wrong (base URL, API version): a configuration problem for every row.
@@ -57,6 +58,7 @@ class Answer:
     problem: dict[str, Any] | None = None  # RFC 9457 problem details (always a dict when not created)
     retry_after: float | None = None
     latency_s: float = 0.0
+    timed_out: bool = False  # no answer within the read timeout: the server may still be creating the job
 
 
 @dataclass
@@ -281,7 +283,13 @@ class ApiClient:
         except httpx.HTTPError as exc:
             sent = not request_was_not_sent(exc)
             kind = Kind.UNKNOWN if sent else Kind.TRANSIENT
-            return Answer(kind, problem=_connection_problem(exc, sent), latency_s=time.perf_counter() - started)
+            timed_out = isinstance(exc.__cause__ or exc, TimeoutError | httpx.ReadTimeout | httpx.WriteTimeout)
+            return Answer(
+                kind,
+                problem=_connection_problem(exc, sent),
+                latency_s=time.perf_counter() - started,
+                timed_out=sent and timed_out,
+            )
         latency = time.perf_counter() - started
         status = response.status_code
         if status == 201:
@@ -334,12 +342,19 @@ class ApiClient:
                     status=response.status_code,
                     retry_after=parse_retry_after(response.headers.get("retry-after")),
                 )
-            body = response.json()
-            for item in body.get("items") or []:
-                ref = item.get("reference")
-                if ref is not None and item.get("id") is not None:
-                    job_id = int(item["id"])
-                    found[ref] = min(job_id, found.get(ref, job_id))
-            if int(body.get("pageItemCount") or 0) < int(body.get("pageSize") or 1000):
+            try:
+                body = response.json()
+                items = body.get("items") or []
+                for item in items:
+                    ref = item.get("reference")
+                    if ref is not None and item.get("id") is not None:
+                        job_id = int(item["id"])
+                        found[ref] = min(job_id, found.get(ref, job_id))
+                last_page = int(body.get("pageItemCount") or len(items)) < int(body.get("pageSize") or 1000)
+            except (ValueError, TypeError, AttributeError):
+                # A proxy's HTML page or a changed shape: we know nothing, so the rows stay unresolved.
+                excerpt = " ".join(response.text.split())[:EXCERPT_CHARS]
+                raise TransientError(f"job look-up answered 200 with an unreadable body: {excerpt}") from None
+            if last_page:
                 return found
             page += 1

@@ -19,7 +19,7 @@ from pipeline.mapping import load_mapping
 from pipeline.model import ERROR_SCHEMA, ORIGIN_ROW, ROW, Status
 from pipeline.read import read_table
 from pipeline.report import ReportPaths, RunSummary, write_reports
-from pipeline.runner import OUTCOME_SCHEMA, file_sha256
+from pipeline.runner import OUTCOME_SCHEMA, file_sha256, restore_neutralised
 
 
 @dataclass
@@ -91,10 +91,12 @@ def _rebuild(
     raw = read_table(
         Path(input_path),
         sheet=summary_doc.get("sheet") or mapping.sheet,  # type: ignore[arg-type]
-        header_row=mapping.header_row,
+        header_row=int(summary_doc.get("header_row") or mapping.header_row),  # type: ignore[call-overload]
         encoding=summary_doc.get("encoding") or mapping.encoding,  # type: ignore[arg-type]
         delimiter=summary_doc.get("delimiter") or mapping.delimiter,  # type: ignore[arg-type]
     )
+    if raw.is_corrections and raw.kind == "csv":
+        raw = restore_neutralised(raw)
     if raw.frame[ROW].to_list() != [r[0] for r in rows]:
         raise InputFileError(
             f"{input_path} no longer has the rows run {run_id} imported (it was changed or replaced); "

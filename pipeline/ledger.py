@@ -12,7 +12,9 @@ synchronous=FULL: a committed state survives a killed process and a power cut.
 
 from __future__ import annotations
 
+import fcntl
 import json
+import os
 import sqlite3
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -84,6 +86,7 @@ class LedgerRow:
     fingerprint: str | None
     problem: dict[str, Any] | None
     attempts: int
+    updated_at: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,9 +118,22 @@ def default_ledger_path(report_root: Path, customer_id: int) -> Path:
 class Ledger:
     """Open with `Ledger(path, customer_id)`; close with `.close()` or use as a context manager."""
 
-    def __init__(self, path: Path, customer_id: int) -> None:
+    def __init__(self, path: Path, customer_id: int, exclusive: bool = True) -> None:
+        """`exclusive`: hold the ledger's lock file for as long as this object is open, so two runs can never
+        send from one ledger at once (both would see the same rows as unsent). Readers pass False."""
         self.path = path
         path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock_fd: int | None = None
+        if exclusive:
+            self._lock_fd = os.open(f"{path}.lock", os.O_RDWR | os.O_CREAT, 0o644)
+            try:
+                fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                os.close(self._lock_fd)
+                raise SettingsError(
+                    f"another jobimport run is using the ledger {path}; wait for it to finish (two runs on one "
+                    "ledger could create jobs twice), or give a different tenant's ledger with --ledger"
+                ) from None
         try:
             self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
             self._db.execute("PRAGMA journal_mode=WAL")
@@ -125,10 +141,15 @@ class Ledger:
             self._db.execute("PRAGMA busy_timeout=10000")
             self._db.executescript(_SCHEMA)
         except sqlite3.DatabaseError as exc:
+            self._release_lock()
             raise SettingsError(
                 f"cannot open the ledger {path}: {exc}; give another path with --ledger or restore the file"
             ) from None
-        self._claim(customer_id)
+        try:
+            self._claim(customer_id)
+        except SettingsError:
+            self.close()
+            raise
 
     @classmethod
     def open_existing(cls, path: Path) -> Ledger:
@@ -146,7 +167,7 @@ class Ledger:
             db.close()
         if row is None:
             raise SettingsError(f"{path} is not a jobimport ledger (no tenant recorded); check --ledger")
-        return cls(path, int(row[0]))
+        return cls(path, int(row[0]), exclusive=False)
 
     def _claim(self, customer_id: int) -> None:
         row = self._db.execute("SELECT value FROM meta WHERE key = 'customer_id'").fetchone()
@@ -168,6 +189,12 @@ class Ledger:
 
     def close(self) -> None:
         self._db.close()
+        self._release_lock()
+
+    def _release_lock(self) -> None:
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)  # closing the descriptor releases the flock
+            self._lock_fd = None
 
     class _Tx:
         def __init__(self, db: sqlite3.Connection) -> None:
@@ -177,7 +204,14 @@ class Ledger:
             self.db.execute("BEGIN IMMEDIATE")
 
         def __exit__(self, exc_type: object, *rest: object) -> None:
-            self.db.execute("ROLLBACK" if exc_type else "COMMIT")
+            if exc_type:
+                self.db.execute("ROLLBACK")
+                return
+            try:
+                self.db.execute("COMMIT")
+            except sqlite3.Error:
+                self.db.execute("ROLLBACK")  # never leave a transaction open behind a failed commit
+                raise
 
     def _tx(self) -> Ledger._Tx:
         return Ledger._Tx(self._db)
@@ -188,12 +222,21 @@ class Ledger:
         """Ledger rows by key: all of them, or only those among `keys`."""
         wanted = None if keys is None else set(keys)
         result: dict[str, LedgerRow] = {}
-        cursor = self._db.execute("SELECT key, state, reference, job_id, fingerprint, problem, attempts FROM rows")
-        for key, state, reference, job_id, fingerprint, problem, attempts in cursor:
+        cursor = self._db.execute(
+            "SELECT key, state, reference, job_id, fingerprint, problem, attempts, updated_at FROM rows"
+        )
+        for key, state, reference, job_id, fingerprint, problem, attempts, updated_at in cursor:
             if wanted is not None and key not in wanted:
                 continue
             result[key] = LedgerRow(
-                key, state, reference, job_id, fingerprint, json.loads(problem) if problem else None, attempts
+                key,
+                state,
+                reference,
+                job_id,
+                fingerprint,
+                json.loads(problem) if problem else None,
+                attempts,
+                updated_at,
             )
         return result
 

@@ -113,7 +113,7 @@ def prepare(options: RunOptions) -> Prepared:
         delimiter=options.delimiter or mapping.delimiter,
     )
     if raw.is_corrections and raw.kind == "csv":
-        raw = _restore_neutralised(raw)
+        raw = restore_neutralised(raw)
     read_s = time.perf_counter() - started
     mapped = apply_mapping(raw, mapping)
     validation = validate(mapped, mapping)
@@ -121,7 +121,7 @@ def prepare(options: RunOptions) -> Prepared:
     return Prepared(raw, mapping, mapped, validation, payloads, read_s, time.perf_counter() - started)
 
 
-def _restore_neutralised(raw: RawTable) -> RawTable:
+def restore_neutralised(raw: RawTable) -> RawTable:
     """Our corrections.csv prefixes risky cells with an apostrophe; reading it back removes exactly that."""
     from pipeline.cellsafety import restore_csv_cell
 
@@ -268,30 +268,62 @@ def _outcome_errors(prepared: Prepared, results: dict[str, RowResult]) -> pl.Dat
     return errors_frame(found)
 
 
-class _ReportsFirst:
-    """Once sending may begin, SIGINT/SIGTERM outside the send loop (which handles them itself) must not cut the
-    run short of its ledger and reports: they are noted and the run finishes writing."""
+class _Signals:
+    """SIGINT/SIGTERM for the whole run, from the ledger's opening to the last report: while requests go out
+    they stop new sends (a second one abandons the requests in flight); before and after, they are noted and
+    the run finishes writing its ledger and reports. One handler for all of it, so there is no gap in which a
+    signal falls back to its default and kills the run without its reports."""
 
     SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
     def __init__(self) -> None:
         self._saved: dict[int, Any] = {}
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._submitter: Submitter | None = None
+        self._say: Callable[[str], None] = lambda text: print(text, file=sys.stderr)
+        self.count = 0
+        self.first: str | None = None
 
     def arm(self) -> None:
-        if threading.current_thread() is not threading.main_thread():
-            return
-        for sig in self.SIGNALS:
-            previous = signal.signal(sig, self._later)
-            self._saved.setdefault(sig, previous)
+        if threading.current_thread() is threading.main_thread():
+            for sig in self.SIGNALS:
+                self._saved[sig] = signal.signal(sig, self._handle)
 
     def disarm(self) -> None:
         for sig, previous in self._saved.items():
             signal.signal(sig, previous)
         self._saved.clear()
 
-    @staticmethod
-    def _later(signum: int, frame: object) -> None:
-        print("jobimport: finishing the ledger and the reports first…", file=sys.stderr)
+    def attach(self, loop: asyncio.AbstractEventLoop, submitter: Submitter, say: Callable[[str], None]) -> None:
+        self._loop, self._submitter, self._say = loop, submitter, say
+        if self.first is not None:  # a signal came while the run was getting ready: send nothing
+            self._stop(self.first, hurry=False)
+
+    def detach(self) -> None:
+        self._loop = self._submitter = None
+        self._say = lambda text: print(text, file=sys.stderr)
+
+    def _handle(self, signum: int, frame: object) -> None:
+        self.count += 1
+        name = signal.Signals(signum).name
+        self.first = self.first or name
+        loop = self._loop
+        if loop is not None:
+            loop.call_soon_threadsafe(self._stop, name, self.count > 1)  # safe from a signal handler
+        else:
+            print(f"jobimport: {name}: finishing the ledger and the reports first…", file=sys.stderr)
+
+    def _stop(self, name: str, hurry: bool) -> None:
+        if self._submitter is None:
+            return
+        if not hurry:
+            self._say(f"{name}: finishing the requests in flight (interrupt again to stop at once)…")
+        self._submitter.stop(
+            Interrupted(
+                f"interrupted by {name}: no new rows sent; rows not sent are pending and the next run continues"
+            ),
+            hurry=hurry,
+        )
 
 
 def _exit_code(counts: dict[str, int], stopped: RunStopped | None, dry_run: bool) -> int:
@@ -326,7 +358,7 @@ def run_import(options: RunOptions, on_prepared: Callable[[Prepared], None] | No
     report_dir = options.report_root / run_id
     report_dir.mkdir(parents=True, exist_ok=True)
     input_key = str(options.input.resolve())
-    shield = _ReportsFirst()
+    signals = _Signals()
     stats = SubmitStats()
     results: dict[str, RowResult] = {}
     stopped: RunStopped | None = None
@@ -337,6 +369,7 @@ def run_import(options: RunOptions, on_prepared: Callable[[Prepared], None] | No
             write_payloads(report_dir / "payloads.jsonl", prepared.payloads)
         else:
             assert settings is not None
+            signals.arm()
             logs.configure(report_dir / "run.log.jsonl")
             structlog.contextvars.bind_contextvars(run_id=run_id)
             ledger_path = options.ledger or default_ledger_path(options.report_root, settings.customer_id)
@@ -350,15 +383,14 @@ def run_import(options: RunOptions, on_prepared: Callable[[Prepared], None] | No
                 ledger=str(ledger_path),
                 base_url=settings.base_url,
             )
+            options.submit.timeout_grace_s = options.read_timeout_s
             planned = [
                 PlannedRow(row, key, reference, payload)
                 for row, key, reference, payload in prepared.payloads.select(
                     ROW, "key", "reference", "payload"
                 ).iter_rows()
             ]
-            shield.arm()
-            results, stats, stopped = asyncio.run(_submit(planned, settings, ledger, run_id, options))
-            shield.arm()  # asyncio put the default handlers back when it removed its own
+            results, stats, stopped = asyncio.run(_submit(planned, settings, ledger, run_id, options, signals))
         outcomes = _outcomes(prepared, results, options.dry_run)
         own_errors = prepared.validation.errors.select(pl.col(n).cast(d) for n, d in ERROR_SCHEMA.items())
         errors = pl.concat([own_errors, _outcome_errors(prepared, results)], how="vertical").sort(
@@ -409,7 +441,7 @@ def run_import(options: RunOptions, on_prepared: Callable[[Prepared], None] | No
             )
             log.info("run_finished", exit_code=exit_code, counts=counts, stop_reason=stats.stop_reason)
     finally:
-        shield.disarm()
+        signals.disarm()
         if ledger is not None:
             ledger.close()
         logs.close()
@@ -427,7 +459,12 @@ def _run_rows(outcomes: pl.DataFrame, payloads: pl.DataFrame, results: dict[str,
 
 
 async def _submit(
-    planned: list[PlannedRow], settings: Settings, ledger: Ledger, run_id: str, options: RunOptions
+    planned: list[PlannedRow],
+    settings: Settings,
+    ledger: Ledger,
+    run_id: str,
+    options: RunOptions,
+    signals: _Signals,
 ) -> tuple[dict[str, RowResult], SubmitStats, RunStopped | None]:
     client_options = ClientOptions(
         transport=options.transport,
@@ -437,33 +474,9 @@ async def _submit(
     async with ApiClient(settings, client_options) as client:
         with RunProgress(len(planned)) as progress:
             submitter = Submitter(client, ledger, run_id, options.submit, progress.advance)
-            loop = asyncio.get_running_loop()
-            interrupts = 0
-
-            def on_signal(signame: str) -> None:
-                nonlocal interrupts
-                interrupts += 1
-                if interrupts == 1:
-                    progress.console.print(
-                        f"{signame}: finishing the requests in flight (interrupt again to stop at once)…"
-                    )
-                submitter.stop(
-                    Interrupted(
-                        f"interrupted by {signame}: no new rows sent; rows not sent are pending and the next "
-                        "run continues"
-                    ),
-                    hurry=interrupts > 1,
-                )
-
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                loop.add_signal_handler(sig, on_signal, sig.name)
+            signals.attach(asyncio.get_running_loop(), submitter, progress.console.print)
             try:
-                try:
-                    results = await submitter.run(planned)
-                except RunStopped as exc:  # a stop raised before sending (e.g. reconciliation impossible)
-                    submitter.stop(exc)
-                    results = {}
+                results = await submitter.run(planned)
             finally:
-                for sig in (signal.SIGINT, signal.SIGTERM):
-                    loop.remove_signal_handler(sig)
+                signals.detach()
     return results, submitter.stats, submitter.stop_error

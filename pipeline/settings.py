@@ -115,6 +115,21 @@ def _customer_id(raw: str, source: str) -> int:
     return value
 
 
+_LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
+
+
+def _check_url(name: str, url: str) -> None:
+    """https, or plain http only to this machine: credentials and tokens must not cross a network in clear."""
+    parts = urlsplit(url)
+    if parts.scheme == "https" or (parts.scheme == "http" and parts.hostname in _LOCAL_HOSTS):
+        return
+    if parts.scheme == "http":
+        raise SettingsError(
+            f"{name} uses plain http to {parts.hostname}: credentials would travel unencrypted; use https://"
+        )
+    raise SettingsError(f"{name} must start with https:// (or http:// to this machine), got {url!r}")
+
+
 def load_settings(env_file: Path | None = None, environ: Mapping[str, str] | None = None) -> Settings:
     """Settings for the importer. Every variable is required except the token URL (derived from the base)."""
     values = _environment(env_file, environ)
@@ -129,6 +144,8 @@ def load_settings(env_file: Path | None = None, environ: Mapping[str, str] | Non
     if urlsplit(base_url).scheme not in ("http", "https"):
         raise SettingsError(f"BIGCHANGE_BASE_URL must start with https:// (or http:// locally), got {base_url!r}")
     token_url = values.get("BIGCHANGE_TOKEN_URL", "").strip() or default_token_url(base_url)
+    _check_url("BIGCHANGE_BASE_URL", base_url)
+    _check_url("BIGCHANGE_TOKEN_URL", token_url)
     return Settings(
         base_url=base_url,
         token_url=token_url,

@@ -21,12 +21,13 @@ import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 import structlog
 
 from pipeline.client import Answer, ApiClient, Kind
-from pipeline.errors import AuthRefused, CircuitOpen, Interrupted, RunStopped, TransientError
+from pipeline.errors import AuthRefused, CircuitOpen, RunStopped, TransientError
 from pipeline.ledger import Ledger, LedgerRow, Update
 from pipeline.model import Status
 from pipeline.throttle import Gate, Stopped
@@ -77,7 +78,13 @@ class SubmitOptions:
     resend_rejected: bool = False  # send again rows the API refused, even unchanged (the tenant's rules changed)
     drain_timeout_s: float = 30.0  # how long in-flight requests may finish after a stop
     reconcile_batch: int = 50
-    reconcile_wait_s: float = 0.2  # gather lost answers this long before looking them up
+    # How long after an unknown outcome a look-up may decide "absent, send again": the server may still be working
+    # on the request. After an answer (500) or a dropped connection: lookup_grace_s; after a timeout (the server may
+    # not even have started): timeout_grace_s, which the runner sets to the read timeout. Rows an interrupted run
+    # left `sending` are looked up only once they are timeout_grace_s old.
+    lookup_grace_s: float = 2.0
+    timeout_grace_s: float = 30.0
+    max_retry_after_s: float = 300.0  # a longer Retry-After stops the run (rows pending) instead of waiting
     flush_every_s: float = 0.2  # ledger commit cadence for results
 
 
@@ -109,6 +116,7 @@ class _State:
     forbidden_streak: list[str] = field(default_factory=list)
     last_forbidden: Answer | None = None
     any_success: bool = False
+    other_answers: int = 0  # rejections other than 403
 
 
 class Submitter:
@@ -130,7 +138,7 @@ class Submitter:
         self._state = _State()
         self._stop_error: RunStopped | None = None
         self._send_queue: asyncio.Queue[PlannedRow | None] = asyncio.Queue()
-        self._reconcile: list[PlannedRow] = []
+        self._reconcile: list[tuple[float, PlannedRow]] = []  # (not before, row): unknown outcomes to look up
         self._reconcile_event = asyncio.Event()
         self._waiting_retry: dict[str, tuple[PlannedRow, asyncio.TimerHandle]] = {}
         self._in_flight: dict[str, PlannedRow] = {}
@@ -161,7 +169,7 @@ class Submitter:
         if to_send:
             await self._submit(to_send)
         state = self._state
-        if state.forbidden_streak and not state.any_success and self._stop_error is None:
+        if state.forbidden_streak and not state.any_success and not state.other_answers and not self._stop_error:
             # Fewer rows than the streak threshold, all refused with 403: still the credentials or the tenant.
             self._forbidden_everywhere(state.last_forbidden)
         self._flush()
@@ -177,11 +185,19 @@ class Submitter:
 
     async def _triage(self, rows: list[PlannedRow]) -> list[PlannedRow]:
         known = self.ledger.rows()
-        await self._reconcile_interrupted(known)
+        try:
+            await self._reconcile_interrupted(known)
+        except RunStopped as exc:
+            self.stop(exc)  # report what the ledger knows; send nothing
         to_send: list[PlannedRow] = []
         for planned in rows:
             entry = known.get(planned.key)
             result = self._decide(planned, entry)
+            if result is None and self._stop_error is not None:
+                stale = entry is not None and entry.state == "sending"  # the next run looks it up first
+                result = (
+                    RowResult(Status.UNCERTAIN, None, _unresolved_problem()) if stale else RowResult(Status.PENDING)
+                )
             if result is None:
                 to_send.append(planned)
             else:
@@ -210,6 +226,11 @@ class Submitter:
         if not stale:
             return
         log.info("reconciling_interrupted", rows=len(stale))
+        # A run killed moments ago may have requests the server is still processing: let them land first.
+        wait = self.options.timeout_grace_s - min(_age_s(e.updated_at) for e in stale)
+        if wait > 0:
+            log.info("waiting_before_lookup", seconds=round(wait, 1))
+            await asyncio.sleep(wait)
         updates: list[Update] = []
         with_ref = [e for e in stale if e.reference]
         for entry in stale:
@@ -255,9 +276,25 @@ class Submitter:
         feeder = asyncio.create_task(self._feed(rows))
         reconciler = asyncio.create_task(self._reconciler())
         flusher = asyncio.create_task(self._flusher())
+        done = asyncio.create_task(self._done.wait())
+        helpers = {feeder, reconciler, flusher}
         try:
-            await self._done.wait()
+            while not done.done():
+                finished, _ = await asyncio.wait({done, *helpers}, return_when=asyncio.FIRST_COMPLETED)
+                for task in finished - {done}:
+                    helpers.discard(task)
+                    error = None if task.cancelled() else task.exception()
+                    if error is not None:
+                        # A dead feeder, reconciler or flusher would leave the run waiting forever.
+                        log.error("internal_task_failed", error=repr(error))
+                        self.stop(
+                            RunStopped(
+                                f"internal failure ({type(error).__name__}: {error}); the ledger keeps every row's "
+                                "state: run again"
+                            )
+                        )
         finally:
+            done.cancel()
             await self.gate.close()
             feeder.cancel()
             for _ in workers:
@@ -304,11 +341,12 @@ class Submitter:
             try:
                 planned.attempts += 1
                 answer = await self._send(planned)
-                if answer.kind != Kind.AUTH or answer.status == 401:
-                    self.stats.sent += 1
             finally:
                 await self.gate.release()
-                del self._in_flight[planned.key]
+            # Not reached when cancelled mid-request: the row stays in _in_flight and is settled as uncertain.
+            del self._in_flight[planned.key]
+            if answer.kind != Kind.AUTH or answer.status == 401:
+                self.stats.sent += 1
             self._handle(planned, answer)
 
     async def _send(self, planned: PlannedRow) -> Answer:
@@ -328,6 +366,8 @@ class Submitter:
         state = self._state
         if answer.kind in (Kind.CREATED, Kind.REJECTED):
             self.stats.latencies_ms.append(answer.latency_s * 1000)
+        if answer.kind == Kind.REJECTED and answer.status != 403:
+            state.other_answers += 1
         if answer.kind == Kind.CREATED:
             self.gate.on_success(answer.latency_s)
             state.consecutive_failures = 0
@@ -338,7 +378,7 @@ class Submitter:
         elif answer.kind == Kind.REJECTED:
             state.consecutive_failures = 0
             self._finish(planned.key, RowResult(Status.REJECTED, None, answer.problem))
-            if answer.status == 403 and not state.any_success:
+            if answer.status == 403 and not state.any_success and not state.other_answers:
                 state.forbidden_streak.append(planned.key)
                 state.last_forbidden = answer
                 if len(state.forbidden_streak) >= self.options.auth_streak:
@@ -383,6 +423,15 @@ class Submitter:
         )
 
     def _transient(self, planned: PlannedRow, answer: Answer) -> None:
+        if answer.retry_after is not None and answer.retry_after > self.options.max_retry_after_s:
+            self._finish(planned.key, RowResult(Status.PENDING, None, answer.problem))
+            self.stop(
+                CircuitOpen(
+                    f"the API asks to wait {answer.retry_after:.0f} s (Retry-After) before sending more; rows not "
+                    "sent are pending: run again later"
+                )
+            )
+            return
         if answer.status == 429:
             self.stats.http_429 += 1
             self.gate.on_throttled(answer.retry_after)
@@ -409,7 +458,8 @@ class Submitter:
         if not planned.reference:
             self._finish(planned.key, RowResult(Status.UNCERTAIN, None, _uncertain_problem(answer.problem)))
             return
-        self._reconcile.append(planned)
+        grace = self.options.timeout_grace_s if answer.timed_out else self.options.lookup_grace_s
+        self._reconcile.append((time.monotonic() + grace, planned))
         self._reconcile_event.set()
 
     def _count_failure(self) -> None:
@@ -442,56 +492,66 @@ class Submitter:
 
     async def _reconciler(self) -> None:
         while True:
-            await self._reconcile_event.wait()
-            self._reconcile_event.clear()
-            await asyncio.sleep(self.options.reconcile_wait_s)
-            while self._reconcile:
-                batch = self._reconcile[: self.options.reconcile_batch]
-                del self._reconcile[: len(batch)]
+            batch = self._ready(time.monotonic())
+            if batch:
                 await self._resolve(batch)
+                continue
+            upcoming = min((not_before for not_before, _ in self._reconcile), default=None)
+            timeout = None if upcoming is None else max(0.05, upcoming - time.monotonic())
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._reconcile_event.wait(), timeout)
+            self._reconcile_event.clear()
 
-    async def _resolve(self, batch: list[PlannedRow]) -> None:
+    def _ready(self, now: float) -> list[tuple[float, PlannedRow]]:
+        """Up to one look-up's worth of unknown outcomes whose grace is over. They stay listed until resolved,
+        so a look-up cancelled by a stop loses nothing."""
+        return [item for item in self._reconcile if item[0] <= now][: self.options.reconcile_batch]
+
+    async def _resolve(self, batch: list[tuple[float, PlannedRow]]) -> bool:
+        """Look a batch up and act on it; False (rows left listed) when the look-up could not be made."""
         try:
-            found = await self._lookup([p.reference for p in batch if p.reference])
+            found = await self._lookup([p.reference for _, p in batch if p.reference])
         except RunStopped as exc:
-            self._reconcile[:0] = batch
             self.stop(exc)
-            return
-        for planned in batch:
+            return False
+        resolved = {id(item) for item in batch}
+        self._reconcile = [item for item in self._reconcile if id(item) not in resolved]
+        for _, planned in batch:
             job_id = found.get(planned.reference or "")
             if job_id is not None:
                 self.stats.reconciled_found += 1
                 self._finish(planned.key, RowResult(Status.CREATED, job_id))
+            elif self.gate.closed:
+                # Absent, but the run is stopping: the next run looks it up again before sending anything.
+                self._finish(planned.key, RowResult(Status.UNCERTAIN, None, _unresolved_problem()), state="sending")
             else:
                 self.stats.reconciled_absent += 1
                 if planned.attempts >= self.options.max_attempts:
                     self._finish(planned.key, RowResult(Status.FAILED, None, _absent_problem()))
-                elif self.gate.closed:
-                    self._finish(planned.key, RowResult(Status.PENDING))
                 else:
                     self.stats.retries += 1
                     self._send_queue.put_nowait(planned)
+        return True
 
     async def _final_reconcile(self) -> None:
-        """At the end (or stop), settle lost answers still waiting; those we cannot look up stay `sending`."""
-        if self._reconcile:
-            with contextlib.suppress(RunStopped):
-                batch_all = list(self._reconcile)
-                self._reconcile.clear()
-                for start in range(0, len(batch_all), self.options.reconcile_batch):
-                    await self._resolve(batch_all[start : start + self.options.reconcile_batch])
-        for planned in self._reconcile:
-            # Still unknown: leave the ledger at `sending` so the next run looks it up first.
-            self._state.results[planned.key] = RowResult(Status.UNCERTAIN, None, _unresolved_problem())
+        """At the end (or a stop): look up the lost answers whose grace is over; the rest — and all of them when
+        hurrying — stay `sending` in the ledger and are reported uncertain: the next run looks them up first."""
+        if not self._hurry:
+            now = time.monotonic()
+            while batch := self._ready(now):
+                if not await self._resolve(batch):
+                    break
+        for _, planned in self._reconcile:
+            self._finish(planned.key, RowResult(Status.UNCERTAIN, None, _unresolved_problem()), state="sending")
         self._reconcile.clear()
 
     # --- bookkeeping ----------------------------------------------------------------------------------------------
 
-    def _finish(self, key: str, result: RowResult, write: bool = True) -> None:
+    def _finish(self, key: str, result: RowResult, write: bool = True, state: str | None = None) -> None:
+        """Record a row's final result (and, with `write`, its ledger state: the status unless `state` says)."""
         self._state.results[key] = result
         if write:
-            ledger_state = Status.PENDING if result.status == Status.PENDING else result.status
-            self._state.pending_updates.append(Update(key, ledger_state, result.job_id, result.problem))
+            self._state.pending_updates.append(Update(key, state or result.status, result.job_id, result.problem))
             self._outstanding -= 1
             if self._outstanding <= 0:
                 self._done.set()
@@ -505,7 +565,11 @@ class Submitter:
     def _flush(self) -> None:
         if self._state.pending_updates:
             updates, self._state.pending_updates = self._state.pending_updates, []
-            self.ledger.record(updates, self.run_id)
+            try:
+                self.ledger.record(updates, self.run_id)
+            except Exception:
+                self._state.pending_updates[:0] = updates  # not written: keep them for the next flush
+                raise
 
     def _settle_unsent(self, rows: list[PlannedRow]) -> None:
         """After a stop: rows never sent (queued, waiting to retry, never fed) become `pending`."""
@@ -533,6 +597,15 @@ class Submitter:
                 self.progress(Status.PENDING, 1)
         self._state.pending_updates.extend(unsent)
         self._flush()
+
+
+def _age_s(stamp: str) -> float:
+    """Seconds since a ledger timestamp (ISO, UTC); very old when unreadable."""
+    try:
+        then = datetime.fromisoformat(stamp.replace("Z", "+00:00"))
+    except ValueError:
+        return float("inf")
+    return (datetime.now(UTC) - then).total_seconds()
 
 
 def _problem(exc: Exception) -> dict[str, Any]:
@@ -566,7 +639,3 @@ def _absent_problem() -> dict[str, Any]:
         "status": None,
         "detail": "answers kept getting lost and look-ups found no job; run again to send it",
     }
-
-
-# Re-exported for callers that build stop reasons.
-__all__ = ["Interrupted", "PlannedRow", "RowResult", "SubmitOptions", "SubmitStats", "Submitter", "fingerprint"]

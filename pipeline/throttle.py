@@ -58,7 +58,18 @@ class Gate:
     # --- admission ---------------------------------------------------------------------------------------------
 
     async def acquire(self) -> None:
-        """Wait for a slot; raise Stopped once the gate is closed."""
+        """Wait for a slot; raise Stopped once the gate is closed (also when it closes during a pacing wait)."""
+        while True:
+            delay = await self._reserve()
+            if delay <= 0:
+                return
+            await asyncio.sleep(delay)
+            if not self._closed and time.monotonic() >= self._pause_until:
+                return
+            await self.release()  # closed or paused while waiting for the slot: give it back, decide again
+
+    async def _reserve(self) -> float:
+        """Take a concurrency slot (waiting for pauses and the limit); return how long to wait for the pace."""
         async with self._cond:
             while True:
                 if self._closed:
@@ -77,9 +88,7 @@ class Gate:
                     slot = max(self._next_slot, now)
                     self._next_slot = slot + 1.0 / self.rate
                     delay = slot - now
-                break
-        if delay > 0:
-            await asyncio.sleep(delay)
+                return delay
 
     async def release(self) -> None:
         async with self._cond:

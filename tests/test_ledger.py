@@ -49,3 +49,13 @@ def test_runs_and_previous_run(tmp_path: Path) -> None:
         assert ledger.previous_run("/other.csv", "r2") is None
         assert ledger.run_rows("r1") == [(2, 2, "K", "created", 7, "K", None)]
         assert ledger.run("r1").input_sha256 == "sha"  # type: ignore[union-attr]
+
+
+def test_two_runs_cannot_use_one_ledger_at_once(tmp_path: Path) -> None:
+    path = tmp_path / "ledger.sqlite"
+    first = Ledger(path, 1001)
+    with pytest.raises(SettingsError, match="another jobimport run is using the ledger"):
+        Ledger(path, 1001)
+    assert Ledger.open_existing(path).runs() == []  # readers (status, report) are not blocked
+    first.close()
+    Ledger(path, 1001).close()  # released with the first run

@@ -113,6 +113,7 @@ def test_killed_twice_then_rerun_creates_each_job_once(tmp_path: Path, sandbox_f
     source = write_jobs(tmp_path / "in", rows, prefix="KILL")
     reports = tmp_path / "reports"
     args = ["run", str(source), "--mapping", str(source.parent / "mapping.toml"), "--report-dir", str(reports)]
+    args += ["--timeout", "3"]  # a rerun right after a kill waits this long before looking rows up
     for threshold in (600, 1800):
         process = start_cli(args, sandbox.env(), tmp_path)
         deadline = time.monotonic() + 120
