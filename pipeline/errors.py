@@ -81,13 +81,3 @@ class TransientError(RequestError):
         super().__init__(message)
         self.status = status
         self.retry_after = retry_after
-
-
-class UnknownOutcome(RequestError):
-    """The request may have created the job (500, read timeout, connection lost after sending): reconcile it."""
-
-    retryable = False
-
-    def __init__(self, message: str, *, status: int | None = None) -> None:
-        super().__init__(message)
-        self.status = status

@@ -218,16 +218,13 @@ class Ledger:
 
     # --- rows --------------------------------------------------------------------------------------------------
 
-    def rows(self, keys: Iterable[str] | None = None) -> dict[str, LedgerRow]:
-        """Ledger rows by key: all of them, or only those among `keys`."""
-        wanted = None if keys is None else set(keys)
+    def rows(self) -> dict[str, LedgerRow]:
+        """Every ledger row of this tenant, by key."""
         result: dict[str, LedgerRow] = {}
         cursor = self._db.execute(
             "SELECT key, state, reference, job_id, fingerprint, problem, attempts, updated_at FROM rows"
         )
         for key, state, reference, job_id, fingerprint, problem, attempts, updated_at in cursor:
-            if wanted is not None and key not in wanted:
-                continue
             result[key] = LedgerRow(
                 key,
                 state,
@@ -239,13 +236,6 @@ class Ledger:
                 updated_at,
             )
         return result
-
-    def in_state(self, state: str) -> list[LedgerRow]:
-        cursor = self._db.execute(
-            "SELECT key, state, reference, job_id, fingerprint, problem, attempts FROM rows WHERE state = ?",
-            (state,),
-        )
-        return [LedgerRow(k, s, r, j, f, json.loads(p) if p else None, a) for k, s, r, j, f, p, a in cursor.fetchall()]
 
     def mark_sending(self, items: Iterable[tuple[str, str | None, str]], run_id: str) -> None:
         """Make (key, reference, fingerprint) rows durable as `sending`, in one transaction, before they leave."""
@@ -271,9 +261,6 @@ class Ledger:
                     for u in updates
                 ],
             )
-
-    def counts(self) -> dict[str, int]:
-        return dict(self._db.execute("SELECT state, COUNT(*) FROM rows GROUP BY state").fetchall())
 
     # --- runs --------------------------------------------------------------------------------------------------
 

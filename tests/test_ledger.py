@@ -21,7 +21,7 @@ def test_states_survive_reopening_and_wal_is_on(tmp_path: Path) -> None:
         rows = ledger.rows()
         assert rows["R-1"].state == "created" and rows["R-1"].job_id == 42
         assert rows["fp:abc"].state == "sending" and rows["fp:abc"].attempts == 2
-        assert [r.key for r in ledger.in_state("sending")] == ["fp:abc"]
+        assert [key for key, row in ledger.rows().items() if row.state == "sending"] == ["fp:abc"]
     assert sqlite3.connect(path).execute("PRAGMA journal_mode").fetchone()[0] == "wal"
 
 
