@@ -35,6 +35,44 @@ column = "Notes"
 """
 
 
+JOB_TYPES = ROOT / "samples" / "lookups" / "job_types.csv"
+
+
+def legacy_mapping(
+    *,
+    source: dict[str, str | int] | None = None,
+    customer_column: str = "Customer ID",
+    order_number: bool = True,
+    custom_fields: bool = False,
+) -> str:
+    """The mapping of the CLI tests' legacy layout: Ref, Job Type (code → id), Customer ID, Minutes, Notes, PO,
+    Access Code, Gate Code. `source` becomes [source] (e.g. {"sheet": "Jobs", "header_row": 3})."""
+    lines = []
+    if source:
+        lines.append("[source]")
+        lines += [f"{key} = {value!r}".replace("'", '"') for key, value in source.items()]
+    lines += [
+        "[fields.typeId]",
+        'column = "Job Type"',
+        'lookup = "job_types"',
+        "[fields.contactId]",
+        f'column = "{customer_column}"',
+        "[fields.plannedDuration]",
+        'column = "Minutes"',
+        'parse = "integer"',
+        "[fields.reference]",
+        'column = "Ref"',
+        "[fields.description]",
+        'column = "Notes"',
+    ]
+    if order_number:
+        lines += ["[fields.orderNumber]", 'column = "PO"']
+    if custom_fields:
+        lines += ["[custom_fields]", '"Access Code" = 432632', '"Gate Code" = 432633']
+    lines += ["[lookups.job_types]", f"file = '{JOB_TYPES.as_posix()}'"]
+    return "\n".join(lines) + "\n"
+
+
 def write_jobs(folder: Path, rows: int, prefix: str = "E2E", bad: dict[int, dict[str, str]] | None = None) -> Path:
     """jobs.csv with `rows` rows (type 101, contacts 5001..5020, references PREFIX-00001…) and mapping.toml.
 

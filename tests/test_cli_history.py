@@ -15,12 +15,10 @@ import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
-from jobfiles import jobimport
+from jobfiles import jobimport, legacy_mapping
 
 from pipeline.sandbox.process import SandboxProcess
 
-ROOT = Path(__file__).resolve().parents[1]
-JOB_TYPES = ROOT / "samples" / "lookups" / "job_types.csv"
 HEADER = "Ref,Job Type,Customer ID,Minutes,Notes,PO"
 ORIGINAL = {
     2: "K-001,BSV,5001,60,Created first time,",
@@ -35,30 +33,7 @@ FIXED = {
     3: "K-002,BSV,5002,45,Bad minutes (fixed later),",
     4: "K-003,ERP,5003,30,No order number (fixed later),PO-3",
 }
-MAPPING = f"""
-[fields.typeId]
-column = "Job Type"
-lookup = "job_types"
-
-[fields.contactId]
-column = "Customer ID"
-
-[fields.plannedDuration]
-column = "Minutes"
-parse = "integer"
-
-[fields.reference]
-column = "Ref"
-
-[fields.description]
-column = "Notes"
-
-[fields.orderNumber]
-column = "PO"
-
-[lookups.job_types]
-file = '{JOB_TYPES.as_posix()}'
-"""
+MAPPING = legacy_mapping()
 
 
 def write_input(path: Path, rows: dict[int, str]) -> None:

@@ -18,12 +18,10 @@ from pathlib import Path
 import openpyxl
 import pytest
 import xlsxwriter
-from jobfiles import jobimport
+from jobfiles import jobimport, legacy_mapping
 
 from pipeline.sandbox.process import SandboxProcess
 
-ROOT = Path(__file__).resolve().parents[1]
-JOB_TYPES = ROOT / "samples" / "lookups" / "job_types.csv"
 HEADER = ["Ref", "Job Type", "Customer ID", "Minutes", "Notes"]
 GOOD_ROWS = [
     ["E-001", "BSV", "5001", "60", "First"],
@@ -38,30 +36,7 @@ MANY_ROWS = [[f"U-{i:03d}", "BSV", str(5001 + i % 20), "30", f"Row {i}"] for i i
 
 
 def mapping_text(sheet: str = "Jobs", customer_column: str = "Customer ID") -> str:
-    return f"""
-[source]
-sheet = "{sheet}"
-
-[fields.typeId]
-column = "Job Type"
-lookup = "job_types"
-
-[fields.contactId]
-column = "{customer_column}"
-
-[fields.plannedDuration]
-column = "Minutes"
-parse = "integer"
-
-[fields.reference]
-column = "Ref"
-
-[fields.description]
-column = "Notes"
-
-[lookups.job_types]
-file = '{JOB_TYPES.as_posix()}'
-"""
+    return legacy_mapping(source={"sheet": sheet}, customer_column=customer_column, order_number=False)
 
 
 def write_csv(path: Path, rows: list[list[str]], header: list[str] = HEADER) -> Path:

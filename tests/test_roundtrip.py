@@ -19,12 +19,10 @@ from typing import Any
 
 import openpyxl
 import pytest
-from jobfiles import jobimport, read_results
+from jobfiles import jobimport, legacy_mapping, read_results
 
 from pipeline.sandbox.process import SandboxProcess
 
-ROOT = Path(__file__).resolve().parents[1]
-JOB_TYPES = ROOT / "samples" / "lookups" / "job_types.csv"
 BOM = b"\xef\xbb\xbf"
 
 HEADER = ["Ref", "Job Type", "Customer ID", "Minutes", "Notes", "PO", "Access Code", "Gate Code"]
@@ -34,38 +32,7 @@ JOBS_POST = "POST /v1/jobs"
 
 def mapping_text(header_row: int = 1) -> str:
     """One mapping for .csv and .xlsx inputs (the sheet applies to workbooks only, the delimiter is sniffed)."""
-    return f"""
-[source]
-sheet = "Jobs"
-header_row = {header_row}
-
-[fields.typeId]
-column = "Job Type"
-lookup = "job_types"
-
-[fields.contactId]
-column = "Customer ID"
-
-[fields.plannedDuration]
-column = "Minutes"
-parse = "integer"
-
-[fields.reference]
-column = "Ref"
-
-[fields.description]
-column = "Notes"
-
-[fields.orderNumber]
-column = "PO"
-
-[custom_fields]
-"Access Code" = 432632
-"Gate Code" = 432633
-
-[lookups.job_types]
-file = '{JOB_TYPES.as_posix()}'
-"""
+    return legacy_mapping(source={"sheet": "Jobs", "header_row": header_row}, custom_fields=True)
 
 
 def run_dir(result: subprocess.CompletedProcess[str], report_dir: Path) -> Path:
