@@ -83,6 +83,19 @@ def check_once(sandbox: SandboxProcess, rows: int) -> None:
         raise SystemExit(f"not created exactly once: {len(per_ref)} references, duplicates {stats['duplicates'][:5]}")
 
 
+def token_form(env: dict[str, str]) -> dict[str, str]:
+    return {
+        "grant_type": "client_credentials",
+        "client_id": env["BIGCHANGE_CLIENT_ID"],
+        "client_secret": env["BIGCHANGE_CLIENT_SECRET"],
+    }
+
+
+def run_command(source: Path, mapping: Path, report_dir: Path, concurrency: int) -> list[str]:
+    options = ["--report-dir", str(report_dir), "--max-concurrency", str(concurrency)]
+    return ["run", str(source), "--mapping", str(mapping), *options]
+
+
 async def bare_loop(sandbox: SandboxProcess, bodies: list[bytes], concurrency: int, transport: str) -> float:
     """rows/s of the simplest correct client: a token, N workers pulling from a queue, POST, check 201."""
     env = sandbox.env()
@@ -94,16 +107,7 @@ async def bare_loop(sandbox: SandboxProcess, bodies: list[bytes], concurrency: i
     else:
         chosen = httpx.AsyncHTTPTransport(limits=limits)
     async with httpx.AsyncClient(transport=chosen, timeout=httpx.Timeout(30, pool=None)) as client:
-        token = (
-            await client.post(
-                env["BIGCHANGE_TOKEN_URL"],
-                data={
-                    "grant_type": "client_credentials",
-                    "client_id": env["BIGCHANGE_CLIENT_ID"],
-                    "client_secret": env["BIGCHANGE_CLIENT_SECRET"],
-                },
-            )
-        ).json()["access_token"]
+        token = (await client.post(env["BIGCHANGE_TOKEN_URL"], data=token_form(env))).json()["access_token"]
         headers = {
             "Authorization": f"Bearer {token}",
             "Customer-Id": env["BIGCHANGE_CUSTOMER_ID"],
@@ -163,20 +167,7 @@ def main() -> None:
                 print(f" ({rate / limit:.0%} of limit)")
             sandbox.reset()
             ledger_dir = work / f"run-{concurrency}"
-            wall, cpu, _done = cli(
-                [
-                    "run",
-                    str(source),
-                    "--mapping",
-                    str(mapping),
-                    "--report-dir",
-                    str(ledger_dir),
-                    "--max-concurrency",
-                    str(concurrency),
-                ],
-                sandbox.env(),
-                work,
-            )
+            wall, cpu, _done = cli(run_command(source, mapping, ledger_dir, concurrency), sandbox.env(), work)
             check_once(sandbox, rows)
             rate = rows / wall
             summary = json.loads(next(ledger_dir.glob("*/summary.json")).read_text())
@@ -192,14 +183,7 @@ def main() -> None:
         started = time.perf_counter()
         with httpx.Client(timeout=30) as client:
             env = sandbox.env()
-            token = client.post(
-                env["BIGCHANGE_TOKEN_URL"],
-                data={
-                    "grant_type": "client_credentials",
-                    "client_id": env["BIGCHANGE_CLIENT_ID"],
-                    "client_secret": env["BIGCHANGE_CLIENT_SECRET"],
-                },
-            ).json()["access_token"]
+            token = client.post(env["BIGCHANGE_TOKEN_URL"], data=token_form(env)).json()["access_token"]
             headers = {"Authorization": f"Bearer {token}", "Customer-Id": env["BIGCHANGE_CUSTOMER_ID"]}
             for body in bodies[: args.sequential_rows]:
                 response = client.post(
@@ -217,20 +201,7 @@ def main() -> None:
     if not args.skip_rate_limit:
         with SandboxProcess(latency_ms=args.latency_ms, rate_limit=args.rate_limit) as sandbox:
             ledger_dir = work / "run-limited"
-            wall, cpu, _done = cli(
-                [
-                    "run",
-                    str(source),
-                    "--mapping",
-                    str(mapping),
-                    "--report-dir",
-                    str(ledger_dir),
-                    "--max-concurrency",
-                    "32",
-                ],
-                sandbox.env(),
-                work,
-            )
+            wall, cpu, _done = cli(run_command(source, mapping, ledger_dir, 32), sandbox.env(), work)
             check_once(sandbox, rows)
             stats = sandbox.stats()
             posts = sum(stats["requests"]["POST /v1/jobs"].values())

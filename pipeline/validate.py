@@ -255,36 +255,45 @@ def _duplicates(frame: pl.DataFrame, mapping: Mapping) -> pl.DataFrame:
     hashes = frame.select(pl.when(key.is_not_null()).then(key.hash()) if refs.null_count() else key.hash())
     with_ref = frame.filter(_repeated(hashes.to_series())).select(ROW, "reference", key.alias("__key"))
     dup_ref = _others(with_ref, "__key").join(with_ref.select(ROW, "reference"), on=ROW)
-    ref_errors = dup_ref.select(
-        pl.col(ROW).alias("row"),
-        pl.lit("reference").alias("field"),
-        pl.lit(column, dtype=pl.String).alias("column"),
-        pl.lit("duplicate_reference").alias("check"),
+    ref_errors = _reference_errors(
+        dup_ref,
+        column,
+        "duplicate_reference",
         text_of(
             "reference '",
             pl.col("reference"),
             "' is also used by row(s) ",
             pl.col("__others"),
             "; references must be unique in the file, change or remove the duplicates",
-        ).alias("message"),
+        ),
     )
     no_ref = frame.filter(refs.is_null()) if refs.null_count() > 1 else frame.clear()
     if no_ref.height and content:
         no_ref = no_ref.filter(_repeated(no_ref.select(pl.struct(content).hash()).to_series()))
     same = _others(no_ref.select(ROW, pl.struct(content).alias("__key")), "__key")
-    same_errors = same.select(
-        pl.col(ROW).alias("row"),
-        pl.lit("reference").alias("field"),
-        pl.lit(column, dtype=pl.String).alias("column"),
-        pl.lit("duplicate_job").alias("check"),
+    same_errors = _reference_errors(
+        same,
+        column,
+        "duplicate_job",
         text_of(
             "same job as row(s) ",
             pl.col("__others"),
             " and no reference, so the import could not tell them apart; add a reference to each row "
             "(or remove the duplicate)",
-        ).alias("message"),
+        ),
     )
-    return pl.concat([ref_errors.cast(ERROR_SCHEMA), same_errors.cast(ERROR_SCHEMA)])  # type: ignore[arg-type]
+    return pl.concat([ref_errors, same_errors])
+
+
+def _reference_errors(rows: pl.DataFrame, column: str | None, check: str, message: pl.Expr) -> pl.DataFrame:
+    """ERROR_SCHEMA rows on the reference field (and the column feeding it) for every row of `rows`."""
+    return rows.select(
+        pl.col(ROW).alias("row"),
+        pl.lit("reference").alias("field"),
+        pl.lit(column, dtype=pl.String).alias("column"),
+        pl.lit(check).alias("check"),
+        message.alias("message"),
+    ).cast(ERROR_SCHEMA)  # type: ignore[arg-type]
 
 
 def validate(mapped: MappedTable, mapping: Mapping) -> Validation:
