@@ -56,8 +56,11 @@ def payloads(frame: pl.DataFrame, mapping: Mapping) -> pl.Series:
     """The compact JSON body of POST /v1/jobs for each row of a job frame."""
     custom = [(cf.key, cf.definition_id) for cf in mapping.custom_fields]
     texts = [name for name in API_FIELDS if name not in INT_FIELDS] + [key for key, _ in custom]
-    escaped = frame.select(pl.col(c).str.contains(_NEEDS_ESCAPE).any() for c in texts).row(0) if texts else ()
-    clean = {c for c, esc in zip(texts, escaped, strict=True) if not esc}
+    # a field parsed as a uuid is canonical (hex digits and dashes): no need to look
+    canonical = {name for name, spec in mapping.fields.items() if spec.parse == "uuid"}
+    unknown = [c for c in texts if c not in canonical]
+    escaped = frame.select(pl.col(c).str.contains(_NEEDS_ESCAPE).any() for c in unknown).row(0) if unknown else ()
+    clean = canonical | {c for c, esc in zip(unknown, escaped, strict=True) if not esc}
     solid = {c for c in (*API_FIELDS, *texts) if frame.get_column(c).null_count() == 0}
 
     def value(column: str) -> list[Piece]:

@@ -82,21 +82,27 @@ def column_letter(index: int) -> str:
     return letters
 
 
-def blank_to_null(frame: pl.DataFrame, columns: list[str]) -> pl.DataFrame:
+def blank_to_null(frame: pl.DataFrame, columns: list[str], maybe_blank: list[str] | None = None) -> pl.DataFrame:
     """Blank and whitespace-only cells of `columns` → null; other text is kept exactly as it is.
 
-    A whitespace-only cell starts with a character ≤ ' ' or a non-ASCII space, so a column whose smallest value
-    starts above ' ' and whose largest value is pure ASCII cannot hold one: only the other columns are rewritten.
+    Only the columns that can hold such a cell are rewritten: `maybe_blank` when the reader knows them (the CSV
+    scan does), else worked out here: a whitespace-only cell starts with a character ≤ ' ' or a non-ASCII space,
+    so a column whose smallest value starts above ' ' and whose largest value is pure ASCII cannot hold one.
     """
     if frame.height == 0 or not columns:
         return frame
-    ends = frame.select(pl.col(columns).min().name.suffix("\x00lo"), pl.col(columns).max().name.suffix("\x00hi")).row(0)
-    lows, highs = ends[: len(columns)], ends[len(columns) :]
-    suspect = [
-        c
-        for c, lo, hi in zip(columns, lows, highs, strict=True)
-        if lo is not None and (lo == "" or lo[0] <= " " or hi[0] >= "\x80")
-    ]
+    if maybe_blank is not None:
+        suspect = [c for c in columns if c in set(maybe_blank)]
+    else:
+        ends = frame.select(
+            pl.col(columns).min().name.suffix("\x00lo"), pl.col(columns).max().name.suffix("\x00hi")
+        ).row(0)
+        lows, highs = ends[: len(columns)], ends[len(columns) :]
+        suspect = [
+            c
+            for c, lo, hi in zip(columns, lows, highs, strict=True)
+            if lo is not None and (lo == "" or lo[0] <= " " or hi[0] >= "\x80")
+        ]
     if not suspect:
         return frame
     return frame.with_columns(
@@ -119,16 +125,18 @@ def finish_table(
     delimiter: str | None = None,
     cell_errors: list[CellError] | None = None,
     keep_rows: set[int] | None = None,
+    maybe_blank: list[str] | None = None,
 ) -> RawTable:
     """Common end of both readers: header checks, blanks → null, blank rows dropped, corrections round trip.
 
     `body` holds the data rows as positional pl.String columns (one per entry of `headers`); `rows` their
     visible row numbers; `where` names the file (and sheet) in messages; `column_labels[i]` names column i for a
     person ("column C" in a workbook, "column 3" in a CSV). Rows numbered in `keep_rows` are kept even when
-    blank (e.g. their only cell is an Excel error value).
+    blank (e.g. their only cell is an Excel error value). `maybe_blank`: the columns of `body` that can hold a
+    blank but non-null cell, when the reader knows (see blank_to_null).
     """
     positional = body.columns
-    body = blank_to_null(body, positional)
+    body = blank_to_null(body, positional, maybe_blank)
     names = [None if h is None or not h.strip() else h.strip() for h in headers]
 
     # Blank headers: a column without a header but without any data either is harmless and dropped.
@@ -169,9 +177,11 @@ def finish_table(
     not_blank = ~pl.all_horizontal(pl.col(c).is_null() for c in data_cols)
     if keep_rows:
         not_blank = not_blank | pl.col(ROW).is_in(sorted(keep_rows))
-    keep_mask = frame.select(not_blank.alias("keep")).get_column("keep")
-    if not keep_mask.all():  # filtering copies every column: only when there is a blank row to drop
-        frame = frame.filter(keep_mask)
+    # (a blank row has a null in every column: none when some column has none, and null counts are known)
+    if frame.height and all(frame.get_column(c).null_count() for c in data_cols):
+        keep_mask = frame.select(not_blank.alias("keep")).get_column("keep")
+        if not keep_mask.all():  # filtering copies every column: only when there is a blank row to drop
+            frame = frame.filter(keep_mask)
     if frame.height == 0:
         raise InputFileError(f"{where}: has headers but no data rows; check the file, the sheet and header_row")
 
@@ -200,7 +210,7 @@ def finish_table(
             )
         frame = frame.with_columns(origin.alias(ORIGIN_ROW)).drop(list(extra))
     else:
-        frame = frame.with_columns(pl.col(ROW).alias(ORIGIN_ROW))
+        frame = frame.hstack([frame.get_column(ROW).alias(ORIGIN_ROW)])
     frame = frame.select([*columns, ROW, ORIGIN_ROW])
     return RawTable(
         frame=frame,

@@ -9,7 +9,10 @@ a blank line does). Line ends are \n or \r\n (or \r alone in a file without any 
 cell text, as polars reads it.
 
 Ragged rows: polars refuses records with more fields than the header but silently pads records with fewer, so
-every read is checked. Cheap proof first (`_surely_rectangular`): the delimiters of the file minus those inside
+every read is checked. Fastest proof first: a one-pass C scan of the bytes (pipeline/_csvscan.c, built when the
+package is installed, run in a thread while polars parses) checks that the quoting is well formed and counts
+the fields of every record; it also tells which columns can hold whitespace-only cells. When it finds the quoting
+odd, or when the extension is not built, the pure-polars proof (`_surely_rectangular`): the delimiters of the file minus those inside
 cell values must be exactly (width - 1) per record (no record can have more, so none has fewer), and when a cell
 holds a delimiter or a line break, the quoting must be well formed (`_well_quoted`: a quote-by-quote check, so
 that polars splits the records as the csv module does). Only when that proof fails (a blank line, a short
@@ -27,13 +30,21 @@ import csv
 import io
 import re
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
 
 import polars as pl
 
 from pipeline.errors import InputFileError
 from pipeline.model import RawTable
 from pipeline.read import finish_table
+
+_csvscan: ModuleType | None
+try:
+    from pipeline import _csvscan
+except ImportError:  # built without a C compiler: the pure-polars proof below does the same, slower
+    _csvscan = None
 
 DELIMITERS = (",", ";", "\t", "|")
 _DELIMITER_NAMES = {",": "comma", ";": "semicolon", "\t": "tab", "|": "pipe"}
@@ -49,6 +60,7 @@ _BOMS: tuple[tuple[bytes, str], ...] = (
 _WHITESPACE = "\t\n\x0b\x0c\r \x85\xa0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007\u2008\u2009\u200a"
 _WHITESPACE += "\u2028\u2029\u202f\u205f\u3000"
 _SNIFF_BYTES = 64 * 1024
+_ROW_INDEX = "row"  # (the data columns are named c0, c1, …)
 _SNIFF_RECORDS = 50
 
 
@@ -112,7 +124,7 @@ def _parse_utf8(data: bytes, used: str, path: Path, header_row: int, delimiter: 
         raise InputFileError(f"{path}: the header row {header_rec} cannot be parsed ({exc}); fix its quoting") from exc
     width = len(header)
     with ThreadPoolExecutor(max_workers=1) as pool:
-        delimiters = pool.submit(body.count, sep.encode())  # counted while polars parses (it releases the GIL)
+        checked = pool.submit(_check, body, sep, width)  # while polars parses (both release the GIL)
         try:
             frame = pl.read_csv(
                 body,
@@ -121,6 +133,10 @@ def _parse_utf8(data: bytes, used: str, path: Path, header_row: int, delimiter: 
                 infer_schema=False,
                 new_columns=[f"c{i}" for i in range(width)],
                 raise_if_empty=False,
+                # row numbers from polars: chunked like the columns (a separate series would make polars copy
+                # every column into one chunk to line them up)
+                row_index_name=_ROW_INDEX,
+                row_index_offset=header_rec + 1,
             )
         except pl.exceptions.PolarsError as exc:
             if "utf" in str(exc).lower():
@@ -129,7 +145,9 @@ def _parse_utf8(data: bytes, used: str, path: Path, header_row: int, delimiter: 
                 _check_ragged(_field_counts(body, sep, width), width, header_rec, sep, path)
             detail = " ".join(str(exc).split())[:160]
             raise InputFileError(f"{path}: cannot be parsed as {_name(sep)}-separated text ({detail})") from exc
-        rectangular = _surely_rectangular(frame, header, body, sep, delimiters.result())
+        rows, frame = frame.get_column(_ROW_INDEX), frame.drop(_ROW_INDEX)
+        scanned = checked.result()
+        rectangular = _rectangular(frame, header, body, sep, scanned)
     if not rectangular:
         try:
             counts = _field_counts(body, sep, width)
@@ -145,17 +163,17 @@ def _parse_utf8(data: bytes, used: str, path: Path, header_row: int, delimiter: 
             raise InputFileError(
                 f"{path}: found {data_records} records but parsed {frame.height}; check the quoting of the file"
             )
-    rows = pl.int_range(header_rec + 1, header_rec + 1 + frame.height, dtype=pl.Int64, eager=True)
     return finish_table(
         body=frame,
         headers=list(header),
-        rows=rows,
+        rows=rows.head(frame.height).cast(pl.Int64),
         where=str(path),
         column_labels=[f"column {i + 1}" for i in range(len(header))],
         source=path,
         kind="csv",
         encoding=used,
         delimiter=sep,
+        maybe_blank=scanned.maybe_blank(frame.columns) if isinstance(scanned, _Scan) else None,
     )
 
 
@@ -298,6 +316,38 @@ def _body_end(body: bytes) -> bytes:
     if body.count(b"\n", end) == 1:
         return body
     return body[:end] + b"\n"
+
+
+@dataclass(frozen=True)
+class _Scan:
+    """What the C scan (pipeline/_csvscan.c) found in the bytes polars parses."""
+
+    well_formed: bool  # every quote well placed: polars and the csv module split the records alike
+    records: int  # records, header included (0 when not well formed)
+    ragged: int  # records with the wrong number of fields, empty lines aside
+    spaced: bytes  # per column, 1 when some field starts like whitespace or is "" (all 1 when not well formed)
+
+    def maybe_blank(self, columns: list[str]) -> list[str] | None:
+        """The columns that can hold a blank but non-null cell; None when the scan cannot tell."""
+        return [c for c, flag in zip(columns, self.spaced, strict=True) if flag] if self.well_formed else None
+
+
+def _check(body: bytes, sep: str, width: int) -> _Scan | int:
+    """What the proof of rectangularity needs from the bytes: the C scan when the extension is built, else the
+    number of delimiters in `body` (for `_surely_rectangular`)."""
+    if _csvscan is None:
+        return body.count(sep.encode())
+    return _Scan(*_csvscan.scan(body, sep, width))
+
+
+def _rectangular(frame: pl.DataFrame, header: list[str], body: bytes, sep: str, checked: _Scan | int) -> bool:
+    """True when no record has fewer fields than the header (False: count them to find out). The scan decides
+    when the quoting is well formed; otherwise (or without the extension) the pure-polars proof does."""
+    if isinstance(checked, int):
+        return _surely_rectangular(frame, header, body, sep, checked)
+    if checked.well_formed:
+        return checked.ragged == 0 and checked.records == frame.height + 1 and frame.width == len(header)
+    return _surely_rectangular(frame, header, body, sep, body.count(sep.encode()))
 
 
 def _surely_rectangular(frame: pl.DataFrame, header: list[str], body: bytes, sep: str, delimiters: int) -> bool:

@@ -122,6 +122,7 @@ def read_excel(path: Path, *, sheet: str | None = None, header_row: int = 1) -> 
         sheet=chosen,
         cell_errors=errors,
         keep_rows={e.row for e in errors},
+        maybe_blank=[],  # blanks are null already (_normalise)
     )
 
 

@@ -19,6 +19,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+# (pandera imports its polars backends, and through them its strategies, on the first validation: importing them
+# here makes that the import cost it is, paid when this module loads, not by the first file validated)
+import pandera.backends.polars.builtin_checks
+import pandera.backends.polars.checks
+import pandera.backends.polars.components
+import pandera.backends.polars.container  # noqa: F401
 import pandera.polars as pa
 import polars as pl
 from pandera.config import ValidationDepth, config_context

@@ -11,9 +11,21 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
+from pipeline import read_csv as read_csv_module
 from pipeline.errors import InputFileError
 from pipeline.model import ORIGIN_ROW, ROW
 from pipeline.read import read_table
+
+
+@pytest.fixture(autouse=True, params=["c-scan", "polars-only"])
+def scanner(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Every test runs with the C scan (pipeline/_csvscan.c) and without it (the pure-polars proof a machine
+    without a C compiler uses): both must read every file alike."""
+    if request.param == "polars-only":
+        monkeypatch.setattr(read_csv_module, "_csvscan", None)
+    else:
+        assert read_csv_module._csvscan is not None, "pipeline._csvscan is not built: run `make test` (needs gcc)"
+    return str(request.param)
 
 
 def write(tmp_path: Path, data: bytes, name: str = "jobs.csv") -> Path:
