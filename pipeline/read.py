@@ -8,6 +8,7 @@ reserved names), blank and whitespace-only cells → null, fully blank rows drop
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import polars as pl
@@ -82,27 +83,31 @@ def column_letter(index: int) -> str:
     return letters
 
 
+def blank_candidates(columns: list[str], lows: Sequence[str | None], highs: Sequence[str | None]) -> list[str]:
+    """The columns that can hold a blank (whitespace-only or empty) text, from each one's smallest and largest
+    text: such a cell starts with a character ≤ ' ' or a non-ASCII space, so a column whose smallest value starts
+    above ' ' and whose largest value is pure ASCII cannot hold one."""
+    return [
+        c
+        for c, lo, hi in zip(columns, lows, highs, strict=True)
+        if lo is not None and hi is not None and (lo == "" or lo[0] <= " " or hi[0] >= "\x80")
+    ]
+
+
 def blank_to_null(frame: pl.DataFrame, columns: list[str], maybe_blank: list[str] | None = None) -> pl.DataFrame:
     """Blank and whitespace-only cells of `columns` → null; other text is kept exactly as it is.
 
     Only the columns that can hold such a cell are rewritten: `maybe_blank` when the reader knows them (the CSV
-    scan does), else worked out here: a whitespace-only cell starts with a character ≤ ' ' or a non-ASCII space,
-    so a column whose smallest value starts above ' ' and whose largest value is pure ASCII cannot hold one.
+    scan does), else `blank_candidates` from each column's smallest and largest text.
     """
     if frame.height == 0 or not columns:
         return frame
-    if maybe_blank is not None:
-        suspect = [c for c in columns if c in set(maybe_blank)]
-    else:
+    if maybe_blank is None:
         ends = frame.select(
             pl.col(columns).min().name.suffix("\x00lo"), pl.col(columns).max().name.suffix("\x00hi")
         ).row(0)
-        lows, highs = ends[: len(columns)], ends[len(columns) :]
-        suspect = [
-            c
-            for c, lo, hi in zip(columns, lows, highs, strict=True)
-            if lo is not None and (lo == "" or lo[0] <= " " or hi[0] >= "\x80")
-        ]
+        maybe_blank = blank_candidates(columns, ends[: len(columns)], ends[len(columns) :])
+    suspect = [c for c in columns if c in set(maybe_blank)]
     if not suspect:
         return frame
     return frame.with_columns(

@@ -11,8 +11,10 @@ cell text, as polars reads it.
 Ragged rows: polars refuses records with more fields than the header but silently pads records with fewer, so
 every read is checked. Fastest proof first: a one-pass C scan of the bytes (pipeline/_csvscan.c, built when the
 package is installed, run in a thread while polars parses) checks that the quoting is well formed and counts
-the fields of every record; it also tells which columns can hold whitespace-only cells. When it finds the quoting
-odd, or when the extension is not built, the pure-polars proof (`_surely_rectangular`): the delimiters of the file minus those inside
+the fields of every record; it also tells which columns can hold whitespace-only cells. A UTF-8 file that needs
+no change (no BOM, header on the first line, one line end at the end) is then never copied into memory: polars
+reads it from disk and the scan reads it mapped. When the scan finds the quoting odd, or when the extension is
+not built, the pure-polars proof (`_surely_rectangular`): the delimiters of the file minus those inside
 cell values must be exactly (width - 1) per record (no record can have more, so none has fewer), and when a cell
 holds a delimiter or a line break, the quoting must be well formed (`_well_quoted`: a quote-by-quote check, so
 that polars splits the records as the csv module does). Only when that proof fails (a blank line, a short
@@ -27,8 +29,11 @@ from __future__ import annotations
 import codecs
 import contextlib
 import csv
+import functools
 import io
+import mmap
 import re
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -67,12 +72,20 @@ _SNIFF_RECORDS = 50
 def read_csv(path: Path, *, header_row: int = 1, encoding: str | None = None, delimiter: str | None = None) -> RawTable:
     """Read a delimited text file as text cells; see read.read_table for the contract.
 
-    Fast path: bytes without a BOM (or after a UTF-8 BOM) go to polars as they are (polars refuses invalid
-    UTF-8 itself); only when that fails are they decoded in Python (strictly, for the message naming the bad
-    byte) with the declared encoding or cp1252 and transcoded to UTF-8.
+    Fast paths: a file polars can read as it is goes to polars from disk (see _whole_file_head); other bytes
+    without a BOM (or after a UTF-8 BOM) go to polars as they are (polars refuses invalid UTF-8 itself); only
+    when that fails are they decoded in Python (strictly, for the message naming the bad byte) with the declared
+    encoding or cp1252 and transcoded to UTF-8.
     """
-    raw = path.read_bytes()
     declared = _lookup(encoding, str(path)) if encoding else None
+    if _csvscan is not None and header_row == 1 and not (declared or "").startswith(("utf-16", "utf-32")):
+        with (
+            contextlib.suppress(_NotUtf8, _NotWhole, OSError, ValueError),  # (then read it the ordinary way)
+            path.open("rb") as f,
+            mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as mapped,
+        ):
+            return _parse(_whole_file_head(mapped), "utf-8", path, header_row, delimiter, mapped)
+    raw = path.read_bytes()
     bom = any(raw.startswith(b) for b, _ in _BOMS)
     if raw.startswith(codecs.BOM_UTF8):
         with contextlib.suppress(_NotUtf8):
@@ -96,9 +109,35 @@ class _NotUtf8(Exception):
     """The bytes given to polars are not valid UTF-8."""
 
 
-def _parse(data: bytes, used: str, path: Path, header_row: int, delimiter: str | None) -> RawTable:
+class _NotWhole(Exception):
+    """The file is not one polars can read as it is (see _whole_file_head)."""
+
+
+def _whole_file_head(mapped: mmap.mmap) -> bytes:
+    """The first bytes of a file polars can parse straight from disk, with the C scan reading the same bytes
+    mapped in memory (no copy of the file); _NotWhole when the file needs any change first: a BOM, blank lines
+    before the header or after the last record, no line end after it, classic Mac line ends."""
+    head = mapped[: 4 * _SNIFF_BYTES]
+    tail = mapped[-8:]
+    end = len(tail)
+    while end and tail[end - 1] in b"\r\n":
+        end -= 1
+    if (
+        any(head.startswith(bom) for bom, _ in _BOMS)
+        or not end
+        or tail.count(b"\n", end) != 1
+        or _record_end(head, 0) >= len(head)
+        or not head[: _record_end(head, 0)].strip()
+    ):
+        raise _NotWhole
+    return head
+
+
+def _parse(
+    data: bytes, used: str, path: Path, header_row: int, delimiter: str | None, mapped: mmap.mmap | None = None
+) -> RawTable:
     try:
-        return _parse_utf8(data, used, path, header_row, delimiter)
+        return _parse_utf8(data, used, path, header_row, delimiter, mapped)
     except UnicodeDecodeError as exc:
         raise _NotUtf8 from exc
     except pl.exceptions.PolarsError as exc:
@@ -107,7 +146,12 @@ def _parse(data: bytes, used: str, path: Path, header_row: int, delimiter: str |
         raise
 
 
-def _parse_utf8(data: bytes, used: str, path: Path, header_row: int, delimiter: str | None) -> RawTable:
+def _parse_utf8(
+    data: bytes, used: str, path: Path, header_row: int, delimiter: str | None, mapped: mmap.mmap | None = None
+) -> RawTable:
+    """Parse UTF-8 `data`; or, when the file is `mapped`, `data` is only its head (see _whole_file_head): polars
+    reads the file itself and the C scan reads it mapped, and it is copied into memory only if a slow check needs
+    it."""
     if b"\n" not in data and b"\r" in data:  # classic Mac line ends: polars only splits on \n
         data = data.replace(b"\r", b"\n")
     start, header_rec = _header_offset(data, header_row)
@@ -123,11 +167,17 @@ def _parse_utf8(data: bytes, used: str, path: Path, header_row: int, delimiter: 
     except csv.Error as exc:
         raise InputFileError(f"{path}: the header row {header_rec} cannot be parsed ({exc}); fix its quoting") from exc
     width = len(header)
+    if mapped is not None:
+        scanned_bytes: bytes | mmap.mmap = mapped
+        whole: Callable[[], bytes] = functools.cache(lambda: mapped[:])
+    else:
+        scanned_bytes, whole = body, lambda: body
     with ThreadPoolExecutor(max_workers=1) as pool:
-        checked = pool.submit(_check, body, sep, width)  # while polars parses (both release the GIL)
+        checked = pool.submit(_check, scanned_bytes, sep, width)  # while polars parses (both release the GIL)
         try:
             frame = pl.read_csv(
-                body,
+                body if mapped is None else path,
+                glob=False,
                 has_header=True,
                 separator=sep,
                 infer_schema=False,
@@ -142,15 +192,15 @@ def _parse_utf8(data: bytes, used: str, path: Path, header_row: int, delimiter: 
             if "utf" in str(exc).lower():
                 raise
             with contextlib.suppress(_Unparsable):  # "more fields" lands here: name the rows
-                _check_ragged(_field_counts(body, sep, width), width, header_rec, sep, path)
+                _check_ragged(_field_counts(whole(), sep, width), width, header_rec, sep, path)
             detail = " ".join(str(exc).split())[:160]
             raise InputFileError(f"{path}: cannot be parsed as {_name(sep)}-separated text ({detail})") from exc
         rows, frame = frame.get_column(_ROW_INDEX), frame.drop(_ROW_INDEX)
         scanned = checked.result()
-        rectangular = _rectangular(frame, header, body, sep, scanned)
+        rectangular = _rectangular(frame, header, whole, sep, scanned)
     if not rectangular:
         try:
-            counts = _field_counts(body, sep, width)
+            counts = _field_counts(whole(), sep, width)
         except _Unparsable as exc:
             raise InputFileError(
                 f"{path}: row {header_rec + exc.index} cannot be split into fields ({exc}); fix the quotes in that row"
@@ -332,21 +382,25 @@ class _Scan:
         return [c for c, flag in zip(columns, self.spaced, strict=True) if flag] if self.well_formed else None
 
 
-def _check(body: bytes, sep: str, width: int) -> _Scan | int:
+def _check(body: bytes | mmap.mmap, sep: str, width: int) -> _Scan | int:
     """What the proof of rectangularity needs from the bytes: the C scan when the extension is built, else the
-    number of delimiters in `body` (for `_surely_rectangular`)."""
+    number of delimiters in `body` (for `_surely_rectangular`; a mapped file comes only with the extension)."""
     if _csvscan is None:
+        assert isinstance(body, bytes)
         return body.count(sep.encode())
     return _Scan(*_csvscan.scan(body, sep, width))
 
 
-def _rectangular(frame: pl.DataFrame, header: list[str], body: bytes, sep: str, checked: _Scan | int) -> bool:
+def _rectangular(
+    frame: pl.DataFrame, header: list[str], whole: Callable[[], bytes], sep: str, checked: _Scan | int
+) -> bool:
     """True when no record has fewer fields than the header (False: count them to find out). The scan decides
     when the quoting is well formed; otherwise (or without the extension) the pure-polars proof does."""
     if isinstance(checked, int):
-        return _surely_rectangular(frame, header, body, sep, checked)
+        return _surely_rectangular(frame, header, whole(), sep, checked)
     if checked.well_formed:
         return checked.ragged == 0 and checked.records == frame.height + 1 and frame.width == len(header)
+    body = whole()
     return _surely_rectangular(frame, header, body, sep, body.count(sep.encode()))
 
 

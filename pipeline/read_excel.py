@@ -30,7 +30,7 @@ import polars as pl
 
 from pipeline.errors import InputFileError
 from pipeline.model import CellError, RawTable
-from pipeline.read import blank_to_null, column_letter, finish_table
+from pipeline.read import blank_candidates, blank_to_null, column_letter, finish_table
 
 _OLE2 = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"
 _ZIP = b"PK\x03\x04"
@@ -194,12 +194,18 @@ def _normalise(frame: pl.DataFrame) -> pl.DataFrame:
     """Blank → null; pure dates without the 00:00:00; time-only cells without calamine's 1899-12-31 date.
 
     Only columns that hold such values are rewritten (found with cheap prefix/suffix tests)."""
-    frame = blank_to_null(frame, frame.columns)
     cols = frame.columns
-    flags = frame.select(
+    # one pass for what both rewrites need: each column's smallest and largest text (see blank_to_null) and
+    # whether it holds a date at midnight or a time-only cell
+    ends = frame.select(
+        *(pl.col(c).min().alias(f"lo{i}") for i, c in enumerate(cols)),
+        *(pl.col(c).max().alias(f"hi{i}") for i, c in enumerate(cols)),
         *(pl.col(c).str.ends_with(" 00:00:00").any().alias(f"d{i}") for i, c in enumerate(cols)),
         *(pl.col(c).str.starts_with("1899-12-31 ").any().alias(f"t{i}") for i, c in enumerate(cols)),
     ).row(0)
+    n = len(cols)
+    frame = blank_to_null(frame, cols, maybe_blank=blank_candidates(cols, ends[:n], ends[n : 2 * n]))
+    flags = ends[2 * n :]
     fixes = []
     for i, c in enumerate(cols):
         expr = pl.col(c)

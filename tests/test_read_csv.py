@@ -390,3 +390,10 @@ def test_corrections_file_without_its_errors_column_is_still_recognised(tmp_path
     table = read_table(path)
     assert table.is_corrections and table.columns == ["ref", "name"]
     assert table.frame[ORIGIN_ROW].to_list() == [7, 12]
+
+
+def test_file_name_with_glob_characters_is_read_as_named(tmp_path: Path) -> None:
+    # polars would take `[1]` as a pattern when it reads the file from disk itself
+    write(tmp_path, b"ref,qty\nA,1\n", "jobs1.csv")
+    t = read_table(write(tmp_path, b"ref,qty\nB,2\n", "jobs[1].csv"))
+    assert rows(t.frame) == [("B", "2", 2, 2)]
