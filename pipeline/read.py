@@ -107,7 +107,8 @@ def blank_to_null(frame: pl.DataFrame, columns: list[str], maybe_blank: list[str
             pl.col(columns).min().name.suffix("\x00lo"), pl.col(columns).max().name.suffix("\x00hi")
         ).row(0)
         maybe_blank = blank_candidates(columns, ends[: len(columns)], ends[len(columns) :])
-    suspect = [c for c in columns if c in set(maybe_blank)]
+    wanted = set(maybe_blank)
+    suspect = [c for c in columns if c in wanted]
     if not suspect:
         return frame
     return frame.with_columns(

@@ -78,19 +78,22 @@ def read_csv(path: Path, *, header_row: int = 1, encoding: str | None = None, de
     encoding or cp1252 and transcoded to UTF-8.
     """
     declared = _lookup(encoding, str(path)) if encoding else None
-    if _csvscan is not None and header_row == 1 and not (declared or "").startswith(("utf-16", "utf-32")):
-        with (
-            contextlib.suppress(_NotUtf8, _NotWhole, OSError, ValueError),  # (then read it the ordinary way)
-            path.open("rb") as f,
-            mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as mapped,
-        ):
-            return _parse(_whole_file_head(mapped), "utf-8", path, header_row, delimiter, mapped)
+    wide = (declared or "").startswith(("utf-16", "utf-32"))
+    not_utf8 = False
+    if _csvscan is not None and header_row == 1 and not wide:
+        try:
+            with path.open("rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as mapped:
+                return _parse(_whole_file_head(mapped), "utf-8", path, header_row, delimiter, mapped)
+        except _NotUtf8:
+            not_utf8 = True
+        except (_NotWhole, OSError, ValueError):
+            pass  # read it the ordinary way
     raw = path.read_bytes()
     bom = any(raw.startswith(b) for b, _ in _BOMS)
     if raw.startswith(codecs.BOM_UTF8):
         with contextlib.suppress(_NotUtf8):
             return _parse(raw[len(codecs.BOM_UTF8) :], "utf-8-sig", path, header_row, delimiter)
-    elif not bom and not (declared or "").startswith(("utf-16", "utf-32")):
+    elif not bom and not wide and not not_utf8:
         with contextlib.suppress(_NotUtf8):
             return _parse(raw, "utf-8", path, header_row, delimiter)
     data, used = decode(raw, encoding, where=str(path))
@@ -122,12 +125,13 @@ def _whole_file_head(mapped: mmap.mmap) -> bytes:
     end = len(tail)
     while end and tail[end - 1] in b"\r\n":
         end -= 1
+    header_end = _record_end(head, 0)
     if (
         any(head.startswith(bom) for bom, _ in _BOMS)
         or not end
         or tail.count(b"\n", end) != 1
-        or _record_end(head, 0) >= len(head)
-        or not head[: _record_end(head, 0)].strip()
+        or header_end >= len(head)
+        or not head[:header_end].strip()
     ):
         raise _NotWhole
     return head
