@@ -292,9 +292,9 @@ def _lookup(name: str, where: str) -> str:
 def _parse_delimiter(value: str, path: Path) -> str:
     named = {"tab": "\t", "\\t": "\t", "comma": ",", "semicolon": ";", "pipe": "|"}
     sep = named.get(value.lower(), value)
-    if len(sep) != 1 or sep in '\r\n"':
+    if len(sep) != 1 or sep in '\r\n"' or not sep.isascii():  # (polars splits on one byte)
         raise InputFileError(
-            f"{path}: delimiter {value!r} is not usable; give one character such as ',' ';' '|' or 'tab'"
+            f"{path}: delimiter {value!r} is not usable; give one ASCII character such as ',' ';' '|' or 'tab'"
         )
     return sep
 

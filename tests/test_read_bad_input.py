@@ -102,5 +102,8 @@ def test_bad_delimiter(tmp_path: Path) -> None:
     path = tmp_path / "a.csv"
     path.write_bytes(b"a\n1\n")
     assert message(path, delimiter=";;") == (
-        f"{path}: delimiter ';;' is not usable; give one character such as ',' ';' '|' or 'tab'"
+        f"{path}: delimiter ';;' is not usable; give one ASCII character such as ',' ';' '|' or 'tab'"
+    )
+    assert message(path, delimiter="§") == (
+        f"{path}: delimiter '§' is not usable; give one ASCII character such as ',' ';' '|' or 'tab'"
     )
