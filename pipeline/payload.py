@@ -1,18 +1,24 @@
 """The plan stage: one compact JSON body of POST /v1/jobs per valid row, and the row's ledger key.
 
-The JSON is built in one vectorised polars query (one `concat_str` per row over literal text and the columns).
+Absent optional fields are omitted, never sent as null; custom fields come in mapping order, blank values
+omitted, and there is no `customFields` key when a row has none; strings are escaped exactly like
+`json.dumps(..., ensure_ascii=False)`. The key is the reference when the row has one, else "fp:" + the sha256 hex
+digest of the payload's UTF-8 bytes.
+
+Two ways to the same text. Where the C extension `pipeline._jsonrows` is built (setup.py), it writes every row's
+JSON in one pass over the columns' Arrow buffers, each half of the rows in its own thread. Without it, the JSON
+is built in one vectorised polars query (one `concat_str` per row over literal text and the columns).
 A string column none of whose cells needs escaping (no `"`, `\\` or control character: one parallel check per
 column) goes in between quotes as it is; the others are encoded by polars' JSON encoder, which escapes exactly
 like `json.dumps(..., ensure_ascii=False)`. A column without nulls is spliced straight into the row's text; a
-column with nulls becomes a member that is skipped where the value is null: absent optional fields are omitted,
-never sent as null. Custom fields come in mapping order, blank values omitted, and there is no `customFields`
-key when a row has none. The key is the reference when the row has one, else "fp:" + the sha256 hex digest of
-the payload's UTF-8 bytes.
+column with nulls becomes a member that is skipped where the value is null.
 """
 
 from __future__ import annotations
 
 import hashlib
+from concurrent.futures import ThreadPoolExecutor
+from types import ModuleType
 
 import polars as pl
 
@@ -20,6 +26,25 @@ from pipeline.mapping import Mapping
 from pipeline.model import API_FIELDS, INT_FIELDS, ORIGIN_ROW, ROW
 
 FINGERPRINT_PREFIX = "fp:"
+
+_jsonrows: ModuleType | None
+try:
+    from pipeline import _jsonrows
+except ImportError:  # built without a C compiler: polars builds the same text
+    _jsonrows = None
+
+#: below this many rows the C encoder writes them in one call; above, each half in its own thread
+_SPLIT_ROWS = 100_000
+
+
+def _polars_allocator() -> object | None:
+    """polars' allocator capsule (what its plugins allocate with), or None: the encoder then uses malloc."""
+    try:
+        from polars import _plr
+    except ImportError:
+        return None
+    return getattr(_plr, "_allocator", None)
+
 
 #: characters JSON must escape; a string without any of them is its own JSON body between quotes.
 _NEEDS_ESCAPE = r'["\\\x00-\x1f]'
@@ -52,8 +77,54 @@ def _json_value(column: str, is_int: bool, clean: bool) -> list[Piece]:
     return [pl.when(col.is_not_null()).then(encoded)]
 
 
+class _ArrowRows:
+    """What pipeline._jsonrows.encode returns, presented to pl.Series through the Arrow PyCapsule interface."""
+
+    def __init__(self, capsules: tuple[object, object]) -> None:
+        self._capsules = capsules
+
+    def __arrow_c_array__(self, requested_schema: object = None) -> tuple[object, object]:
+        return self._capsules
+
+
+def _encoded(frame: pl.DataFrame, mapping: Mapping, encoder: ModuleType) -> pl.Series:
+    """payloads() by the C encoder: the same members, in the same order, with the same omissions."""
+    columns = [*API_FIELDS, *(cf.key for cf in mapping.custom_fields)]
+    series = [frame.get_column(c) for c in columns]
+    members: list[tuple[bytes, list[tuple[bytes, int, bytes]], bytes]] = [
+        (f'"{name}":'.encode(), [(b"", i, b"")], b"") for i, name in enumerate(API_FIELDS)
+    ]
+    if mapping.custom_fields:
+        items = [
+            (f'{{"definitionId":{cf.definition_id},"value":'.encode(), len(API_FIELDS) + i, b"}")
+            for i, cf in enumerate(mapping.custom_fields)
+        ]
+        members.append((b'"customFields":[', items, b"]"))
+
+    allocator = _polars_allocator()
+
+    def rows(start: int, stop: int) -> pl.Series:
+        capsules = encoder.encode(series, members, start, stop, allocator)
+        return pl.Series(_ArrowRows(capsules), dtype=pl.String).alias("payload")
+
+    n = frame.height
+    if n < _SPLIT_ROWS:
+        return rows(0, n)
+    with ThreadPoolExecutor(max_workers=1) as pool:  # the encoder lets go of the GIL while it writes
+        second = pool.submit(rows, n // 2, n)
+        first = rows(0, n // 2)
+        return pl.concat([first, second.result()], rechunk=False).alias("payload")
+
+
 def payloads(frame: pl.DataFrame, mapping: Mapping) -> pl.Series:
     """The compact JSON body of POST /v1/jobs for each row of a job frame."""
+    if _jsonrows is not None:
+        return _encoded(frame, mapping, _jsonrows)
+    return _concatenated(frame, mapping)
+
+
+def _concatenated(frame: pl.DataFrame, mapping: Mapping) -> pl.Series:
+    """payloads() by one polars query (no C extension)."""
     custom = [(cf.key, cf.definition_id) for cf in mapping.custom_fields]
     texts = [name for name in API_FIELDS if name not in INT_FIELDS] + [key for key, _ in custom]
     # a field parsed as a uuid is canonical (hex digits and dashes): no need to look

@@ -96,6 +96,11 @@ def _rules(mapping: Mapping) -> tuple[dict[str, bool], list[_Rule]]:
             column, f"max_length:{limit}", utf16_length(pl.col(column)) <= limit, pl.col(column).str.len_bytes() > limit
         )
 
+    uuid_rule = exact("personId", "uuid", pl.col("personId").str.contains(UUID_PATTERN))
+    person = mapping.fields.get("personId")
+    if person is not None and person.column is not None and person.parse == "uuid":
+        # the map stage's uuid parser writes canonical uuids or null (a conversion error): none can fail
+        uuid_rule = _Rule("personId", "uuid", uuid_rule.rule, pl.lit(False))
     nullable = {
         "typeId": False,
         "contactId": False,
@@ -111,7 +116,7 @@ def _rules(mapping: Mapping) -> tuple[dict[str, bool], list[_Rule]]:
         exact("plannedDuration", "range", pl.col("plannedDuration").is_between(0, INT32_MAX)),
         max_length("reference", limits.reference),
         max_length("description", limits.description),
-        exact("personId", "uuid", pl.col("personId").str.contains(UUID_PATTERN)),
+        uuid_rule,
     ]
     if limits.order_number:
         rules.append(max_length("orderNumber", limits.order_number))

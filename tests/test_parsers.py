@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import uuid
 
 import polars as pl
@@ -9,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pipeline.parsers import looks_scientific, normalise_uuid, parse_duration, parse_integer
+from pipeline.parsers import UUID_PATTERN, looks_scientific, normalise_uuid, parse_duration, parse_integer
 
 
 def run(parser, values: list[str | None]) -> list[object]:  # type: ignore[no-untyped-def]
@@ -164,3 +165,11 @@ def test_duration_never_negative_and_never_crashes(text: str) -> None:
 def test_uuid_forms_normalise(u: uuid.UUID, form: str) -> None:
     text = {"braces": "{" + str(u) + "}", "upper": str(u).upper(), "nodash": u.hex, "plain": str(u)}[form]
     assert run(normalise_uuid, [text]) == [str(u)]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.one_of(st.text(max_size=45), st.text(alphabet="0123456789abcdefABCDEF-{}:nru ", max_size=45)))
+def test_uuid_parser_writes_only_canonical_uuids(text: str) -> None:
+    # validate.py relies on it: a person id parsed as a uuid is not checked against UUID_PATTERN again
+    (value,) = run(normalise_uuid, [text])
+    assert value is None or re.fullmatch(UUID_PATTERN, value)

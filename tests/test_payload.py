@@ -9,12 +9,28 @@ from typing import Any
 
 import polars as pl
 import pytest
-from hypothesis import given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from pipeline import payload as payload_module
 from pipeline.mapping import Mapping, load_mapping
 from pipeline.model import API_FIELDS, INT_FIELDS, ORIGIN_ROW, ROW
 from pipeline.payload import plan_payloads
+
+
+@pytest.fixture(autouse=True, params=["c-encoder", "polars-only"])
+def encoder(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Every test runs with the C encoder (pipeline/_jsonrows.c) and without it (the polars query a machine
+    without a C compiler uses): both must write every payload alike."""
+    if request.param == "polars-only":
+        monkeypatch.setattr(payload_module, "_jsonrows", None)
+    else:
+        assert payload_module._jsonrows is not None, "pipeline._jsonrows is not built: run `make test` (needs gcc)"
+    return str(request.param)
+
+
+# (the encoder fixture is function-scoped but the same for every example of a hypothesis test)
+_EXAMPLES = {"deadline": None, "suppress_health_check": [HealthCheck.function_scoped_fixture]}
 
 MAPPING = """
 [fields.typeId]
@@ -127,7 +143,7 @@ def module_mapping(tmp_path_factory: pytest.TempPathFactory) -> Mapping:
 texts = st.one_of(st.none(), st.text(alphabet=st.characters(exclude_categories=["Cs"]), max_size=30))
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=200, **_EXAMPLES)
 @given(
     type_id=st.integers(min_value=1, max_value=2**63 - 1),
     duration=st.one_of(st.none(), st.integers(min_value=0, max_value=2**31 - 1)),
@@ -195,7 +211,7 @@ rows_strategy = st.lists(
 )
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=150, **_EXAMPLES)
 @given(rows=rows_strategy)
 def test_payloads_of_several_rows_equal_json_dumps(module_mapping: Mapping, rows: list[dict[str, Any]]) -> None:
     # several rows: columns with and without nulls, needing escapes or not, side by side (each takes its own path)
