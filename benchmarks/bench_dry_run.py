@@ -281,7 +281,7 @@ def measure(kind: str, path: Path, mapping_path: Path | None) -> dict[str, objec
         result = validate(mapped, mapping)
         stages["validate"] = time.perf_counter() - t
         t = time.perf_counter()
-        planned = plan_payloads(result.valid, mapping)
+        planned = plan_payloads(result.frame, mapping, result.valid_mask)
         stages["plan"] = time.perf_counter() - t
         rows = raw.frame.height
         counts = {"valid_rows": planned.height, "error_cells": result.errors.height}

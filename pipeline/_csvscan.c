@@ -14,12 +14,16 @@
  * records  the records, header included (a line end inside a quoted field does not end a record); an empty line
  *          (nothing, or only '\r', before its '\n') is a record too: polars reads it as an all-null row
  * ragged   records that are not empty lines and do not have exactly `width` fields
- * spaced   `width` bytes, 1 where some field of that column starts with a byte that can start whitespace (ASCII
- *          space or control 9-13, or the lead byte of a non-ASCII space: 0xC2, 0xE1, 0xE2, 0xE3): only those
- *          columns can hold a cell that is blank but not empty; a quoted empty field "" (polars reads it as an
- *          empty text, not null) counts too
+ * spaced   `width` bytes of flags, per column:
+ *          1  some field starts with a byte that can start whitespace (ASCII space or control 9-13, or the lead
+ *             byte of a non-ASCII space: 0xC2, 0xE1, 0xE2, 0xE3), or is a quoted empty field "" (polars reads it
+ *             as an empty text, not null): only such columns can hold a cell that is blank but not empty;
+ *          2  some field ends with a byte that can end whitespace (ASCII space or control 9-13, or the last byte
+ *             of a non-ASCII space: 0x80-0x8A, 0x85, 0x9F, 0xA0, 0xA8, 0xA9, 0xAF); a line end's '\r' before its
+ *             '\n' is not part of the field (polars drops it too).
+ *          A column with neither flag holds no cell that trimming would change.
  *
- * When well_formed is False, records and ragged are 0 and spaced all ones: the caller falls back to its exact,
+ * When well_formed is False, records and ragged are 0 and spaced all 3: the caller falls back to its exact,
  * slower reading.
  */
 #define PY_SSIZE_T_CLEAN
@@ -52,6 +56,12 @@ static PyObject *scan(PyObject *self, PyObject *args) {
     unsigned char space[256] = {0}; /* bytes that can start a whitespace character */
     space[' '] = space['\t'] = space['\n'] = space['\v'] = space['\f'] = space['\r'] = 1;
     space[0xC2] = space[0xE1] = space[0xE2] = space[0xE3] = 1;
+    unsigned char space_end[256] = {0}; /* bytes that can end a whitespace character */
+    space_end[' '] = space_end['\t'] = space_end['\n'] = space_end['\v'] = space_end['\f'] = space_end['\r'] = 1;
+    for (int c = 0x80; c <= 0x8A; c++) {
+        space_end[c] = 1;
+    }
+    space_end[0x9F] = space_end[0xA0] = space_end[0xA8] = space_end[0xA9] = space_end[0xAF] = 1;
     int ok = 1;
     long long records = 0, ragged = 0;
     unsigned char stop[256] = {0}; /* the bytes that end an unquoted stretch */
@@ -63,8 +73,9 @@ static PyObject *scan(PyObject *self, PyObject *args) {
     while (p < end) {
         if (*p == '"') { /* a quoted field: up to its closing quote */
             p++;
+            const unsigned char *content = p;
             if (p < end && (space[*p] || *p == '"') && fields <= width) { /* "" is read as an empty text */
-                spaced[fields - 1] = 1;
+                spaced[fields - 1] |= 1;
             }
             for (;;) {
                 const unsigned char *q = memchr(p, '"', (size_t)(end - p));
@@ -79,6 +90,9 @@ static PyObject *scan(PyObject *self, PyObject *args) {
                 p = q + 1;
                 break;
             }
+            if (p - 1 > content && space_end[p[-2]] && fields <= width) {
+                spaced[fields - 1] |= 2;
+            }
             if (p == end) {
                 break;
             }
@@ -90,12 +104,20 @@ static PyObject *scan(PyObject *self, PyObject *args) {
                 goto done;
             }
         } else { /* an unquoted field: up to the delimiter or the line end */
+            const unsigned char *content = p;
             int line_end = *p == '\n' || (*p == '\r' && p + 1 < end && p[1] == '\n');
             if (space[*p] && !line_end && fields <= width) {
-                spaced[fields - 1] = 1;
+                spaced[fields - 1] |= 1;
             }
             while (p < end && !stop[*p]) {
                 p++;
+            }
+            const unsigned char *last = p - 1; /* the field's last byte, a line end's '\r' aside */
+            if (p < end && *p == '\n' && last >= content && *last == '\r') {
+                last--;
+            }
+            if (last >= content && space_end[*last] && fields <= width) {
+                spaced[fields - 1] |= 2;
             }
             if (p == end) {
                 break;
@@ -134,7 +156,7 @@ done:
     if (!ok) {
         records = 0;
         ragged = 0;
-        memset(spaced, 1, (size_t)width);
+        memset(spaced, 3, (size_t)width);
     }
     PyObject *result =
         Py_BuildValue("(OLLy#)", ok ? Py_True : Py_False, records, ragged, (const char *)spaced, width);

@@ -1,6 +1,6 @@
 /* The compact JSON object of every row of a few polars columns, in one pass over their Arrow buffers.
  *
- * encode(columns, members, start, stop, allocator=None) -> (schema_capsule, array_capsule)
+ * encode(columns, members, start, stop, allocator=None, picks=None) -> (schema_capsule, array_capsule)
  *
  *   columns  polars Series (anything with __arrow_c_stream__) of Int64 or String, all of the same length
  *   members  the object's members in order, each (prefix, items, suffix): prefix and suffix are bytes, items a
@@ -13,14 +13,17 @@
  *   allocator  polars' allocator capsule ("polars.polars._allocator", the one its plugins use), or None: the
  *            text is written into memory from polars' own allocator, which has pages to reuse from the stages
  *            before, where fresh memory from malloc costs a page fault every 4 kB
+ *   picks    None, or an Int64 Series of row positions (ascending, no nulls): the rows to encode are then those,
+ *            and start, stop count its entries (the valid rows of a frame, without copying them out of it)
  *
  * A cell's JSON value: an Int64 as its decimal digits; a String between quotes, escaped exactly as Python's
  * json.dumps(..., ensure_ascii=False) does: '"' and '\' with a backslash, \b \f \n \r \t, any other byte below
  * 0x20 as \u00XX (lower-case hex), everything else as it is (the text is UTF-8 already).
  *
  * The result is an Arrow Utf8View array (no nulls; polars' own layout, so taken without a copy) as the two
- * PyCapsules of the Arrow PyCapsule interface: pl.Series(obj) takes it when obj.__arrow_c_array__() returns them. Raises TypeError for a column that is
- * neither Int64 nor String, ValueError for columns of different lengths or a bad row range.
+ * PyCapsules of the Arrow PyCapsule interface: pl.Series(obj) takes it when obj.__arrow_c_array__() returns them.
+ * Raises TypeError for a column that is neither Int64 nor String, ValueError for columns of different lengths, a
+ * bad row range or bad picks.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -367,9 +370,10 @@ static void cursor_seek(Cursor *c, int64_t row) {
     cursor_enter(c, lo, row - c->col->starts[lo]);
 }
 
-static inline void cursor_next(Cursor *c) {
-    if (++c->at == c->end) {
-        cursor_enter(c, c->chunk + 1, 0);
+static inline void cursor_advance(Cursor *c, int64_t rows) {
+    c->at += rows;
+    if (c->at >= c->end) {
+        cursor_enter(c, c->chunk + 1, c->at - c->end);
     }
 }
 
@@ -583,12 +587,21 @@ static PyObject *to_capsules(Output *o, int64_t length) {
 
 /* --- encode -------------------------------------------------------------------------------------------- */
 
-/* Write rows [start, start + n) into `b`, one 16-byte view each into `views`; 0, or -1 when out of memory or a
- * row is longer than a view can say (2 GB). */
+/* Write n rows into `b`, one 16-byte view each into `views`: rows start, start + 1, … of the columns, or, with
+ * `picks`, the rows of the columns whose positions picks holds from its row `start` on (ascending, each below
+ * `length`). 0; -1 when out of memory or a row is longer than a view can say (2 GB); -2 for a bad position. */
 static int write_rows(Buffer *b, unsigned char *views, Cursor *cursors, Py_ssize_t n_columns, const Member *members,
-                      Py_ssize_t n_members, int64_t start, int64_t n) {
+                      Py_ssize_t n_members, Cursor *picks, int64_t length, int64_t start, int64_t n) {
+    int64_t at = start; /* the columns' row */
+    if (picks != NULL) {
+        cursor_seek(picks, start);
+        at = n ? ((const int64_t *)picks->values)[picks->at] : 0;
+        if (at < 0 || at >= length) {
+            return n ? -2 : 0;
+        }
+    }
     for (Py_ssize_t k = 0; k < n_columns; k++) {
-        cursor_seek(&cursors[k], start);
+        cursor_seek(&cursors[k], at);
     }
     for (int64_t r = 0; r < n; r++) {
         int failed = put(b, "{", 1);
@@ -626,26 +639,39 @@ static int write_rows(Buffer *b, unsigned char *views, Cursor *cursors, Py_ssize
             }
         }
         failed |= put(b, "}", 1);
-        size_t length = b->len - b->row;
-        if (failed || length > INT32_MAX) {
+        size_t bytes = b->len - b->row;
+        if (failed || bytes > INT32_MAX) {
             return -1;
         }
         unsigned char *view = views + 16 * r;
-        int32_t len32 = (int32_t)length;
+        int32_t len32 = (int32_t)bytes;
         memset(view, 0, 16);
         memcpy(view, &len32, 4);
-        if (length <= 12) { /* short: inline in the view */
-            memcpy(view + 4, b->data + b->row, length);
+        if (bytes <= 12) { /* short: inline in the view */
+            memcpy(view + 4, b->data + b->row, bytes);
             b->len = b->row;
         } else {
+            if (b->row > INT32_MAX && grow_block(b, 0) != 0) { /* (past an oversized row: a view's offset is 31 bits) */
+                return -1;
+            }
             int32_t buffer = (int32_t)(b->n_blocks - 1), offset = (int32_t)b->row;
             memcpy(view + 4, b->data + b->row, 4);
             memcpy(view + 8, &buffer, 4);
             memcpy(view + 12, &offset, 4);
             b->row = b->len;
         }
+        int64_t step = 1;
+        if (picks != NULL && r + 1 < n) {
+            cursor_advance(picks, 1);
+            int64_t next = ((const int64_t *)picks->values)[picks->at];
+            if (next < at || next >= length) {
+                return -2;
+            }
+            step = next - at;
+            at = next;
+        }
         for (Py_ssize_t k = 0; k < n_columns; k++) {
-            cursor_next(&cursors[k]);
+            cursor_advance(&cursors[k], step);
         }
     }
     if (b->n_blocks) {
@@ -655,9 +681,9 @@ static int write_rows(Buffer *b, unsigned char *views, Cursor *cursors, Py_ssize
 }
 
 static PyObject *encode(PyObject *self, PyObject *args) {
-    PyObject *columns_obj, *members_obj, *allocator = Py_None;
+    PyObject *columns_obj, *members_obj, *allocator = Py_None, *picks_obj = Py_None;
     Py_ssize_t start, stop;
-    if (!PyArg_ParseTuple(args, "OOnn|O", &columns_obj, &members_obj, &start, &stop, &allocator)) {
+    if (!PyArg_ParseTuple(args, "OOnn|OO", &columns_obj, &members_obj, &start, &stop, &allocator, &picks_obj)) {
         return NULL;
     }
     const Allocator *mem = &SYSTEM;
@@ -678,6 +704,8 @@ static PyObject *encode(PyObject *self, PyObject *args) {
     Cursor *cursors = PyMem_Calloc((size_t)(n_columns ? n_columns : 1), sizeof(Cursor));
     PyObject *result = NULL;
     Py_ssize_t imported = 0;
+    Column picks_col = {INT64, 0, NULL, NULL};
+    Cursor picks = {&picks_col, 0, 0, 0, NULL, NULL, NULL};
     if (cols == NULL || cursors == NULL) {
         PyErr_NoMemory();
         goto out;
@@ -698,8 +726,23 @@ static PyObject *encode(PyObject *self, PyObject *args) {
         }
     }
     int64_t length = n_columns ? column_length(&cols[0]) : 0;
-    if (start < 0 || stop < start || stop > length) {
-        PyErr_Format(PyExc_ValueError, "rows %zd to %zd are not within the %lld rows", start, stop, (long long)length);
+    int64_t rows = length;
+    if (picks_obj != Py_None) {
+        if (column_import(picks_obj, -1, &picks_col) != 0) {
+            goto out;
+        }
+        int nulls = picks_col.kind != INT64;
+        for (Py_ssize_t i = 0; i < picks_col.n_chunks; i++) {
+            nulls |= picks_col.chunks[i].null_count != 0;
+        }
+        if (nulls) {
+            PyErr_SetString(PyExc_ValueError, "picks must be Int64 positions without nulls");
+            goto out;
+        }
+        rows = column_length(&picks_col);
+    }
+    if (start < 0 || stop < start || stop > rows) {
+        PyErr_Format(PyExc_ValueError, "rows %zd to %zd are not within the %lld rows", start, stop, (long long)rows);
         goto out;
     }
     int64_t n = stop - start;
@@ -723,13 +766,18 @@ static PyObject *encode(PyObject *self, PyObject *args) {
     Buffer b = {mem, NULL, 0, 0, 0, NULL, 0, 0};
     int rc;
     Py_BEGIN_ALLOW_THREADS
-    rc = write_rows(&b, o->views, cursors, n_columns, members, n_members, start, n);
+    rc = write_rows(&b, o->views, cursors, n_columns, members, n_members, picks_obj == Py_None ? NULL : &picks,
+                    length, start, n);
     Py_END_ALLOW_THREADS
     o->blocks = b.blocks;
     o->n_blocks = b.n_blocks;
     if (rc != 0) {
         output_free(o);
-        PyErr_SetString(PyExc_MemoryError, "out of memory, or a row of more than 2 GB");
+        if (rc == -2) {
+            PyErr_Format(PyExc_ValueError, "picks must be ascending positions below %lld", (long long)length);
+        } else {
+            PyErr_SetString(PyExc_MemoryError, "out of memory, or a row of more than 2 GB");
+        }
         goto out;
     }
     result = to_capsules(o, n);
@@ -737,6 +785,7 @@ out:
     for (Py_ssize_t k = 0; k < imported; k++) {
         column_free(&cols[k]);
     }
+    column_free(&picks_col);
     PyMem_Free(cols);
     PyMem_Free(cursors);
     members_free(members, n_members);
@@ -746,7 +795,7 @@ out:
 
 static PyMethodDef methods[] = {
     {"encode", encode, METH_VARARGS,
-     "encode(columns, members, start, stop, allocator=None) -> (schema_capsule, array_capsule)"},
+     "encode(columns, members, start, stop, allocator=None, picks=None) -> (schema_capsule, array_capsule)"},
     {NULL, NULL, 0, NULL},
 };
 

@@ -107,3 +107,5 @@ class RawTable:
     delimiter: str | None = None  # CSV: the delimiter used
     is_corrections: bool = False  # True when the file is one of our corrections files (REPORT_COLUMNS found)
     cell_errors: list[CellError] = field(default_factory=list)  # e.g. Excel error cells (#N/A) → check "error_cell"
+    # columns known to hold no cell with leading or trailing whitespace (trimming them would change nothing)
+    trimmed: frozenset[str] = frozenset()

@@ -87,7 +87,7 @@ class _ArrowRows:
         return self._capsules
 
 
-def _encoded(frame: pl.DataFrame, mapping: Mapping, encoder: ModuleType) -> pl.Series:
+def _encoded(frame: pl.DataFrame, mapping: Mapping, encoder: ModuleType, rows: pl.Series | None = None) -> pl.Series:
     """payloads() by the C encoder: the same members, in the same order, with the same omissions."""
     columns = [*API_FIELDS, *(cf.key for cf in mapping.custom_fields)]
     series = [frame.get_column(c) for c in columns]
@@ -103,24 +103,25 @@ def _encoded(frame: pl.DataFrame, mapping: Mapping, encoder: ModuleType) -> pl.S
 
     allocator = _polars_allocator()
 
-    def rows(start: int, stop: int) -> pl.Series:
-        capsules = encoder.encode(series, members, start, stop, allocator)
+    def encode(start: int, stop: int) -> pl.Series:
+        capsules = encoder.encode(series, members, start, stop, allocator, rows)
         return pl.Series(_ArrowRows(capsules), dtype=pl.String).alias("payload")
 
-    n = frame.height
+    n = frame.height if rows is None else rows.len()
     if n < _SPLIT_ROWS:
-        return rows(0, n)
+        return encode(0, n)
     with ThreadPoolExecutor(max_workers=1) as pool:  # the encoder lets go of the GIL while it writes
-        second = pool.submit(rows, n // 2, n)
-        first = rows(0, n // 2)
+        second = pool.submit(encode, n // 2, n)
+        first = encode(0, n // 2)
         return pl.concat([first, second.result()], rechunk=False).alias("payload")
 
 
-def payloads(frame: pl.DataFrame, mapping: Mapping) -> pl.Series:
-    """The compact JSON body of POST /v1/jobs for each row of a job frame."""
+def payloads(frame: pl.DataFrame, mapping: Mapping, rows: pl.Series | None = None) -> pl.Series:
+    """The compact JSON body of POST /v1/jobs for each row of a job frame (or for its `rows`: positions, Int64,
+    ascending)."""
     if _jsonrows is not None:
-        return _encoded(frame, mapping, _jsonrows)
-    return _concatenated(frame, mapping)
+        return _encoded(frame, mapping, _jsonrows, rows)
+    return _concatenated(frame if rows is None else frame[rows], mapping)
 
 
 def _concatenated(frame: pl.DataFrame, mapping: Mapping) -> pl.Series:
@@ -171,13 +172,15 @@ def _sha256(payloads: pl.Series) -> pl.Series:
     )
 
 
-def plan_payloads(valid: pl.DataFrame, mapping: Mapping) -> pl.DataFrame:
-    """ROW, ORIGIN_ROW, key, reference, payload (compact JSON, exactly the POST /v1/jobs body) per valid row."""
-    planned = valid.select(
-        pl.col(ROW),
-        pl.col(ORIGIN_ROW),
-        pl.col("reference").cast(pl.String),
-    ).with_columns(payloads(valid, mapping))
+def plan_payloads(frame: pl.DataFrame, mapping: Mapping, keep: pl.Series | None = None) -> pl.DataFrame:
+    """ROW, ORIGIN_ROW, key, reference, payload (compact JSON, exactly the POST /v1/jobs body) per row of a job
+    frame of valid rows, or per row of `frame` that `keep` (a Boolean mask: Validation.valid_mask) marks."""
+    planned = frame.select(pl.col(ROW), pl.col(ORIGIN_ROW), pl.col("reference").cast(pl.String))
+    rows = None
+    if keep is not None:
+        planned = planned.filter(keep)
+        rows = keep.arg_true().cast(pl.Int64)
+    planned = planned.with_columns(payloads(frame, mapping, rows))
     no_ref = planned["reference"].is_null()
     keys = planned.get_column("reference").alias("key")
     if no_ref.any():

@@ -132,6 +132,7 @@ def finish_table(
     cell_errors: list[CellError] | None = None,
     keep_rows: set[int] | None = None,
     maybe_blank: list[str] | None = None,
+    trimmed: list[str] | None = None,
 ) -> RawTable:
     """Common end of both readers: header checks, blanks → null, blank rows dropped, corrections round trip.
 
@@ -139,7 +140,8 @@ def finish_table(
     visible row numbers; `where` names the file (and sheet) in messages; `column_labels[i]` names column i for a
     person ("column C" in a workbook, "column 3" in a CSV). Rows numbered in `keep_rows` are kept even when
     blank (e.g. their only cell is an Excel error value). `maybe_blank`: the columns of `body` that can hold a
-    blank but non-null cell, when the reader knows (see blank_to_null).
+    blank but non-null cell, when the reader knows (see blank_to_null); `trimmed`: the columns of `body` known to
+    hold no cell with leading or trailing whitespace (RawTable.trimmed).
     """
     positional = body.columns
     body = blank_to_null(body, positional, maybe_blank)
@@ -228,6 +230,7 @@ def finish_table(
         delimiter=delimiter,
         is_corrections=is_corrections,
         cell_errors=list(cell_errors or []),
+        trimmed=frozenset(str(names[i]) for i in keep if positional[i] in set(trimmed or ())),
     )
 
 

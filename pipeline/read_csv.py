@@ -228,6 +228,7 @@ def _parse_utf8(
         encoding=used,
         delimiter=sep,
         maybe_blank=scanned.maybe_blank(frame.columns) if isinstance(scanned, _Scan) else None,
+        trimmed=scanned.trimmed(frame.columns) if isinstance(scanned, _Scan) else None,
     )
 
 
@@ -379,11 +380,15 @@ class _Scan:
     well_formed: bool  # every quote well placed: polars and the csv module split the records alike
     records: int  # records, header included (0 when not well formed)
     ragged: int  # records with the wrong number of fields, empty lines aside
-    spaced: bytes  # per column, 1 when some field starts like whitespace or is "" (all 1 when not well formed)
+    spaced: bytes  # per column, flags: 1 some field starts like whitespace or is "", 2 some field ends like it
 
     def maybe_blank(self, columns: list[str]) -> list[str] | None:
         """The columns that can hold a blank but non-null cell; None when the scan cannot tell."""
-        return [c for c, flag in zip(columns, self.spaced, strict=True) if flag] if self.well_formed else None
+        return [c for c, flag in zip(columns, self.spaced, strict=True) if flag & 1] if self.well_formed else None
+
+    def trimmed(self, columns: list[str]) -> list[str]:
+        """The columns none of whose cells starts or ends with whitespace (none when the scan cannot tell)."""
+        return [c for c, flag in zip(columns, self.spaced, strict=True) if not flag] if self.well_formed else []
 
 
 def _check(body: bytes | mmap.mmap, sep: str, width: int) -> _Scan | int:

@@ -117,7 +117,7 @@ def prepare(options: RunOptions) -> Prepared:
     read_s = time.perf_counter() - started
     mapped = apply_mapping(raw, mapping)
     validation = validate(mapped, mapping)
-    payloads = plan_payloads(validation.valid, mapping)
+    payloads = plan_payloads(validation.frame, mapping, validation.valid_mask)
     return Prepared(raw, mapping, mapped, validation, payloads, read_s, time.perf_counter() - started)
 
 
@@ -128,7 +128,7 @@ def restore_neutralised(raw: RawTable) -> RawTable:
     frame = raw.frame.with_columns(
         pl.col(name).map_elements(restore_csv_cell, return_dtype=pl.String) for name in raw.columns
     )
-    return RawTable(
+    return RawTable(  # (not `trimmed`: a restored cell can start with a tab again)
         frame=frame,
         columns=raw.columns,
         source=raw.source,

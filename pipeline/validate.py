@@ -18,6 +18,7 @@ make pandera skip our checks silently; validation always runs with both forced o
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 # (pandera imports its polars backends, and through them its strategies, on the first validation: importing them
 # here makes that the import cost it is, paid when this module loads, not by the first file validated)
@@ -52,10 +53,24 @@ LABELS: dict[str, str] = {
 
 @dataclass
 class Validation:
-    """Rows with no error at all, and every failing cell (ERROR_SCHEMA, sorted by row)."""
+    """The job frame as validated, and every failing cell (ERROR_SCHEMA, sorted by row). The rows with no error
+    at all are those `valid_mask` marks (what the plan stage reads, without copying them out of `frame`), or `valid`."""
 
-    valid: pl.DataFrame
+    frame: pl.DataFrame
     errors: pl.DataFrame
+
+    @cached_property
+    def valid_mask(self) -> pl.Series:
+        """True for the rows of `frame` with no error."""
+        if self.errors.height == 0:
+            return pl.repeat(True, self.frame.height, dtype=pl.Boolean, eager=True).alias("valid")
+        failed = self.errors.get_column("row").unique().implode()
+        return self.frame.select((~pl.col(ROW).is_in(failed)).alias("valid")).to_series()
+
+    @cached_property
+    def valid(self) -> pl.DataFrame:
+        """The rows of `frame` with no error (a copy of them)."""
+        return self.frame.filter(self.valid_mask)
 
 
 def _check(code: str, rule: pl.Expr) -> pa.Check:
@@ -335,5 +350,4 @@ def validate(mapped: MappedTable, mapping: Mapping) -> Validation:
         .sort("row", "__o", maintain_order=True)
         .drop("__o")
     )
-    valid = frame.filter(~pl.col(ROW).is_in(errors.get_column("row").unique().implode())) if errors.height else frame
-    return Validation(valid=valid, errors=errors)
+    return Validation(frame=frame, errors=errors)

@@ -5,11 +5,13 @@ from __future__ import annotations
 import csv
 import io
 
+import polars as pl
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pipeline import _csvscan
+from pipeline.read_csv import _WHITESPACE
 
 
 def expected(text: str, sep: str, width: int) -> tuple[int, int]:
@@ -36,11 +38,13 @@ def test_records_ragged_and_quoting(data: bytes, result: tuple[bool, int, int]) 
     assert _csvscan.scan(data, ",", 2)[:3] == result
 
 
-def test_columns_that_may_hold_blank_cells() -> None:
-    # a field starting like whitespace (also a non-ASCII space's lead byte) or a quoted "" (polars reads "")
-    data = 'a,b,c,d,e\nx, y,"",\u3000,z\n"", ok ,q,r,\r\n'.encode()
-    assert _csvscan.scan(data, ",", 5)[3] == b"\x01\x01\x01\x01\x00"
-    assert _csvscan.scan(b'a,b\n"x"y,2\n', ",", 2)[3] == b"\x01\x01"  # not well formed: every column
+def test_columns_that_may_hold_blank_or_padded_cells() -> None:
+    # 1: a field starting like whitespace (also a non-ASCII space's lead byte) or a quoted "" (polars reads "");
+    # 2: a field ending like whitespace (also a non-ASCII space's last byte), a line end's \r aside
+    data = 'a,b,c,d,e,f,g\nx, y,"",\u3000,z,"q ",s\n"", ok ,q,r,,t,u\r\n'.encode()
+    assert _csvscan.scan(data, ",", 7)[3] == b"\x01\x03\x01\x03\x00\x02\x00"
+    assert _csvscan.scan(b"a,b\nx,y\r\r\n", ",", 2)[3] == b"\x00\x02"  # polars reads "y\r"
+    assert _csvscan.scan(b'a,b\n"x"y,2\n', ",", 2)[3] == b"\x03\x03"  # not well formed: every column
 
 
 def test_bad_arguments() -> None:
@@ -74,3 +78,27 @@ def test_what_the_csv_module_writes_is_well_formed(records: list[list[str]]) -> 
         well_formed, seen, ragged, _ = _csvscan.scan(text.encode(), ",", 2)
         assert well_formed
         assert (seen, ragged) == expected(text, ",", 2)
+
+
+_CELL = st.text(alphabet=st.sampled_from(["a", "é", ",", '"', "\n", *_WHITESPACE]), max_size=5)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(st.lists(_CELL, min_size=3, max_size=3), min_size=1, max_size=8),
+    st.sampled_from([csv.QUOTE_MINIMAL, csv.QUOTE_ALL]),
+    st.sampled_from(["\n", "\r\n"]),
+)
+def test_flags_cover_every_cell_polars_reads_padded(records: list[list[str]], quoting: int, end: str) -> None:
+    buf = io.StringIO()
+    csv.writer(buf, quoting=quoting, lineterminator=end).writerows([["h1", "h2", "h3"], *records])
+    text = buf.getvalue()
+    well_formed, _, ragged, spaced = _csvscan.scan(text.encode(), ",", 3)
+    assert well_formed and ragged == 0
+    frame = pl.read_csv(text.encode(), infer_schema=False)
+    for i, column in enumerate(frame.columns):
+        cells = [c for c in frame[column] if c]
+        if any(c[0] in _WHITESPACE for c in cells):
+            assert spaced[i] & 1, (column, cells)
+        if any(c[-1] in _WHITESPACE for c in cells):
+            assert spaced[i] & 2, (column, cells)

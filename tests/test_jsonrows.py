@@ -148,3 +148,34 @@ def test_refusals(
 ) -> None:
     with pytest.raises(error, match=match):
         _jsonrows.encode(series, members, start, stop)
+
+
+def test_picked_rows_of_many_chunks_equal_the_rows_gathered(mapping: Mapping) -> None:
+    frame = pl.concat([job_frame(n, offset=o) for n, o in ((5, 0), (0, 5), (9, 5), (1, 14), (6, 15))], rechunk=False)
+    for picks in ([0, 1, 4, 5, 13, 14, 15, 20], [20], [3, 3, 7], [], list(range(21))):
+        rows = pl.Series(picks, dtype=pl.Int64)
+        encoded = payload_module._encoded(frame, mapping, _jsonrows, rows).to_list()
+        assert encoded == payload_module._concatenated(frame[rows], mapping).to_list()
+
+
+def test_picked_rows_in_two_threads(mapping: Mapping) -> None:
+    frame = job_frame(2 * payload_module._SPLIT_ROWS + 10)
+    rows = pl.int_range(0, frame.height, 2, dtype=pl.Int64, eager=True)
+    encoded = payload_module._encoded(frame, mapping, _jsonrows, rows)
+    assert encoded.to_list() == payload_module._concatenated(frame[rows], mapping).to_list()
+
+
+@pytest.mark.parametrize(
+    ("picks", "match"),
+    [
+        (pl.Series([2, 1], dtype=pl.Int64), "ascending positions below 3"),
+        (pl.Series([0, 3], dtype=pl.Int64), "ascending positions below 3"),
+        (pl.Series([-1], dtype=pl.Int64), "ascending positions below 3"),
+        (pl.Series([0, None], dtype=pl.Int64), "without nulls"),
+        (pl.Series(["0"]), "Int64 positions"),
+    ],
+)
+def test_bad_picks_are_refused(picks: pl.Series, match: str) -> None:
+    series = [pl.Series([1, 2, 3])]
+    with pytest.raises(ValueError, match=match):
+        _jsonrows.encode(series, [(b'"n":', [(b"", 0, b"")], b"")], 0, picks.len(), None, picks)

@@ -217,3 +217,13 @@ def test_payloads_of_several_rows_equal_json_dumps(module_mapping: Mapping, rows
     # several rows: columns with and without nulls, needing escapes or not, side by side (each takes its own path)
     planned = plan_payloads(frame(rows), module_mapping)
     assert planned["payload"].to_list() == [dumps(expected_body(r)) for r in rows]
+
+
+def test_planning_kept_rows_equals_planning_those_rows(tmp_path: Path) -> None:
+    m = make_mapping(tmp_path)
+    rows = [{"typeId": 100 + i, "contactId": 5001, "reference": f"R{i}" if i % 2 else None} for i in range(6)]
+    whole = frame(rows)
+    keep = pl.Series([False, True, True, False, False, True])
+    assert plan_payloads(whole, m, keep).equals(plan_payloads(whole.filter(keep), m))
+    assert plan_payloads(whole, m, keep)[ROW].to_list() == [3, 4, 7]
+    assert plan_payloads(whole, m, pl.Series([False] * 6)).height == 0

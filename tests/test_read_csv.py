@@ -64,6 +64,14 @@ def test_blank_and_whitespace_cells_are_null_blank_rows_dropped(tmp_path: Path) 
     assert rows(t.frame) == [("1", None, 2, 2), ("2", None, 6, 6)]
 
 
+def test_columns_known_to_be_trimmed(tmp_path: Path, scanner: str) -> None:
+    # (the mapping skips trimming these; only the C scan knows them, else none is)
+    data = 'ref,lead,trail,nbsp,quoted,crlf\r\nA," x",y ,z\u00a0,"q\t",w\r\nB,x,y,z,"q",w\r\n'.encode()
+    t = read_table(write(tmp_path, data))
+    assert t.trimmed == ({"ref", "crlf"} if scanner == "c-scan" else set())
+    assert rows(t.frame)[0][:6] == ("A", " x", "y ", "z\u00a0", "q\t", "w")
+
+
 def test_quoted_newlines_count_as_one_row(tmp_path: Path) -> None:
     data = b'ref,notes\nA1,"line one\nline two"\nA2,"x ""quoted"", y"\r\nA3,plain\n'
     t = read_table(write(tmp_path, data))

@@ -65,7 +65,7 @@ def test_sample_outcomes(
     assert raw.frame.height == n_rows
     result = validate(apply_mapping(raw, mapping), mapping)
     assert set(result.errors["row"]) == invalid
-    planned = plan_payloads(result.valid, mapping)
+    planned = plan_payloads(result.frame, mapping, result.valid_mask)
     assert planned.height == n_rows - len(invalid)
     assert planned["key"].is_duplicated().sum() == 0
 
