@@ -6,9 +6,10 @@
   date-times as `2024-01-01 09:30:00` (space, no `T`); time-only cells as `09:30:00`; booleans `true`/`false`.
   A number shown as `00123` only through a number format reads as `123` (the zeros are not in the file).
 - Error cells (#N/A, #REF!, ...) and formulas without a saved result read as null in calamine; for .xlsx/.xlsm
-  they are found by a streaming regex scan of the sheet XML and reported as `cell_errors` (check
-  "error_cell"). Gap: for .xls and .ods no such scan is done (their error cells read as blank, or as the
-  error text in .ods); formulas whose saved result is a placeholder (xlsxwriter writes 0) cannot be told apart.
+  they are found by a streaming regex scan of the sheet XML, for .ods by a streaming parse of content.xml (the
+  cells LibreOffice marks calcext:value-type="error"), and reported as `cell_errors` (check "error_cell").
+  Gap: for .xls no such scan is done (its error cells read as blank); formulas whose saved result is a
+  placeholder (xlsxwriter writes 0) cannot be told apart.
 - Speed: the regex scan runs only when a cheap count finds a cell calamine read as null although it has
   content: the cells with content (`</c>` closing tags) must be exactly as many as the non-null cells calamine
   gave. An error cell or a formula without a saved result has content but reads as null, so either one makes
@@ -104,7 +105,12 @@ def read_excel(path: Path, *, sheet: str | None = None, header_row: int = 1) -> 
             )
     assert loaded is not None
     frame, header_idx, abs_cols, _, all_read = loaded
-    findings = [] if all_read or path.suffix.lower() not in (".xlsx", ".xlsm") else _scan(path, chosen)
+    suffix = path.suffix.lower()
+    findings: list[Finding] = []
+    if suffix in (".xlsx", ".xlsm") and not all_read:
+        findings = _scan(path, chosen)
+    elif suffix == ".ods":
+        findings = _ods_errors(path, chosen)
     where = f"{path}, sheet '{chosen}'"
     headers = [frame.item(header_idx, c) for c in frame.columns]
     body = frame.slice(header_idx + 1)
@@ -276,6 +282,49 @@ def _scan(path: Path, sheet: str) -> list[Finding]:
                     if kind and kind.group(1) in (b"str", b"inlineStr", b"e"):
                         continue  # an empty text result is a saved value; errors are reported above
                     _add(found, m.group(1), "has a formula with no saved result in Excel")
+    return found
+
+
+_ODS_TABLE = "{urn:oasis:names:tc:opendocument:xmlns:table:1.0}"
+_ODS_VALUE_TYPE = "{urn:org:documentfoundation:names:experimental:calc:xmlns:calcext:1.0}value-type"
+_ODS_CELLS = (_ODS_TABLE + "table-cell", _ODS_TABLE + "covered-table-cell")
+_ODS_MAX_REPEAT = 1_048_576  # (a sheet's rows; a repeat beyond it is the empty rest of the sheet)
+
+
+def _ods_errors(path: Path, sheet: str) -> list[Finding]:
+    """Error cells of an .ods sheet: calamine reads them as blank. Rows and columns are counted as they come
+    (an empty run of rows or cells is one element with a repeat count); content.xml is parsed as a stream."""
+    found: list[Finding] = []
+    in_sheet = False
+    row = col = 0  # the current row (1-based, once started) and the next cell's 0-based column
+    repeat_rows = 1
+    with zipfile.ZipFile(path) as zf, zf.open("content.xml") as xml:
+        for event, el in ElementTree.iterparse(xml, events=("start", "end")):
+            if el.tag == _ODS_TABLE + "table":
+                if event == "start" and not in_sheet:
+                    in_sheet = el.get(_ODS_TABLE + "name") == sheet
+                elif event == "end" and in_sheet:
+                    break
+                continue
+            if not in_sheet:
+                if event == "end" and el.tag == _ODS_TABLE + "table-row":
+                    el.clear()
+                continue
+            if el.tag == _ODS_TABLE + "table-row":
+                if event == "start":
+                    row, col = row + 1, 0
+                    repeat_rows = min(int(el.get(_ODS_TABLE + "number-rows-repeated", "1")), _ODS_MAX_REPEAT)
+                else:
+                    row += repeat_rows - 1
+                    el.clear()
+            elif el.tag in _ODS_CELLS and event == "end":
+                repeat = min(int(el.get(_ODS_TABLE + "number-columns-repeated", "1")), _ODS_MAX_REPEAT)
+                if el.get(_ODS_VALUE_TYPE) == "error":
+                    shown = "".join(el.itertext()).strip() or "an error"
+                    for r in range(row, row + repeat_rows):
+                        for c in range(col, col + repeat):
+                            found.append((c, r, f"{column_letter(c)}{r}", f"shows {shown} in the workbook"))
+                col += repeat
     return found
 
 

@@ -25,14 +25,14 @@ import structlog
 
 from pipeline import __version__, logs
 from pipeline.client import ApiClient, ClientOptions
-from pipeline.errors import Interrupted, RunStopped
+from pipeline.errors import InputFileError, Interrupted, RunStopped
 from pipeline.field_errors import problem_errors
 from pipeline.ledger import Ledger, default_ledger_path, now_iso
 from pipeline.mapping import MappedTable, Mapping, apply_mapping, load_mapping
 from pipeline.model import ERROR_SCHEMA, ORIGIN_ROW, ROW, SUCCESS, CellError, RawTable, Status, errors_frame
 from pipeline.payload import plan_payloads
 from pipeline.progress import RunProgress
-from pipeline.read import read_table
+from pipeline.read import CSV_SUFFIXES, read_table
 from pipeline.report import ReportPaths, RunSummary, write_reports
 from pipeline.settings import Settings, load_settings
 from pipeline.submit import PlannedRow, RowResult, SubmitOptions, SubmitStats, Submitter
@@ -104,6 +104,12 @@ def new_run_id() -> str:
 def prepare(options: RunOptions) -> Prepared:
     """Read, map, validate and plan. Raises InputFileError / MappingError (exit 2) for unusable input."""
     mapping = load_mapping(options.mapping)
+    suffix = Path(options.input).suffix.lower()
+    if options.sheet is not None and suffix in CSV_SUFFIXES:  # (a mapping's sheet is for its workbooks: ignored)
+        raise InputFileError(
+            f"{options.input}: --sheet '{options.sheet}' names a workbook sheet, but this is a {suffix} file "
+            "(one table, no sheets); leave --sheet out"
+        )
     started = time.perf_counter()
     raw = read_table(
         options.input,

@@ -130,6 +130,10 @@ def unknown_column(tmp: Path) -> tuple[Path, Path, list[str]]:
     return write_csv(tmp / "jobs.csv", GOOD_ROWS), _mapping(tmp, customer_column="Customer Id No"), []
 
 
+def sheet_of_a_csv(tmp: Path) -> tuple[Path, Path, list[str]]:
+    return write_csv(tmp / "jobs.csv", GOOD_ROWS), _mapping(tmp), ["--sheet", "Jobs"]
+
+
 def zero_concurrency(tmp: Path) -> tuple[Path, Path, list[str]]:
     return write_csv(tmp / "jobs.csv", GOOD_ROWS), _mapping(tmp), ["--max-concurrency", "0"]
 
@@ -147,6 +151,7 @@ CASES: dict[str, tuple[Case, list[str]]] = {
     "toml syntax error": (toml_syntax_error, ["mapping.toml", "TOML", "line 5", "column"]),
     "unknown column": (unknown_column, ["'Customer Id No'", "not a header", "'Customer ID'"]),
     "--max-concurrency 0": (zero_concurrency, ["--max-concurrency", ">= 1", "got 0"]),
+    "--sheet with a csv": (sheet_of_a_csv, ["jobs.csv", "--sheet 'Jobs'", ".csv file", "leave --sheet out"]),
 }
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime
+import zipfile
 from pathlib import Path
 
 import openpyxl
@@ -277,3 +278,118 @@ def test_clean_workbook_is_not_scanned_and_a_mismatch_is(tmp_path: Path, monkeyp
     with_error = workbook(tmp_path / "err.xlsx", {"Jobs": {"A1": "ref", "B1": "qty", "A2": "J1", "B2": "#N/A"}})
     with pytest.raises(InputFileError, match="scanned a workbook"):  # (read_table wraps the AssertionError)
         read_table(with_error)
+
+
+# --- OpenDocument (.ods): what LibreOffice writes, made by hand (no ODS writer among our dependencies) -------------
+
+_ODS_NS = (
+    'xmlns:office="urn:oasis:names:tc:opendocument:xmlns:office:1.0" '
+    'xmlns:table="urn:oasis:names:tc:opendocument:xmlns:table:1.0" '
+    'xmlns:text="urn:oasis:names:tc:opendocument:xmlns:text:1.0" '
+    'xmlns:calcext="urn:org:documentfoundation:names:experimental:calc:xmlns:calcext:1.0"'
+)
+
+
+def ods_cell(value: object) -> str:
+    """One table-cell as LibreOffice saves it: text, a number, a date, ("error", "#N/A"), ("repeat", n) blanks."""
+    if value is None:
+        return "<table:table-cell/>"
+    if isinstance(value, tuple) and value[0] == "repeat":
+        return f'<table:table-cell table:number-columns-repeated="{value[1]}"/>'
+    if isinstance(value, tuple) and value[0] == "error":
+        return (
+            '<table:table-cell table:formula="of:=NA()" office:value-type="string" office:string-value="" '
+            f'calcext:value-type="error"><text:p>{value[1]}</text:p></table:table-cell>'
+        )
+    if isinstance(value, float | int):
+        return (
+            f'<table:table-cell office:value-type="float" office:value="{value}">'
+            f"<text:p>{value}</text:p></table:table-cell>"
+        )
+    if isinstance(value, datetime.date):
+        return (
+            f'<table:table-cell office:value-type="date" office:date-value="{value.isoformat()}">'
+            f"<text:p>{value}</text:p></table:table-cell>"
+        )
+    return f'<table:table-cell office:value-type="string"><text:p>{value}</text:p></table:table-cell>'
+
+
+def ods_row(cells: list[object] | int) -> str:
+    """A row of cells, or an int n: n empty rows (one element, as LibreOffice writes them)."""
+    if isinstance(cells, int):
+        return f'<table:table-row table:number-rows-repeated="{cells}"><table:table-cell/></table:table-row>'
+    return "<table:table-row>" + "".join(ods_cell(c) for c in cells) + "</table:table-row>"
+
+
+def ods_workbook(path: Path, sheets: dict[str, list[list[object] | int]]) -> Path:
+    tables = "".join(
+        f'<table:table table:name="{name}">' + "".join(ods_row(r) for r in rows) + "</table:table>"
+        for name, rows in sheets.items()
+    )
+    content = (
+        f'<?xml version="1.0" encoding="UTF-8"?><office:document-content {_ODS_NS} office:version="1.3">'
+        f"<office:body><office:spreadsheet>{tables}</office:spreadsheet></office:body></office:document-content>"
+    )
+    manifest = (
+        '<?xml version="1.0" encoding="UTF-8"?><manifest:manifest '
+        'xmlns:manifest="urn:oasis:names:tc:opendocument:xmlns:manifest:1.0" manifest:version="1.3">'
+        '<manifest:file-entry manifest:full-path="/" '
+        'manifest:media-type="application/vnd.oasis.opendocument.spreadsheet"/>'
+        '<manifest:file-entry manifest:full-path="content.xml" manifest:media-type="text/xml"/></manifest:manifest>'
+    )
+    with zipfile.ZipFile(path, "w") as z:
+        z.writestr(zipfile.ZipInfo("mimetype"), "application/vnd.oasis.opendocument.spreadsheet")
+        z.writestr("content.xml", content, compress_type=zipfile.ZIP_DEFLATED)
+        z.writestr("META-INF/manifest.xml", manifest, compress_type=zipfile.ZIP_DEFLATED)
+    return path
+
+
+def test_ods_text_numbers_dates_and_error_cells(tmp_path: Path) -> None:
+    path = ods_workbook(
+        tmp_path / "jobs.ods",
+        {
+            "Notes": [["read me"]],
+            "Jobs": [
+                2,  # two empty rows: the header is on row 3
+                ["Ref", "Code", "Qty", "When", "Contact"],
+                ["A1", "00123", 1234, datetime.date(2024, 3, 5), "x"],
+                ["A2", ("error", "#N/A"), 12.5, None, "y"],
+                [("repeat", 3), ("error", "#DIV/0!"), "z"],  # D6, after three empty cells in one element
+            ],
+        },
+    )
+    t = read_table(path, header_row=3, sheet="Jobs")
+    # (calamine reads an error cell as blank: without the scan, row 5 would be "valid" with no Code)
+    assert t.frame.select("Ref", "Code", "Qty", "When", "Contact", ROW).rows() == [
+        ("A1", "00123", "1234", "2024-03-05", "x", 4),
+        ("A2", None, "12.5", None, "y", 5),
+        (None, None, None, None, "z", 6),
+    ]
+    assert [(e.row, e.column, e.check) for e in t.cell_errors] == [(5, "Code", "error_cell"), (6, "When", "error_cell")]
+    assert "(cell B5) shows #N/A in the workbook" in t.cell_errors[0].message
+    assert "(cell D6) shows #DIV/0! in the workbook" in t.cell_errors[1].message
+
+
+def test_xls_text_numbers_dates(tmp_path: Path) -> None:
+    # an old binary workbook (BIFF8), written by xlwt: same cells as text as from .xlsx
+    import xlwt
+
+    book = xlwt.Workbook()
+    book.add_sheet("Readme").write(0, 0, "see Jobs")
+    sheet = book.add_sheet("Jobs")
+    dates = xlwt.easyxf(num_format_str="YYYY-MM-DD")
+    rows: list[list[object]] = [
+        ["Ref", "Code", "Qty", "When"],
+        ["A1", "00123", 1234.0, datetime.date(2024, 3, 5)],
+        ["A2", "x", 12.5, None],
+    ]
+    for r, values in enumerate(rows):
+        for c, value in enumerate(values):
+            if isinstance(value, datetime.date):
+                sheet.write(r, c, value, dates)
+            elif value is not None:
+                sheet.write(r, c, value)
+    book.save(str(tmp_path / "jobs.xls"))
+    t = read_table(tmp_path / "jobs.xls")
+    assert t.sheet == "Jobs"  # the first sheet with a header of two or more columns and data under it
+    assert t.frame.rows() == [("A1", "00123", "1234", "2024-03-05", 2, 2), ("A2", "x", "12.5", None, 3, 3)]
