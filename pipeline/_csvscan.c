@@ -18,9 +18,9 @@
  *          1  some field starts with a byte that can start whitespace (ASCII space or control 9-13, or the lead
  *             byte of a non-ASCII space: 0xC2, 0xE1, 0xE2, 0xE3), or is a quoted empty field "" (polars reads it
  *             as an empty text, not null): only such columns can hold a cell that is blank but not empty;
- *          2  some field ends with a byte that can end whitespace (ASCII space or control 9-13, or the last byte
- *             of a non-ASCII space: 0x80-0x8A, 0x85, 0x9F, 0xA0, 0xA8, 0xA9, 0xAF); a line end's '\r' before its
- *             '\n' is not part of the field (polars drops it too).
+ *          2  some field ends with whitespace: ASCII space or control 9-13, or the UTF-8 of a non-ASCII space
+ *             (U+0085, U+00A0, U+1680, U+2000-U+200A, U+2028, U+2029, U+202F, U+205F, U+3000); a line end's
+ *             '\r' before its '\n' is not part of the field (polars drops it too).
  *          A column with neither flag holds no cell that trimming would change.
  *
  * When well_formed is False, records and ragged are 0 and spaced all 3: the caller falls back to its exact,
@@ -29,6 +29,26 @@
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 #include <string.h>
+
+/* True when the text content..last (inclusive, not empty) ends with a whitespace character (Rust's
+ * char::is_whitespace, what polars' strip_chars strips); `space_end` has already said its last byte can end one. */
+static int ends_in_space(const unsigned char *content, const unsigned char *last) {
+    unsigned char c = *last;
+    if (c < 0x80) {
+        return 1; /* ASCII space or 9-13 */
+    }
+    size_t n = (size_t)(last - content) + 1;
+    if (n >= 2 && last[-1] == 0xC2) {
+        return c == 0x85 || c == 0xA0;
+    }
+    if (n < 3) {
+        return 0;
+    }
+    unsigned char a = last[-2], b = last[-1];
+    return (a == 0xE1 && b == 0x9A && c == 0x80) ||
+           (a == 0xE2 && b == 0x80 && (c <= 0x8A || c == 0xA8 || c == 0xA9 || c == 0xAF)) ||
+           (a == 0xE2 && b == 0x81 && c == 0x9F) || (a == 0xE3 && b == 0x80 && c == 0x80);
+}
 
 static PyObject *scan(PyObject *self, PyObject *args) {
     Py_buffer buf;
@@ -90,7 +110,7 @@ static PyObject *scan(PyObject *self, PyObject *args) {
                 p = q + 1;
                 break;
             }
-            if (p - 1 > content && space_end[p[-2]] && fields <= width) {
+            if (p - 1 > content && space_end[p[-2]] && fields <= width && ends_in_space(content, p - 2)) {
                 spaced[fields - 1] |= 2;
             }
             if (p == end) {
@@ -116,7 +136,7 @@ static PyObject *scan(PyObject *self, PyObject *args) {
             if (p < end && *p == '\n' && last >= content && *last == '\r') {
                 last--;
             }
-            if (last >= content && space_end[*last] && fields <= width) {
+            if (last >= content && space_end[*last] && fields <= width && ends_in_space(content, last)) {
                 spaced[fields - 1] |= 2;
             }
             if (p == end) {

@@ -2,7 +2,8 @@
  *
  * encode(columns, members, start, stop, allocator=None, picks=None) -> (schema_capsule, array_capsule)
  *
- *   columns  polars Series (anything with __arrow_c_stream__) of Int64 or String, all of the same length
+ *   columns  polars Series (anything with __arrow_c_stream__) of Int64 or String (exported as Utf8View, as
+ *            polars does), all of the same length
  *   members  the object's members in order, each (prefix, items, suffix): prefix and suffix are bytes, items a
  *            list of (before, column index, after). An item is `before` + the JSON value of the column's cell +
  *            `after`, and is left out where the cell is null; a member is `prefix` + its items separated by ","
@@ -68,7 +69,7 @@ struct ArrowArrayStream {
 
 /* --- input columns ------------------------------------------------------------------------------------- */
 
-enum kind { INT64, UTF8, LARGE_UTF8, UTF8_VIEW };
+enum kind { INT64, UTF8_VIEW }; /* (polars exports its strings as views: no other string layout is taken) */
 
 typedef struct {
     enum kind kind;
@@ -112,14 +113,10 @@ static int column_import(PyObject *series, Py_ssize_t index, Column *col) {
     const char *f = schema.format;
     if (strcmp(f, "l") == 0) {
         col->kind = INT64;
-    } else if (strcmp(f, "u") == 0) {
-        col->kind = UTF8;
-    } else if (strcmp(f, "U") == 0) {
-        col->kind = LARGE_UTF8;
     } else if (strcmp(f, "vu") == 0) {
         col->kind = UTF8_VIEW;
     } else {
-        PyErr_Format(PyExc_TypeError, "column %zd: Arrow format '%s' is neither Int64 nor String", index, f);
+        PyErr_Format(PyExc_TypeError, "column %zd: Arrow format '%s' is neither Int64 (l) nor String (vu)", index, f);
         goto out;
     }
     Py_ssize_t cap = 0;
@@ -143,7 +140,8 @@ static int column_import(PyObject *series, Py_ssize_t index, Column *col) {
         struct ArrowArray *chunk = &col->chunks[col->n_chunks];
         memset(chunk, 0, sizeof(*chunk));
         if (stream->get_next(stream, chunk) != 0) {
-            PyErr_Format(PyExc_RuntimeError, "column %zd: cannot read its Arrow data", index);
+            const char *why = stream->get_last_error != NULL ? stream->get_last_error(stream) : NULL;
+            PyErr_Format(PyExc_RuntimeError, "column %zd: cannot read its Arrow data (%s)", index, why ? why : "?");
             goto out;
         }
         if (chunk->release == NULL) { /* the end of the stream */
@@ -193,7 +191,8 @@ static const Allocator SYSTEM = {system_alloc, system_dealloc, NULL, NULL};
 
 /* --- output buffer ------------------------------------------------------------------------------------- */
 
-/* The rows' text, in blocks of at least BLOCK bytes; a row never straddles two blocks. */
+/* The rows' text, in blocks of BLOCK bytes (fewer for a few rows; more for a huge row); a row never straddles
+ * two blocks. */
 #define BLOCK ((size_t)8 << 20)
 
 typedef struct {
@@ -206,6 +205,7 @@ typedef struct {
     char *data;       /* the current block */
     size_t len, cap;  /* bytes written to it, its size */
     size_t row;       /* where the current row starts in it */
+    size_t block;     /* the size of a new block (smaller than BLOCK for a few rows) */
     Block *blocks;    /* the blocks, the current one last */
     size_t n_blocks, blocks_cap;
 } Buffer;
@@ -213,7 +213,7 @@ typedef struct {
 /* Make room for `more` bytes: a new block when the current one is full (the row so far moves to it). */
 static int grow_block(Buffer *b, size_t more) {
     size_t partial = b->len - b->row;
-    size_t cap = partial + more > BLOCK / 2 ? 2 * (partial + more) : BLOCK;
+    size_t cap = partial + more > b->block / 2 ? 2 * (partial + more) : b->block;
     if (b->n_blocks == b->blocks_cap) {
         size_t n = b->blocks_cap ? 2 * b->blocks_cap : 64;
         Block *blocks = realloc(b->blocks, n * sizeof(Block));
@@ -282,7 +282,7 @@ static inline size_t next_escape(const unsigned char *s, size_t i, size_t n) {
 }
 
 static inline int put_string(Buffer *b, const unsigned char *s, size_t n) {
-    if (grow(b, 6 * n + 2) != 0) { /* the worst case: every byte as \u00XX */
+    if (grow(b, n + 2) != 0) { /* room for the text as it is; each escape makes more room for itself */
         return -1;
     }
     char *out = b->data + b->len;
@@ -295,6 +295,11 @@ static inline int put_string(Buffer *b, const unsigned char *s, size_t n) {
         if (run == n) {
             break;
         }
+        b->len = (size_t)(out - b->data);
+        if (grow(b, 6 + (n - run - 1) + 1) != 0) { /* the escape (at most \u00XX), the rest, the quote */
+            return -1;
+        }
+        out = b->data + b->len; /* (a new block moves the row) */
         unsigned char c = s[run];
         *out++ = '\\';
         *out++ = (char)escape[c];
@@ -334,7 +339,7 @@ typedef struct {
     Py_ssize_t chunk;         /* the chunk holding the current row */
     int64_t at, end;          /* the current row's index in the chunk's buffers (offset included), and its end */
     const uint8_t *valid;     /* validity bitmap, NULL when the chunk has no nulls */
-    const void *values;       /* int64 values, offsets or views */
+    const void *values;       /* int64 values or views */
     const void *const *data;  /* the data buffer(s) of text */
 } Cursor;
 
@@ -386,14 +391,6 @@ static inline int put_cell(Buffer *b, const Cursor *c) {
     switch (c->col->kind) {
     case INT64:
         return put_int(b, ((const int64_t *)c->values)[i]);
-    case UTF8: {
-        const int32_t *offsets = c->values;
-        return put_string(b, (const unsigned char *)c->data[0] + offsets[i], (size_t)(offsets[i + 1] - offsets[i]));
-    }
-    case LARGE_UTF8: {
-        const int64_t *offsets = c->values;
-        return put_string(b, (const unsigned char *)c->data[0] + offsets[i], (size_t)(offsets[i + 1] - offsets[i]));
-    }
     case UTF8_VIEW: {
         const unsigned char *view = (const unsigned char *)c->values + 16 * i;
         int32_t length, buffer, offset;
@@ -412,12 +409,12 @@ static inline int put_cell(Buffer *b, const Cursor *c) {
 /* --- the program: members and items -------------------------------------------------------------------- */
 
 typedef struct {
-    const char *before, *after;
+    char *before, *after; /* copies: the GIL is let go while they are read, and the caller's objects may change */
     Py_ssize_t before_len, after_len, column;
 } Item;
 
 typedef struct {
-    const char *prefix, *suffix;
+    char *prefix, *suffix;
     Py_ssize_t prefix_len, suffix_len, n_items;
     Item *items;
 } Member;
@@ -427,12 +424,55 @@ static void members_free(Member *members, Py_ssize_t n) {
         return;
     }
     for (Py_ssize_t i = 0; i < n; i++) {
+        for (Py_ssize_t k = 0; members[i].items != NULL && k < members[i].n_items; k++) {
+            PyMem_Free(members[i].items[k].before);
+            PyMem_Free(members[i].items[k].after);
+        }
         PyMem_Free(members[i].items);
+        PyMem_Free(members[i].prefix);
+        PyMem_Free(members[i].suffix);
     }
     PyMem_Free(members);
 }
 
-/* Parse `spec` into members (pointers into the bytes objects of spec, which the caller keeps alive). */
+/* A copy of the bytes object `obj` (which must be one) in *out, its length in *len; -1 with an exception set. */
+static int copy_bytes(PyObject *obj, const char *what, char **out, Py_ssize_t *len) {
+    if (!PyBytes_Check(obj)) {
+        PyErr_Format(PyExc_TypeError, "%s must be bytes, not %.80s", what, Py_TYPE(obj)->tp_name);
+        return -1;
+    }
+    *len = PyBytes_GET_SIZE(obj);
+    *out = PyMem_Malloc((size_t)(*len ? *len : 1));
+    if (*out == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    memcpy(*out, PyBytes_AS_STRING(obj), (size_t)*len);
+    return 0;
+}
+
+/* The item (before, column index, after) `obj` into `it`; -1 with an exception set. */
+static int item_parse(PyObject *obj, Py_ssize_t m, Py_ssize_t n_columns, Item *it) {
+    if (!PyTuple_Check(obj) || PyTuple_GET_SIZE(obj) != 3) {
+        PyErr_Format(PyExc_TypeError, "member %zd: an item must be a tuple (before, column index, after)", m);
+        return -1;
+    }
+    it->column = PyLong_AsSsize_t(PyTuple_GET_ITEM(obj, 1));
+    if (it->column == -1 && PyErr_Occurred()) {
+        return -1;
+    }
+    if (it->column < 0 || it->column >= n_columns) {
+        PyErr_Format(PyExc_ValueError, "member %zd: column index %zd out of range", m, it->column);
+        return -1;
+    }
+    if (copy_bytes(PyTuple_GET_ITEM(obj, 0), "an item's text before", &it->before, &it->before_len) != 0 ||
+        copy_bytes(PyTuple_GET_ITEM(obj, 2), "an item's text after", &it->after, &it->after_len) != 0) {
+        return -1;
+    }
+    return 0;
+}
+
+/* Parse `spec`, a sequence of (prefix, items, suffix), into members holding their own copies of the texts. */
 static Member *members_parse(PyObject *spec, Py_ssize_t n_columns, Py_ssize_t *n_members) {
     PyObject *seq = PySequence_Fast(spec, "members must be a list");
     if (seq == NULL) {
@@ -446,32 +486,30 @@ static Member *members_parse(PyObject *spec, Py_ssize_t n_columns, Py_ssize_t *n
         return NULL;
     }
     for (Py_ssize_t m = 0; m < n; m++) {
-        PyObject *items_obj;
+        PyObject *obj = PySequence_Fast_GET_ITEM(seq, m);
         Member *mb = &members[m];
-        if (!PyArg_ParseTuple(PySequence_Fast_GET_ITEM(seq, m), "y#Oy#", &mb->prefix, &mb->prefix_len, &items_obj,
-                              &mb->suffix, &mb->suffix_len)) {
+        if (!PyTuple_Check(obj) || PyTuple_GET_SIZE(obj) != 3) {
+            PyErr_Format(PyExc_TypeError, "member %zd must be a tuple (prefix, items, suffix)", m);
             goto fail;
         }
-        PyObject *items = PySequence_Fast(items_obj, "a member's items must be a list");
+        if (copy_bytes(PyTuple_GET_ITEM(obj, 0), "a member's prefix", &mb->prefix, &mb->prefix_len) != 0 ||
+            copy_bytes(PyTuple_GET_ITEM(obj, 2), "a member's suffix", &mb->suffix, &mb->suffix_len) != 0) {
+            goto fail;
+        }
+        PyObject *items = PySequence_Fast(PyTuple_GET_ITEM(obj, 1), "a member's items must be a list");
         if (items == NULL) {
             goto fail;
         }
-        mb->n_items = PySequence_Fast_GET_SIZE(items);
-        mb->items = PyMem_Calloc((size_t)(mb->n_items ? mb->n_items : 1), sizeof(Item));
+        Py_ssize_t n_items = PySequence_Fast_GET_SIZE(items);
+        mb->items = PyMem_Calloc((size_t)(n_items ? n_items : 1), sizeof(Item));
         if (mb->items == NULL) {
             Py_DECREF(items);
             PyErr_NoMemory();
             goto fail;
         }
-        for (Py_ssize_t k = 0; k < mb->n_items; k++) {
-            Item *it = &mb->items[k];
-            if (!PyArg_ParseTuple(PySequence_Fast_GET_ITEM(items, k), "y#ny#", &it->before, &it->before_len,
-                                  &it->column, &it->after, &it->after_len)) {
-                Py_DECREF(items);
-                goto fail;
-            }
-            if (it->column < 0 || it->column >= n_columns) {
-                PyErr_Format(PyExc_ValueError, "member %zd: column index %zd out of range", m, it->column);
+        for (Py_ssize_t k = 0; k < n_items; k++) {
+            mb->n_items = k + 1; /* (what members_free frees) */
+            if (item_parse(PySequence_Fast_GET_ITEM(items, k), m, n_columns, &mb->items[k]) != 0) {
                 Py_DECREF(items);
                 goto fail;
             }
@@ -490,8 +528,7 @@ fail:
 /* --- the output array, handed to polars through the Arrow PyCapsule interface --------------------------- */
 
 typedef struct {
-    const Allocator *mem;
-    PyObject *allocator; /* the capsule `mem` points into, kept alive until the memory is given back */
+    const Allocator *mem; /* (polars' capsule points to a static table: it outlives every array) */
     unsigned char *views;
     size_t views_size;
     Block *blocks;
@@ -507,11 +544,6 @@ static void output_free(Output *o) {
     blocks_free(o->mem, o->blocks, o->n_blocks);
     free(o->sizes);
     free(o->buffers);
-    if (o->allocator != NULL) { /* the release callback may run in a thread without the GIL */
-        PyGILState_STATE gil = PyGILState_Ensure();
-        Py_DECREF(o->allocator);
-        PyGILState_Release(gil);
-    }
     free(o);
 }
 
@@ -759,11 +791,8 @@ static PyObject *encode(PyObject *self, PyObject *args) {
         PyErr_NoMemory();
         goto out;
     }
-    if (allocator != Py_None) {
-        Py_INCREF(allocator);
-        o->allocator = allocator;
-    }
-    Buffer b = {mem, NULL, 0, 0, 0, NULL, 0, 0};
+    size_t guess = (size_t)n * 256; /* (a payload is a few hundred bytes) */
+    Buffer b = {mem, NULL, 0, 0, 0, guess < 4096 ? 4096 : guess > BLOCK ? BLOCK : guess, NULL, 0, 0};
     int rc;
     Py_BEGIN_ALLOW_THREADS
     rc = write_rows(&b, o->views, cursors, n_columns, members, n_members, picks_obj == Py_None ? NULL : &picks,

@@ -10,5 +10,6 @@ def encode(
     start: int,
     stop: int,
     allocator: object | None = None,
+    picks: pl.Series | None = None,
     /,
 ) -> tuple[object, object]: ...

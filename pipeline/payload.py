@@ -119,8 +119,12 @@ def _encoded(frame: pl.DataFrame, mapping: Mapping, encoder: ModuleType, rows: p
 def payloads(frame: pl.DataFrame, mapping: Mapping, rows: pl.Series | None = None) -> pl.Series:
     """The compact JSON body of POST /v1/jobs for each row of a job frame (or for its `rows`: positions, Int64,
     ascending)."""
+    rows = None if rows is None else rows.cast(pl.Int64)
     if _jsonrows is not None:
-        return _encoded(frame, mapping, _jsonrows, rows)
+        try:
+            return _encoded(frame, mapping, _jsonrows, rows)
+        except TypeError:  # a polars that exports its columns in another Arrow layout: the query does the same
+            pass
     return _concatenated(frame if rows is None else frame[rows], mapping)
 
 

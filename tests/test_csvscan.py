@@ -44,6 +44,8 @@ def test_columns_that_may_hold_blank_or_padded_cells() -> None:
     data = 'a,b,c,d,e,f,g\nx, y,"",\u3000,z,"q ",s\n"", ok ,q,r,,t,u\r\n'.encode()
     assert _csvscan.scan(data, ",", 7)[3] == b"\x01\x03\x01\x03\x00\x02\x00"
     assert _csvscan.scan(b"a,b\nx,y\r\r\n", ",", 2)[3] == b"\x00\x02"  # polars reads "y\r"
+    # only a whole whitespace character counts: é (C3 A9) and à (C3 A0) end like U+2029 and U+00A0 do
+    assert _csvscan.scan("a,b,c\nCafé,voilà,\u2029\n".encode(), ",", 3)[3] == b"\x00\x00\x03"
     assert _csvscan.scan(b'a,b\n"x"y,2\n', ",", 2)[3] == b"\x03\x03"  # not well formed: every column
 
 

@@ -135,12 +135,15 @@ def test_with_and_without_polars_allocator_alike() -> None:
 @pytest.mark.parametrize(
     ("series", "members", "start", "stop", "error", "match"),
     [
-        ([pl.Series([1.5])], [(b"", [(b"", 0, b"")], b"")], 0, 1, TypeError, "neither Int64 nor String"),
+        ([pl.Series([1.5])], [(b"", [(b"", 0, b"")], b"")], 0, 1, TypeError, "neither Int64 \\(l\\) nor String"),
         ([pl.Series([1]), pl.Series([1, 2])], [], 0, 1, ValueError, "different lengths"),
         ([pl.Series([1])], [], 0, 2, ValueError, "not within the 1 rows"),
         ([pl.Series([1])], [], -1, 1, ValueError, "not within"),
         ([pl.Series([1])], [(b"", [(b"", 1, b"")], b"")], 0, 1, ValueError, "column index 1 out of range"),
-        ([pl.Series([1])], [("text", [], b"")], 0, 1, TypeError, "bytes"),
+        ([pl.Series([1])], [("text", [], b"")], 0, 1, TypeError, "prefix must be bytes"),
+        ([pl.Series([1])], [[b"", [], b""]], 0, 1, TypeError, "member 0 must be a tuple"),
+        ([pl.Series([1])], [(b"", [[b"", 0, b""]], b"")], 0, 1, TypeError, "an item must be a tuple"),
+        ([pl.Series([1])], [(b"", [(b"", 0, "after")], b"")], 0, 1, TypeError, "after must be bytes"),
     ],
 )
 def test_refusals(
@@ -179,3 +182,28 @@ def test_bad_picks_are_refused(picks: pl.Series, match: str) -> None:
     series = [pl.Series([1, 2, 3])]
     with pytest.raises(ValueError, match=match):
         _jsonrows.encode(series, [(b'"n":', [(b"", 0, b"")], b"")], 0, picks.len(), None, picks)
+
+
+def test_a_layout_the_encoder_does_not_take_falls_back_to_polars(
+    mapping: Mapping, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    class Refusing:
+        @staticmethod
+        def encode(*args: object) -> tuple[object, object]:
+            raise TypeError("column 0: Arrow format 'U' is neither Int64 (l) nor String (vu)")
+
+    frame = job_frame(4)
+    expected = payload_module._concatenated(frame, mapping).to_list()
+    monkeypatch.setattr(payload_module, "_jsonrows", Refusing)
+    assert payload_module.payloads(frame, mapping).to_list() == expected
+
+
+def test_members_are_copied_not_borrowed() -> None:
+    # the texts are read with the GIL let go: they must not belong to objects that may go away meanwhile
+    series = [pl.Series(["x" * 20] * 3)]
+
+    def members() -> object:  # a generator: its tuples are gone once encode() has made its list of them
+        yield (b'"k' + b"k" * 50 + b'":', [(b"<" * 50, 0, b">" * 50)], b"!" * 50)
+
+    rows = pl.Series(payload_module._ArrowRows(_jsonrows.encode(series, members(), 0, 3))).to_list()
+    assert rows == ['{"k' + "k" * 50 + '":' + "<" * 50 + '"' + "x" * 20 + '"' + ">" * 50 + "!" * 50 + "}"] * 3
