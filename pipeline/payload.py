@@ -124,8 +124,9 @@ def payloads(frame: pl.DataFrame, mapping: Mapping, rows: pl.Series | None = Non
     if _jsonrows is not None:
         try:
             return _encoded(frame, mapping, _jsonrows, rows)
-        except TypeError:  # a polars that exports its columns in another Arrow layout: the query does the same
-            pass
+        except TypeError as exc:  # a polars that exports its columns in another Arrow layout: the query does it
+            if "Arrow format" not in str(exc):
+                raise
     return _concatenated(frame if rows is None else frame[rows], mapping)
 
 

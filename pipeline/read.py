@@ -144,6 +144,7 @@ def finish_table(
     hold no cell with leading or trailing whitespace (RawTable.trimmed).
     """
     positional = body.columns
+    trimmed_positional = set(trimmed or ())
     body = blank_to_null(body, positional, maybe_blank)
     names = [None if h is None or not h.strip() else h.strip() for h in headers]
 
@@ -230,7 +231,7 @@ def finish_table(
         delimiter=delimiter,
         is_corrections=is_corrections,
         cell_errors=list(cell_errors or []),
-        trimmed=frozenset(str(names[i]) for i in keep if positional[i] in set(trimmed or ())),
+        trimmed=frozenset(str(names[i]) for i in keep if positional[i] in trimmed_positional),
     )
 
 

@@ -197,6 +197,15 @@ def test_a_layout_the_encoder_does_not_take_falls_back_to_polars(
     monkeypatch.setattr(payload_module, "_jsonrows", Refusing)
     assert payload_module.payloads(frame, mapping).to_list() == expected
 
+    class Broken:  # any other TypeError is a bug of ours: it is not hidden behind the fallback
+        @staticmethod
+        def encode(*args: object) -> tuple[object, object]:
+            raise TypeError("member 0 must be a tuple (prefix, items, suffix)")
+
+    monkeypatch.setattr(payload_module, "_jsonrows", Broken)
+    with pytest.raises(TypeError, match="member 0"):
+        payload_module.payloads(frame, mapping)
+
 
 def test_members_are_copied_not_borrowed() -> None:
     # the texts are read with the GIL let go: they must not belong to objects that may go away meanwhile
