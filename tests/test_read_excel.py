@@ -393,3 +393,15 @@ def test_xls_text_numbers_dates(tmp_path: Path) -> None:
     t = read_table(tmp_path / "jobs.xls")
     assert t.sheet == "Jobs"  # the first sheet with a header of two or more columns and data under it
     assert t.frame.rows() == [("A1", "00123", "1234", "2024-03-05", 2, 2), ("A2", "x", "12.5", None, 3, 3)]
+
+
+def test_ods_without_error_cells_is_not_parsed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import pipeline.read_excel as read_excel_module
+
+    def no_parse(*args: object, **kwargs: object) -> None:
+        raise AssertionError("content.xml parsed although no cell is an error")
+
+    monkeypatch.setattr(read_excel_module.ElementTree, "iterparse", no_parse)
+    path = ods_workbook(tmp_path / "clean.ods", {"Jobs": [["Ref", "Code"], ["A1", "007"]]})
+    t = read_table(path)
+    assert t.frame.select("Ref", "Code").rows() == [("A1", "007")] and t.cell_errors == []
