@@ -118,8 +118,8 @@ def _encoded(frame: pl.DataFrame, mapping: Mapping, encoder: ModuleType, rows: p
 
 
 def payloads(frame: pl.DataFrame, mapping: Mapping, rows: pl.Series | None = None) -> pl.Series:
-    """The compact JSON body of POST /v1/jobs for each row of a job frame (or for its `rows`: positions, Int64,
-    ascending)."""
+    """The compact JSON body of POST /v1/jobs for each row of a job frame (or for its `rows`: ascending
+    positions)."""
     rows = None if rows is None else rows.cast(pl.Int64)
     if _jsonrows is not None:
         try:

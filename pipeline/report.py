@@ -31,31 +31,20 @@ CORRECTIONS_CSV = "corrections.csv"
 SUMMARY_JSON = "summary.json"
 SUMMARY_HTML = "summary.html"
 
+#: What every row's outcome says (columns of both `outcomes` and results.csv).
+_OUTCOME_FIELDS: tuple[str, ...] = (
+    "status",
+    "job_id",
+    "reference",
+    "problem_status",
+    "problem_title",
+    "problem_detail",
+    "problem_type",
+)
 #: Columns of results.csv before the original columns (`file_row` only when the input was a corrections file).
-RESULT_COLUMNS: tuple[str, ...] = (
-    "row",
-    "file_row",
-    "status",
-    "job_id",
-    "reference",
-    "problem_status",
-    "problem_title",
-    "problem_detail",
-    "problem_type",
-    "errors",
-)
+RESULT_COLUMNS: tuple[str, ...] = ("row", "file_row", *_OUTCOME_FIELDS, "errors")
 #: Columns `outcomes` must have.
-OUTCOME_COLUMNS: tuple[str, ...] = (
-    ROW,
-    ORIGIN_ROW,
-    "status",
-    "job_id",
-    "reference",
-    "problem_status",
-    "problem_title",
-    "problem_detail",
-    "problem_type",
-)
+OUTCOME_COLUMNS: tuple[str, ...] = (ROW, ORIGIN_ROW, *_OUTCOME_FIELDS)
 #: Label used in reports for errors that belong to a whole row rather than one column.
 WHOLE_ROW = "(whole row)"
 #: Data rows a worksheet holds below its header (Excel's limit is 1,048,576 rows).

@@ -8,32 +8,18 @@ from pathlib import Path
 
 import polars as pl
 import pytest
+from test_payload import CF, make_mapping
 
 from pipeline import _jsonrows
 from pipeline import payload as payload_module
-from pipeline.mapping import Mapping, load_mapping
+from pipeline.mapping import Mapping
 from pipeline.model import API_FIELDS, INT_FIELDS
-
-MAPPING = """
-[fields.typeId]
-column = "T"
-[fields.contactId]
-column = "C"
-[fields.reference]
-column = "R"
-[fields.description]
-column = "N"
-[custom_fields]
-"Gate" = 432633
-"Access" = 432632
-"""
-CF = ["cf:432633", "cf:432632"]
 
 
 @pytest.fixture
 def mapping(tmp_path: Path) -> Mapping:
-    (tmp_path / "m.toml").write_text(MAPPING, encoding="utf-8")
-    return load_mapping(tmp_path / "m.toml")
+    """test_payload's mapping: every API field from a column, and custom fields CF in that order."""
+    return make_mapping(tmp_path)
 
 
 def job_frame(n: int, *, offset: int = 0, description: pl.Expr | None = None) -> pl.DataFrame:
