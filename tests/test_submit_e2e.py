@@ -173,7 +173,8 @@ def test_secrets_appear_in_no_log_report_or_message(tmp_path: Path, sandbox_fact
     reports = tmp_path / "reports"
     args = ["run", str(source), "--mapping", str(source.parent / "mapping.toml"), "--report-dir", str(reports)]
     done = run_cli(args, env, tmp_path)
-    args_fresh = [*args[:-1], str(tmp_path / "reports-wrong")]  # a fresh ledger: rows to send, a token to ask
+    # a fresh ledger: rows to look up and send, a token to ask for
+    args_fresh = [*args[:-1], str(tmp_path / "reports-wrong"), "--ledger", str(tmp_path / "fresh.sqlite")]
     wrong = run_cli(args_fresh, {**env, "BIGCHANGE_CLIENT_SECRET": canary + "-wrong"}, tmp_path)
     assert wrong.returncode == 3 and "refused the client credentials" in wrong.stderr
     texts = [done.stdout, done.stderr, wrong.stdout, wrong.stderr]
@@ -208,7 +209,7 @@ def test_wrong_base_url_stops_and_fixed_url_sends_everything(tmp_path: Path, san
     env = sandbox.env()
     wrong = run_cli(args, {**env, "BIGCHANGE_BASE_URL": env["BIGCHANGE_BASE_URL"].removesuffix("/v1")}, tmp_path)
     assert wrong.returncode == 3, (wrong.stdout, wrong.stderr)
-    assert "answered 404" in wrong.stderr and "BIGCHANGE_BASE_URL" in wrong.stderr
+    assert "answered 404" in wrong.stderr and "BIGCHANGE_BASE_URL" in wrong.stderr, wrong.stderr
     assert set(results(latest_run(reports))["status"].to_list()) == {"pending"}
     right = run_cli(args, env, tmp_path)
     assert right.returncode == 0, (right.stdout, right.stderr)
