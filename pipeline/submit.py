@@ -190,7 +190,13 @@ class Submitter:
         # Whatever was not fed (a stop, or nothing to send): settled from the ledger alone, never sent.
         await self._settle_rest(batches)
         state = self._state
-        if state.forbidden_streak and not state.any_success and not state.other_answers and not self._stop_error:
+        forbidden_stop = isinstance(self._stop_error, AuthRefused) and "answered 403" in str(self._stop_error)
+        if (
+            state.forbidden_streak
+            and not state.any_success
+            and not state.other_answers
+            and (self._stop_error is None or forbidden_stop)
+        ):
             # Fewer rows than the streak threshold, all refused with 403: still the credentials or the tenant.
             self._forbidden_everywhere(state.last_forbidden)
         self._flush()
@@ -509,13 +515,17 @@ class Submitter:
         """Every row so far got 403: it is the credentials or the tenant, not the rows. Those rows go back to
         pending and the run stops."""
         answer = answer or Answer(Kind.REJECTED, 403)
+        streak = len(self._state.forbidden_streak)
         for planned in self._state.forbidden_streak:
             self.outcomes.record(planned.index, RowResult(Status.PENDING, None, answer.problem))
             self._state.pending_updates.append(Update(planned.key, Status.PENDING, problem=answer.problem))
+        self._state.forbidden_streak.clear()  # 403s still in flight start a new streak, handled the same way
+        self.progress(Status.REJECTED, -streak)  # what the bar counted as rejected is pending after all
+        self.progress(Status.PENDING, streak)
         title = (answer.problem or {}).get("title") or "Forbidden"
         self.stop(
             AuthRefused(
-                f"the API answered 403 ({title}) to the first {len(self._state.forbidden_streak)} rows; check "
+                f"the API answered 403 ({title}) to the first {streak} rows; check "
                 "BIGCHANGE_CUSTOMER_ID and the API key's scopes (jobs:write), then run again"
             )
         )

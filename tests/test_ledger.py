@@ -53,7 +53,7 @@ def test_a_ledger_belongs_to_one_api_and_tenant(tmp_path: Path) -> None:
     message = str(other_api.value)
     assert "http://127.0.0.1:8765/v1 (customer 1001)" in message and "https://api.bigchange.com/v1" in message
     assert "leave out --ledger" in message and "\n" not in message
-    with pytest.raises(SettingsError, match="belongs to .*customer 1001.*not to .*customer 2002"):
+    with pytest.raises(SettingsError, match=r"belongs to .*customer 1001.*not to .*customer 2002"):
         Ledger(path, TenantIdentity.of("http://127.0.0.1:8765/v1", 2002))
     assert Ledger.open_existing(path).rows() == {}
 

@@ -6,6 +6,7 @@ the ids in results.csv equal to the sandbox's, and one terminal status per row.
 
 from __future__ import annotations
 
+import os
 import signal
 import time
 from pathlib import Path
@@ -107,7 +108,10 @@ def test_faults_end_with_every_row_created_exactly_once(
         assert stats["tokens_issued"] >= 2
 
 
-def test_killed_twice_then_rerun_creates_each_job_once(tmp_path: Path, sandbox_factory: Any) -> None:
+@pytest.mark.parametrize("lose_ledger", [False, True], ids=["ledger kept", "ledger deleted after the kills"])
+def test_killed_twice_then_rerun_creates_each_job_once(tmp_path: Path, sandbox_factory: Any, lose_ledger: bool) -> None:
+    """SIGKILL twice mid-run, then reruns: every reference created once, even when the ledger is lost between the
+    second kill and the rerun (the look-up by reference before sending finds what was created)."""
     sandbox = sandbox_factory(latency_ms=5, p_lost=0.02, p503=0.02, retry_after=0, seed=21)
     rows = 3000
     source = write_jobs(tmp_path / "in", rows, prefix="KILL")
@@ -124,6 +128,12 @@ def test_killed_twice_then_rerun_creates_each_job_once(tmp_path: Path, sandbox_f
         process.send_signal(signal.SIGKILL)
         process.wait(timeout=30)
         assert process.returncode == -signal.SIGKILL
+    if lose_ledger:
+        state = Path(os.environ["JOBIMPORT_HOME"]) / "tenants"
+        lost = list(state.glob("*/ledger.sqlite*"))
+        assert lost, "the killed runs kept a ledger in the state home"
+        for path in lost:
+            path.unlink()
     for _ in range(4):
         done = run_cli(args, sandbox.env(), tmp_path)
         assert "Traceback" not in done.stderr, done.stderr
