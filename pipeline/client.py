@@ -20,7 +20,7 @@ import aiohttp
 import httpx
 import structlog
 
-from pipeline.errors import AuthRefused, TransientError
+from pipeline.errors import AuthRefused, TokenUnavailable, TransientError
 from pipeline.settings import Settings
 
 log = structlog.get_logger(__name__)
@@ -202,7 +202,7 @@ class TokenSource:
                 response = await self._http.post(url, data=form)
             except httpx.HTTPError as exc:
                 if attempt == 4:
-                    raise TransientError(
+                    raise TokenUnavailable(
                         f"cannot reach the token endpoint {url}: {_cause_name(exc)}; check BIGCHANGE_TOKEN_URL "
                         "and the network, then run again"
                     ) from None
@@ -210,7 +210,7 @@ class TokenSource:
                 continue
             if response.status_code in TRANSIENT_STATUSES or response.status_code >= 500:
                 if attempt == 4:
-                    raise TransientError(
+                    raise TokenUnavailable(
                         f"the token endpoint {url} answered {response.status_code} five times; try again later",
                         status=response.status_code,
                     )

@@ -7,6 +7,7 @@ always ends by writing the reports, whatever stopped the run. The CLI calls thes
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import hashlib
 import json
 import secrets
@@ -470,7 +471,8 @@ def _run(
     except ReportWriteError as exc:
         if ledger is None:
             raise
-        ledger.finish_run(run_id, {"counts": counts, "report_error": str(exc)}, 3, _run_rows(frame, prepared), iter([]))
+        document = {**dataclasses.asdict(summary), "exit_code": 3, "counts": counts, "report_error": str(exc)}
+        ledger.finish_run(run_id, document, 3, _run_rows(frame, prepared), errors.iter_rows())
         raise ReportsNotWritten(
             f"{exc} Every row's outcome is safe in the ledger: free the space or fix the folder, then "
             f"`jobimport report {run_id}` writes the reports"

@@ -32,7 +32,7 @@ from typing import Any
 import structlog
 
 from pipeline.client import Answer, ApiClient, FoundJob, Kind
-from pipeline.errors import AuthRefused, CircuitOpen, RunStopped, TransientError
+from pipeline.errors import AuthRefused, CircuitOpen, JobImportError, RunStopped, TokenUnavailable, TransientError
 from pipeline.latency import LatencyHistogram
 from pipeline.ledger import Ledger, LedgerRow, Update
 from pipeline.model import Status
@@ -324,13 +324,18 @@ class Submitter:
         return await self._retrying(lambda: self.client.find_jobs(references), through_gate=False)
 
     async def _retrying(self, call: Callable[[], Awaitable[Any]], through_gate: bool) -> Any:
+        """A look-up, tried again while the error says a retry can help (`retryable`, the error tree's word)."""
         for attempt in range(6):
             if through_gate:
                 await self.gate.acquire()  # raises Stopped when the run is stopping
             try:
                 self.stats.lookups += 1
                 return await call()
-            except TransientError as exc:
+            except TokenUnavailable as exc:  # already retried by the token source: stop, run again later
+                raise CircuitOpen(f"{exc}; rows not sent are pending") from None
+            except JobImportError as exc:
+                if not exc.retryable or not isinstance(exc, TransientError):
+                    raise
                 if exc.status == 429:
                     self.stats.http_429 += 1
                     if through_gate:

@@ -163,3 +163,66 @@ def test_an_old_ledger_in_the_report_folder_is_named_and_adopted(tmp_path: Path,
     assert _posts(sandbox) == posts  # the adopted ledger knew every row
     status = run_cli(["status"], sandbox.env(), tmp_path)
     assert status.returncode == 0 and status.stdout.count("4 already_created") >= 1
+
+
+def test_reports_that_cannot_be_written_after_sending_exit_3_and_can_be_rebuilt(
+    tmp_path: Path, sandbox_factory: Any, monkeypatch: Any
+) -> None:
+    """Jobs were sent, then the disk filled up: not 'could not start' (2) but stopped (3), every outcome in the
+    ledger, and `jobimport report RUN_ID` writes the reports once there is room."""
+    import pipeline.runner as runner
+    from pipeline.cli import main
+    from pipeline.report import ReportWriteError
+    from pipeline.settings import load_settings
+
+    sandbox = sandbox_factory()
+    source = write_jobs(tmp_path / "in", 6)
+
+    def disk_full(*args: Any, **kw: Any) -> Any:
+        raise ReportWriteError("Cannot write the report file results.csv: No space left on device.")
+
+    writer = runner.write_reports
+    monkeypatch.setattr(runner, "write_reports", disk_full)
+    options = runner.RunOptions(
+        input=source,
+        mapping=source.parent / "mapping.toml",
+        report_root=tmp_path / "reports",
+        settings=load_settings(environ=sandbox.env()),
+    )
+    try:
+        runner.run_import(options)
+    except runner.ReportsNotWritten as exc:
+        stopped = exc
+    else:
+        raise AssertionError("a report that cannot be written must not pass silently")
+    assert stopped.exit_code == 3 and "No space left" in str(stopped) and "jobimport report" in str(stopped)
+    assert len(_creations(sandbox)) == 6
+    run_id = str(stopped).rsplit("jobimport report ", 1)[1].split("`")[0]
+    monkeypatch.setattr(runner, "write_reports", writer)  # room again
+    assert main(["report", run_id, "--report-dir", str(tmp_path / "rebuilt")]) == 0
+    rows = read_results(tmp_path / "rebuilt" / run_id / "results.csv")
+    assert [r["status"] for r in rows] == ["created"] * 6
+
+
+def test_a_run_that_cannot_send_finds_out_before_reading_or_writing_anything(
+    tmp_path: Path, sandbox_factory: Any
+) -> None:
+    from pipeline.ledger import Ledger
+    from pipeline.state import TenantIdentity
+
+    sandbox = sandbox_factory()
+    source = write_jobs(tmp_path / "in", 3)
+    # Settings first: a missing setting is reported even when the input is unreadable too.
+    missing = run_cli(
+        ["run", str(tmp_path / "nope.csv"), "--mapping", str(source.parent / "mapping.toml")],
+        {"BIGCHANGE_BASE_URL": ""},
+        tmp_path,
+    )
+    assert missing.returncode == 2 and "missing settings: BIGCHANGE_BASE_URL" in missing.stderr
+    # The ledger's lock before the report folder: a second run on a busy ledger leaves no empty report folder.
+    env = sandbox.env()
+    identity = TenantIdentity.of(env["BIGCHANGE_BASE_URL"], int(env["BIGCHANGE_CUSTOMER_ID"]))
+    with Ledger(_ledger_of(env, tmp_path), identity):
+        busy = run_cli(_args(source, "--report-dir", str(tmp_path / "busy")), env, tmp_path)
+    assert busy.returncode == 2 and "another jobimport run is using the ledger" in busy.stderr
+    assert not (tmp_path / "busy").exists()
