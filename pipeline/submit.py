@@ -398,43 +398,70 @@ class Submitter:
             self._settle_unsent()
 
     async def _feed(self, batches: Iterator[list[PlannedRow]]) -> None:
-        """Slice by slice: triage against the ledger, look new references up, make the rest durable as `sending`,
-        then queue them; never far ahead of the workers."""
-        ahead = max(64, 2 * self.options.max_concurrency)
-        for batch in batches:
-            while self._send_queue.qsize() >= ahead and not self.gate.closed:
-                await asyncio.sleep(0.005)
-            if self.gate.closed:
-                return
-            known = await self._known(batch)
-            fresh: list[PlannedRow] = []
-            to_send: list[PlannedRow] = []
-            for planned in batch:
-                entry = known.get(planned.key)
-                result = self._decide(planned, entry)
-                if result is not None:
-                    self._settle(planned, result)
-                elif entry is None and planned.reference and self.options.lookup_before_send:
-                    fresh.append(planned)
-                else:
-                    to_send.append(planned)
-            if fresh:
-                try:
-                    to_send.extend(await self._look_before_send(fresh))
-                except Stopped:
-                    return
-                to_send.sort(key=lambda p: p.index)
-            if not to_send:
-                continue
-            if self.gate.closed:
-                return
-            await asyncio.wrap_future(self.ledger.submit_sending(((r.key, r.reference) for r in to_send), self.run_id))
-            self._outstanding += len(to_send)
-            for planned in to_send:
-                self._send_queue.put_nowait(planned)
+        """Queue the rows to send in small chunks, each made durable as `sending` just before it is queued (so a
+        row is never marked long before its request leaves), never far ahead of the workers. The next slices are
+        triaged and looked up meanwhile (`_triage`), so the workers do not wait for look-ups."""
+        ready: asyncio.Queue[list[PlannedRow] | None] = asyncio.Queue(maxsize=2)
+        triage = asyncio.create_task(self._triage(batches, ready))
+        chunk = max(8, self.options.max_concurrency)
+        try:
+            while (rows := await ready.get()) is not None:
+                for start in range(0, len(rows), chunk):
+                    while self._send_queue.qsize() >= chunk and not self.gate.closed:
+                        await asyncio.sleep(0.005)
+                    if self.gate.closed:
+                        return
+                    part = rows[start : start + chunk]
+                    await asyncio.wrap_future(
+                        self.ledger.submit_sending(((r.key, r.reference) for r in part), self.run_id)
+                    )
+                    self._outstanding += len(part)
+                    for planned in part:
+                        self._send_queue.put_nowait(planned)
+            await triage  # raises what stopped it (a look-up that keeps failing, credentials refused)
+        finally:
+            triage.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await triage
         self._fed_all = True
         if self._outstanding <= 0:
             self._done.set()
+
+    async def _triage(self, batches: Iterator[list[PlannedRow]], ready: asyncio.Queue[list[PlannedRow] | None]) -> None:
+        """Slice by slice: what the ledger settles is settled, new references are looked up in BigChange, and the
+        rows left to send are handed to the feeder. Ends with None (also when it fails: the feeder then stops)."""
+        try:
+            for batch in batches:
+                if self.gate.closed:
+                    break
+                known = await self._known(batch)
+                fresh: list[PlannedRow] = []
+                to_send: list[PlannedRow] = []
+                for planned in batch:
+                    entry = known.get(planned.key)
+                    result = self._decide(planned, entry)
+                    if result is not None:
+                        self._settle(planned, result)
+                    elif entry is None and planned.reference and self.options.lookup_before_send:
+                        fresh.append(planned)
+                    else:
+                        to_send.append(planned)
+                if fresh:
+                    try:
+                        to_send.extend(await self._look_before_send(fresh))
+                    except Stopped:
+                        break
+                    to_send.sort(key=lambda p: p.index)
+                if to_send:
+                    await ready.put(to_send)
+            await ready.put(None)
+        except BaseException:
+            # Failing or cancelled: the feeder must still see the end. Rows of slices not yet queued were never
+            # marked `sending`: they stay without an outcome, i.e. pending.
+            while ready.full():
+                ready.get_nowait()
+            ready.put_nowait(None)
+            raise
 
     async def _worker(self) -> None:
         while True:
