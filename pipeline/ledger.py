@@ -21,7 +21,7 @@ import queue
 import sqlite3
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from concurrent.futures import Future
+from concurrent.futures import Future, InvalidStateError
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -149,6 +149,20 @@ def read_identity(path: Path) -> tuple[str | None, int | None]:
 _Job = tuple[str, Sequence[Any]]  # (sql, parameters for executemany)
 
 
+def _resolve(future: Future[None], error: BaseException | None) -> None:
+    """Settle a write's future. A waiter that gave up (a cancelled await) may have cancelled it: the write happened
+    all the same, and the writer thread must not die of it."""
+    if future.cancelled():
+        return
+    try:
+        if error is None:
+            future.set_result(None)
+        else:
+            future.set_exception(error)
+    except InvalidStateError:
+        pass
+
+
 class _Writer(threading.Thread):
     """Owns the write connection: takes every queued write, commits them together, then resolves their futures."""
 
@@ -190,10 +204,10 @@ class _Writer(threading.Thread):
                 raise
         except Exception as exc:
             for _, future in batch:
-                future.set_exception(exc)
+                _resolve(future, exc)
             return
         for _, future in batch:
-            future.set_result(None)
+            _resolve(future, None)
 
 
 class Ledger:

@@ -244,7 +244,7 @@ class Submitter:
                 else:
                     self.stats.reconciled_absent += 1
                     updates.append(Update(entry.key, Status.PENDING))
-        await asyncio.wrap_future(self.ledger.submit_record(updates, self.run_id))
+        await asyncio.shield(asyncio.wrap_future(self.ledger.submit_record(updates, self.run_id)))
         self._stale = {}
 
     def _decide(self, planned: PlannedRow, entry: LedgerRow | None) -> RowResult | None:
@@ -412,9 +412,9 @@ class Submitter:
                     if self.gate.closed:
                         return
                     part = rows[start : start + chunk]
-                    await asyncio.wrap_future(
-                        self.ledger.submit_sending(((r.key, r.reference) for r in part), self.run_id)
-                    )
+                    durable = self.ledger.submit_sending(((r.key, r.reference) for r in part), self.run_id)
+                    # shielded: a stop cancels this wait, never the write itself (the rows then stay pending)
+                    await asyncio.shield(asyncio.wrap_future(durable))
                     self._outstanding += len(part)
                     for planned in part:
                         self._send_queue.put_nowait(planned)

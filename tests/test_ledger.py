@@ -126,3 +126,18 @@ def test_an_old_ledger_is_never_used_silently_and_can_be_adopted(tmp_path: Path)
         assert ledger.known(["R-1"])["R-1"].job_id == 5
     with pytest.raises(SettingsError, match="customer 2002's ledger, not customer 1001's"):
         adopt(tmp_path / "reports" / "ledger-2002.sqlite", SANDBOX, tmp_path / "other.sqlite")
+
+
+def test_a_cancelled_wait_never_kills_the_writer(tmp_path: Path) -> None:
+    """A stop cancels the run's wait for a write (asyncio then cancels the future): the write still happens and
+    the writer thread lives on for the writes that follow (it once died there, and the run hung)."""
+    path = tmp_path / "l.sqlite"
+    with Ledger(path, SANDBOX) as ledger:
+        blocker = sqlite3.connect(path, isolation_level=None)
+        blocker.execute("BEGIN IMMEDIATE")  # the writer waits on this lock: the cancel surely comes first
+        future = ledger.submit_sending([("R-1", "R-1")], "r")
+        assert future.cancel()
+        blocker.execute("COMMIT")
+        blocker.close()
+        ledger.record([Update("R-2", "created", job_id=2)], "r")  # would hang if the writer had died
+        assert set(ledger.known(["R-1", "R-2"])) <= {"R-1", "R-2"} and "R-2" in ledger.known(["R-2"])
