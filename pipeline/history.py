@@ -59,20 +59,29 @@ def adopt_ledger(legacy: Path, env_file: Path | None, state_dir: Path | None) ->
 
 
 def recent_runs(report_root: Path, explicit: Path | None, limit: int, state_dir: Path | None = None) -> str:
-    header = f"{'run id':<24}  {'finished':<24}  {'exit':>4}  {'counts':<40}  input"
-    lines = [header]
+    """A table of the latest runs of every ledger, newest first; every heading stands over its column."""
     records = []
     for path in ledgers(report_root, explicit, state_dir):
         with Ledger.open_existing(path) as ledger:
             records.extend(ledger.runs(limit))
     records.sort(key=lambda r: r.started_at, reverse=True)
+    rows = []
     for record in records[:limit]:
         counts = (record.summary or {}).get("counts") or {}
         shown = ", ".join(f"{n} {s}" for s, n in counts.items() if n) or "-"
         exit_code = "-" if record.exit_code is None else str(record.exit_code)
-        finished = record.finished_at or "(did not finish)"
-        lines.append(f"{record.run_id:<24}  {finished:<24}  {exit_code:>4}  {shown:<40}  {record.input}")
-    if len(lines) == 1:
+        rows.append((record.run_id, record.finished_at or "(did not finish)", exit_code, shown, record.input))
+    headings = ("run id", "finished", "exit", "counts", "input")
+    widths = [max([len(headings[i])] + [len(row[i]) for row in rows]) for i in range(4)]
+
+    def line(cells: tuple[str, ...]) -> str:
+        run_id, finished, exit_code, shown, source = cells
+        return (
+            f"{run_id:<{widths[0]}}  {finished:<{widths[1]}}  {exit_code:>{widths[2]}}  {shown:<{widths[3]}}  {source}"
+        )
+
+    lines = [line(headings)] + [line(row) for row in rows]
+    if not rows:
         lines.append("(no runs yet)")
     return "\n".join(lines)
 

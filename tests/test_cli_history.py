@@ -125,6 +125,14 @@ def test_status_report_and_changes(tmp_path: Path, sandbox_factory: Callable[...
         assert text in first_line, (text, first_line)
     for text in ("2 created", "2 already_created", "1 invalid", "1 rejected"):
         assert text in second_line, (text, second_line)
+    # first hour: every heading stands over its column
+    header = lines[0]
+    for line in (first_line, second_line):
+        assert line.index("20") == header.index("run id")
+        assert line[header.index("finished") :].startswith(line.split()[1])
+        assert line.index(str(source)) == header.index("input"), (header, line)
+        assert line[header.index("exit") + len("exit") - 1] == "1"
+        assert line[header.index("counts")].isdigit()
 
     # jobimport report FIRST_ID: rebuild the first run's reports from the ledger, with the file as it was then.
     source.write_bytes(original_input)

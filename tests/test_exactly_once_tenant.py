@@ -226,3 +226,25 @@ def test_a_run_that_cannot_send_finds_out_before_reading_or_writing_anything(
         busy = run_cli(_args(source, "--report-dir", str(tmp_path / "busy")), env, tmp_path)
     assert busy.returncode == 2 and "another jobimport run is using the ledger" in busy.stderr
     assert not (tmp_path / "busy").exists()
+
+
+def test_a_rerun_that_waits_out_the_lookup_grace_says_so(tmp_path: Path, sandbox_factory: Any) -> None:
+    """Rows a killed run left `sending` moments ago are looked up only once the grace (--timeout) is over: the
+    rerun says what it waits for, how many rows and how long, instead of a progress bar that looks stuck."""
+    from pipeline.ledger import Ledger
+    from pipeline.state import TenantIdentity
+
+    sandbox = sandbox_factory()
+    source = write_jobs(tmp_path / "in", 4)
+    env = sandbox.env()
+    identity = TenantIdentity.of(env["BIGCHANGE_BASE_URL"], int(env["BIGCHANGE_CUSTOMER_ID"]))
+    with Ledger(_ledger_of(env, tmp_path), identity) as ledger:  # as a run killed just now leaves it
+        ledger.mark_sending([("E2E-00001", "E2E-00001"), ("E2E-00002", "E2E-00002")], "killed-run")
+    done = run_cli(_args(source, "--timeout", "10"), env, tmp_path)
+    assert done.returncode == 0, done.stderr
+    said = [line for line in done.stderr.splitlines() if line.startswith("waiting")]
+    assert len(said) == 1, done.stderr
+    assert "before looking up 2 row(s) an interrupted run left unanswered" in said[0]
+    seconds = int(said[0].split()[1])
+    assert 1 <= seconds <= 10
+    assert len(_creations(sandbox)) == 4
