@@ -236,7 +236,7 @@ def _drop(args: argparse.Namespace) -> int:
         timeout_s=float(args.timeout),
         rescan_s=max(1.0, args.rescan),
     )
-    result = (watch if args.watch else run_pass)(options, print)
+    result = (watch if args.watch else run_pass)(options, lambda text: print(text, flush=True))
     return result.exit_code
 
 

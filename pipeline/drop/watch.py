@@ -55,7 +55,8 @@ def watch(options: DropOptions, say: Say = print) -> PassResult:
                 "SIGTERM or Ctrl-C stops"
             )
             worst = _round(options, say, stop, [])
-            last_rescan = last_housekeeping = time.monotonic()
+            last_housekeeping = time.monotonic()
+            last_rescan = float("-inf")  # the first tick looks at the folder once the watcher is running
             changes_seen = watchfiles.watch(
                 folder,
                 watch_filter=None,
