@@ -115,7 +115,13 @@ def build_parser() -> argparse.ArgumentParser:
     drop.add_argument("--ready-marker", metavar="SUFFIX", help="take NAME only once NAME+SUFFIX exists (e.g. .ready)")
     drop.add_argument("--report-dir", type=Path, help="where runs write reports (default: FOLDER/reports)")
     drop.add_argument("--env-file", type=Path, help="a .env-style file with the BIGCHANGE_* settings")
-    drop.add_argument("--notify-webhook", metavar="URL", help="POST a JSON summary of files needing attention")
+    drop.add_argument("--state-dir", type=Path, help="state home: ledgers, imported files (default: $JOBIMPORT_HOME)")
+    drop.add_argument(
+        "--notify-webhook",
+        metavar="URL",
+        default=os.environ.get("JOBIMPORT_NOTIFY_WEBHOOK") or None,
+        help="POST a JSON summary of files needing attention (default: $JOBIMPORT_NOTIFY_WEBHOOK)",
+    )
     drop.add_argument("--notify-command", metavar="CMD", help="run CMD with the same JSON on stdin")
     drop.add_argument("--notify-all", action="store_true", help="notify about every file, done ones too")
     drop.add_argument("--keep-days", type=_positive, help="remove done/ day folders (and their reports) older than N")
@@ -235,6 +241,7 @@ def _drop(args: argparse.Namespace) -> int:
         max_attempts=args.max_attempts,
         timeout_s=float(args.timeout),
         rescan_s=max(1.0, args.rescan),
+        state_dir=args.state_dir,
     )
     result = (watch if args.watch else run_pass)(options, lambda text: print(text, flush=True))
     return result.exit_code

@@ -111,7 +111,8 @@ class FileOutcome:
     problems: list[str] = field(default_factory=list)
     companions: list[Path] = field(default_factory=list)
     mapping: Path | None = None
-    interrupted: bool = False
+    interrupted: bool = False  # a SIGTERM/SIGINT stopped its import
+    stops_round: bool = False  # the next files would meet the same problem (API down, settings, ledger in use)
 
 
 @dataclass
@@ -208,8 +209,9 @@ class DropSession:
         """A file an earlier pass left in processing/: import it again (the ledger knows what was sent)."""
         rel = self._rel(path)
         name, runs = path.name, []
-        for line in self.log.lines():
-            if line.get("event") == "file" and line.get("path") == rel:
+        sha256 = file_sha256(path)
+        for line in self.log.lines():  # the last line an earlier pass wrote for this very file, if any
+            if line.get("event") == "file" and line.get("path") == rel and line.get("sha256") == sha256:
                 name = str(line.get("name") or name)
                 runs = [r for r in line.get("runs") or [] if r]
         self.say(f"  resuming {rel} (left by an earlier pass)")
@@ -263,14 +265,16 @@ class DropSession:
                 return self._empty_night(path, name, base)
             return self._failed(path, name, str(exc).replace(str(path), name), base)
         except RunStopped as exc:
-            return FileOutcome(name, filing.PROCESSING, exc.exit_code, path, reason=str(exc), **base)
+            reason = f"{exc}; the file stays in processing/ and the next pass resumes it"
+            return FileOutcome(name, filing.PROCESSING, exc.exit_code, path, reason=reason, stops_round=True, **base)
         except JobImportError as exc:  # settings, ledger in use or of another tenant: not the file's fault
             reason = f"{exc}; the file stays in processing/ and the next pass resumes it"
-            return FileOutcome(name, filing.PROCESSING, exc.exit_code, path, reason=reason, **base)
+            return FileOutcome(name, filing.PROCESSING, exc.exit_code, path, reason=reason, stops_round=True, **base)
         return self._imported(path, name, result, base)
 
     def _import(self, path: Path, mapping: Path) -> RunResult:
-        """The one place a drop calls the import: RunOptions is built here."""
+        """The one place a drop calls the import: RunOptions is built here. (Once RunOptions has a state
+        folder, pass `options.state_dir` so the ledger and this drop's record share one home.)"""
         from pipeline.runner import RunOptions, run_import
         from pipeline.submit import SubmitOptions
 
@@ -290,6 +294,7 @@ class DropSession:
         counts = {s: n for s, n in result.counts.items() if n}
         runs = [*base.pop("runs"), result.run_id]
         common: dict[str, Any] = dict(
+            interrupted=_interrupted(result),
             rows=sum(counts.values()),
             counts=counts,
             run_id=result.run_id,
@@ -310,12 +315,9 @@ class DropSession:
                 if source is not None and source.is_file():
                     companions.append(filing.copy_beside(filed, f"{filed.stem}.corrections{source.suffix}", source))
             return FileOutcome(name, filing.ATTENTION, 1, filed, companions=companions, **common)
-        reason = result.stop_reason or "the run was stopped"
-        interrupted = "interrupted by" in reason
-        reason += "; the file stays in processing/ and the next pass resumes it"
-        return FileOutcome(
-            name, filing.PROCESSING, result.exit_code, path, reason=reason, interrupted=interrupted, **common
-        )
+        stopped = result.stop_reason or "the run was stopped"
+        reason = f"{stopped}; the file stays in processing/ and the next pass resumes it"
+        return FileOutcome(name, filing.PROCESSING, result.exit_code, path, reason=reason, stops_round=True, **common)
 
     def _empty_night(self, path: Path, name: str, base: dict[str, Any]) -> FileOutcome:
         filed = filing.file_to(path, self.folder, filing.DONE)
@@ -393,9 +395,9 @@ class DropSession:
                 return done, True
             outcome = self.resume(path) if resumed else self.take(path)
             done.append(outcome)
-            if outcome.outcome == filing.PROCESSING:
-                if outcome.interrupted:
-                    self.stop.event.set()
+            if outcome.interrupted:
+                self.stop.event.set()
+            if outcome.stops_round or outcome.interrupted:
                 return done, True
         return done, False
 
@@ -478,12 +480,12 @@ def describe(o: FileOutcome, folder: Path) -> str:
     except ValueError:
         where = str(o.path)
     counts = ", ".join(f"{n} {s}" for s, n in o.counts.items()) or (f"{o.rows} rows" if o.rows is not None else "")
-    parts = [f"{o.name} → {where}", f"exit {o.exit_code}"]
+    parts = [f"{o.name} -> {where}", f"exit {o.exit_code}"]  # ASCII: a Windows log file may be cp1252
     if counts:
         parts.insert(1, counts)
     if o.run_id:
         parts.append(f"run {o.run_id}")
-    line = " · ".join(parts)
+    line = ", ".join(parts)
     if o.reason and o.outcome != filing.ATTENTION:
         line += f"\n    {o.reason}"
     return line
@@ -496,6 +498,11 @@ def describe_pass(files: list[FileOutcome], exit_code: int, waiting: int, folder
     shown = ", ".join(f"{n} {o}" for o, n in outcomes.items()) or "no file ready"
     later = f"; {waiting} left for a later pass (not settled yet)" if waiting else ""
     return f"drop pass on {folder}: {shown}{later}; exit {exit_code}"
+
+
+def _interrupted(result: RunResult) -> bool:
+    """SIGTERM/SIGINT reached the import (the runner's own handler took it): the pass takes no other file."""
+    return "interrupted by" in (result.stop_reason or "")
 
 
 def _no_data_rows(exc: JobImportError) -> bool:
