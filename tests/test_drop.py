@@ -160,44 +160,50 @@ def test_only_settled_files_are_taken(tmp_path: Path, sandbox: Any) -> None:
     mapping = mapping_file(tmp_path / "maps")
     folder = tmp_path / "drop"
     folder.mkdir()
-    rows = job_rows("SLOW", 60)
-    lines = [",".join(HEADER)] + [",".join(r[h] for h in HEADER) for r in rows]
     path = folder / "slow.csv"
-    writing = threading.Event()
 
-    def write_slowly(keep_old_mtime: bool) -> None:
+    def write_slowly(prefix: str, keep_old_mtime: bool, stop: threading.Event, started: threading.Event) -> None:
+        """Chunks of 5 rows every 0.2 s until told to stop (while a pass runs), the last line cut mid-way."""
+        rows = iter(job_rows(prefix, 10_000))
         with path.open("w", encoding="utf-8") as handle:
-            for i in range(0, len(lines), 5):  # 12 chunks, the last one cut mid-line until the next chunk
-                handle.write("\n".join(lines[i : i + 5]) + "\n")
+            handle.write(",".join(HEADER) + "\n")
+            pending = ""
+            while not stop.is_set():
+                chunk = "".join(",".join(r[h] for h in HEADER) + "\n" for r in (next(rows) for _ in range(5)))
+                handle.write(pending + chunk[:-7])
+                pending = chunk[-7:]
                 handle.flush()
                 if keep_old_mtime:  # a copy tool that keeps the source's mtime: only the size tells
                     age(path, 3600)
-                writing.set()
-                time.sleep(0.25)
+                started.set()
+                time.sleep(0.2)
+            handle.write(pending)
+
+    def pass_while_writing(prefix: str, keep_old_mtime: bool) -> Any:
+        stop, started = threading.Event(), threading.Event()
+        writer = threading.Thread(target=write_slowly, args=(prefix, keep_old_mtime, stop, started))
+        writer.start()
+        started.wait()
+        try:
+            return drop(folder, mapping, "--settle", "2", env=env, cwd=tmp_path)
+        finally:
+            stop.set()
+            writer.join()
 
     # 1. A copy that keeps an old mtime: the pass sees the size change while it looks, and leaves the file.
-    writer = threading.Thread(target=write_slowly, args=(True,))
-    writer.start()
-    writing.wait()
-    busy = drop(folder, mapping, "--settle", "2", env=env, cwd=tmp_path)
-    writer.join()
+    busy = pass_while_writing("OLD", keep_old_mtime=True)
     assert busy.returncode == 0 and "no file ready" in busy.stdout, busy.stdout
     assert tree(folder) == [".jobimport-drop.lock", "drop-log.jsonl", "slow.csv"]
 
-    # 2. A fresh mtime: not settled until it is `--settle` seconds old.
-    path.unlink()
-    writing.clear()
-    writer = threading.Thread(target=write_slowly, args=(False,))
-    writer.start()
-    writing.wait()
-    early = drop(folder, mapping, "--settle", "2", env=env, cwd=tmp_path)
-    writer.join()
+    # 2. A fresh mtime: not settled until it is `--settle` seconds old; then taken whole.
+    early = pass_while_writing("SLOW", keep_old_mtime=False)
     assert early.returncode == 0 and "no file ready" in early.stdout and path.is_file()
     assert "1 left for a later pass" in early.stdout
+    written = len(path.read_text(encoding="utf-8").splitlines()) - 1
     age(path, 3)
     taken = drop(folder, mapping, "--settle", "2", env=env, cwd=tmp_path)
     assert taken.returncode == 0, taken.stdout
-    assert by_name(folder)["slow.csv"]["counts"] == {"created": 60}
+    assert by_name(folder)["slow.csv"]["counts"] == {"created": written}
 
     # 3. With a ready marker nothing is taken before its marker; the marker is consumed.
     marked = write_csv(folder / "marked.csv", job_rows("MARK", 3), age_s=3600)
