@@ -97,11 +97,14 @@ def message_text(message: dict[str, Any]) -> str:
         "failed": "could not be imported",
         "processing": "stopped; it stays in processing/ and the next pass resumes it",
     }.get(str(message.get("outcome")), str(message.get("outcome")))
+    if message.get("duplicate_of"):
+        head = "not imported: the same content was imported before"
     parts = [f"jobimport drop: {message.get('file')} {head} (exit {message.get('exit_code')})."]
     if counts:
         parts.append(f"Rows: {counts}.")
     if message.get("reason"):
-        parts.append(str(message["reason"]))
+        reason = str(message["reason"])
+        parts.append(reason if reason.endswith(".") else reason + ".")
     problems = message.get("problems") or []
     if problems:
         parts.append("Top problems: " + "; ".join(problems[:3]) + ".")

@@ -254,7 +254,7 @@ class DropSession:
             companion = filing.note_beside(filed, ".duplicate.txt", note)
             duplicate = {"name": earlier.name, "run_id": earlier.run_id, "at": earlier.at, "filed": earlier.filed}
             return FileOutcome(
-                name, filing.DONE, 0, filed, rows=0, reason=note, duplicate_of=duplicate, companions=[companion], **base
+                name, filing.DONE, 0, filed, reason=note, duplicate_of=duplicate, companions=[companion], **base
             )
         try:
             result = self._import(path, route.mapping)
@@ -465,7 +465,7 @@ def run_pass(options: DropOptions, say: Say = print) -> PassResult:
                     exit_code = 3
                 session.finish_round(started_at, files, exit_code)
                 waiting = len(scan(folder, options.ready_marker))
-                say(describe_pass(files, exit_code, waiting, folder))
+                say(describe_pass(files, exit_code, waiting, folder, options.ready_marker))
                 return PassResult(exit_code, files, stopped_by_signal=stop.requested)
             finally:
                 session.close()
@@ -485,18 +485,26 @@ def describe(o: FileOutcome, folder: Path) -> str:
         parts.insert(1, counts)
     if o.run_id:
         parts.append(f"run {o.run_id}")
+    if o.duplicate_of:
+        parts.insert(1, "duplicate")
     line = ", ".join(parts)
     if o.reason and o.outcome != filing.ATTENTION:
         line += f"\n    {o.reason}"
+    if o.companions and o.outcome == filing.ATTENTION:
+        fix = o.companions[0].name
+        line += f"\n    fix the rows in {fix} beside it and drop it back in; reports: {o.reports}"
     return line
 
 
-def describe_pass(files: list[FileOutcome], exit_code: int, waiting: int, folder: Path) -> str:
+def describe_pass(
+    files: list[FileOutcome], exit_code: int, waiting: int, folder: Path, ready_marker: str | None = None
+) -> str:
     outcomes: dict[str, int] = {}
     for f in files:
         outcomes[f.outcome] = outcomes.get(f.outcome, 0) + 1
     shown = ", ".join(f"{n} {o}" for o, n in outcomes.items()) or "no file ready"
-    later = f"; {waiting} left for a later pass (not settled yet)" if waiting else ""
+    why = f"no NAME{ready_marker} marker yet" if ready_marker else "not settled yet: see --settle"
+    later = f"; {waiting} left for a later pass ({why})" if waiting else ""
     return f"drop pass on {folder}: {shown}{later}; exit {exit_code}"
 
 
