@@ -197,10 +197,15 @@ class DropSession:
 
     # --- one file ----------------------------------------------------------------------------------------------
 
-    def take(self, path: Path) -> FileOutcome:
-        """Claim a settled file (consuming its ready marker) and handle it."""
+    def take(self, path: Path) -> FileOutcome | None:
+        """Claim a settled file (consuming its ready marker) and handle it. None: it could not be moved (gone,
+        or still open by its writer on Windows) and is left for the next pass."""
         name = path.name
-        claimed = filing.claim(path, self.folder)
+        try:
+            claimed = filing.claim(path, self.folder)
+        except OSError as exc:
+            self.say(f"  {name}: cannot be moved into processing/ yet ({exc.strerror or exc}); left for the next pass")
+            return None
         if self.options.ready_marker:
             marker_of(path, self.options.ready_marker).unlink(missing_ok=True)
         return self.handle(claimed, name, [])
@@ -361,6 +366,8 @@ class DropSession:
         notifier = self.options.notifier
         if not notifier.wanted(o.outcome) or o.interrupted:
             return
+        if o.outcome == filing.PROCESSING and len(o.runs) > 1:
+            return  # told when it first stopped; a resumed file that stops again (API still down) is not news
         message: dict[str, Any] = {
             "folder": str(self.folder),
             "file": o.name,
@@ -394,6 +401,8 @@ class DropSession:
             if self.stop.requested:
                 return done, True
             outcome = self.resume(path) if resumed else self.take(path)
+            if outcome is None:
+                continue
             done.append(outcome)
             if outcome.interrupted:
                 self.stop.event.set()
