@@ -268,3 +268,5 @@ def test_routes_and_usage_errors_are_one_line(tmp_path: Path, sandbox: Any) -> N
     assert broken.returncode == 2 and "mapping file not found" in broken.stderr
     assert (folder / "jobs.csv").is_file()  # a broken mapping touches no file
     assert log_lines(folder, "pass")[0]["exit_code"] == 2
+    service = drop(folder, tmp_path / "missing.toml", "--watch", env=env, cwd=tmp_path, timeout=60)
+    assert service.returncode == 2 and "mapping file not found" in service.stderr  # says so at once, not later

@@ -45,7 +45,6 @@ def watch(options: DropOptions, say: Say = print) -> PassResult:
     except FolderBusy as busy:
         say(f"jobimport drop: another pass is working on {folder} (it holds {busy}); not watching, exiting")
         return PassResult(0, busy=True)
-    worst = 0
     try:
         with StopFlag() as stop:
             tracker = SettleTracker(folder.resolve(), options.settle_s, options.ready_marker)
@@ -54,7 +53,7 @@ def watch(options: DropOptions, say: Say = print) -> PassResult:
                 f"watching {folder} (settle {options.settle_s:g} s, rescan every {options.rescan_s:g} s); "
                 "SIGTERM or Ctrl-C stops"
             )
-            worst = _round(options, say, stop, [])
+            _round(options, say, stop, [], strict=True)  # a broken mapping or settings: exit 2 now, not later
             last_housekeeping = time.monotonic()
             last_rescan = float("-inf")  # the first tick looks at the folder once the watcher is running
             changes_seen = watchfiles.watch(
@@ -84,7 +83,7 @@ def watch(options: DropOptions, say: Say = print) -> PassResult:
                 if ready or housekeeping or retry:
                     for path in ready:
                         tracker.forget(path)
-                    worst = max(worst, _round(options, say, stop, [folder / p.name for p in ready]))
+                    _round(options, say, stop, [folder / p.name for p in ready])
                     last_housekeeping = now if housekeeping else last_housekeeping
                 if stop.requested:
                     break
@@ -98,13 +97,15 @@ def _has_leftovers(folder: Path) -> bool:
     return bool(scan(folder / PROCESSING))
 
 
-def _round(options: DropOptions, say: Say, stop: StopFlag, ready: list[Path]) -> int:
+def _round(options: DropOptions, say: Say, stop: StopFlag, ready: list[Path], strict: bool = False) -> int:
     """One pass inside the service: what processing/ holds first, then the settled files. Settings and mappings
     are read again each time (a fixed .env or mapping is picked up without a restart)."""
     started_at = now_iso()
     try:
         session = DropSession(options, say, stop)
     except Exception as exc:  # a broken mapping or settings: say it and keep watching, files stay where they are
+        if strict:
+            raise
         say(f"jobimport drop: {exc}; the files stay where they are until this is fixed")
         return getattr(exc, "exit_code", 2)
     files: list[FileOutcome] = []
