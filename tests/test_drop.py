@@ -15,6 +15,7 @@ from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
+import pytest
 from drops import (
     HEADER,
     age,
@@ -29,6 +30,7 @@ from drops import (
 )
 from jobfiles import assert_created_exactly_once, run_cli
 
+from pipeline.cli import main
 from pipeline.drop import Route
 
 TODAY = date.today().isoformat()
@@ -147,9 +149,6 @@ def test_a_night_of_ten_files_each_filed_by_its_outcome(tmp_path: Path, sandbox_
     assert by_name(folder)["clean_again.csv"]["duplicate_of"]["name"] == "clean.csv"
     assert sandbox.stats()["requests"]["POST /v1/jobs"] == posts
 
-    nothing = drop(folder, f"*.csv={mapping}", env=env, cwd=tmp_path)
-    assert nothing.returncode == 0 and "no file ready" in nothing.stdout
-
     status = run_cli(["status", "--report-dir", str(folder / "reports")], env, tmp_path)
     assert status.returncode == 0, status.stderr
     assert "drop pass" in status.stdout and str(folder) in status.stdout
@@ -255,18 +254,30 @@ def test_keep_days_prunes_old_done_days_and_their_reports_only(tmp_path: Path, s
     assert log_lines(folder, "pruned")[0]["days"] == [old]
 
 
-def test_routes_and_usage_errors_are_one_line(tmp_path: Path, sandbox: Any) -> None:
+def test_routes_and_usage_errors_are_one_line(
+    tmp_path: Path, sandbox: Any, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     assert Route.parse("maps/jobs.toml") == Route(None, Path("maps/jobs.toml"))
     route = Route.parse("Jobs_*.CSV=maps/legacy.toml")
     assert route.matches("jobs_0412.csv") and not route.matches("orders.csv")
-    env = drop_env(sandbox, tmp_path / "home")
-    missing = drop(tmp_path / "nowhere", "m.toml", env=env, cwd=tmp_path)
-    assert missing.returncode == 2 and missing.stderr.count("\n") == 1 and "drop folder not found" in missing.stderr
+    for name, value in drop_env(sandbox, tmp_path / "home").items():
+        monkeypatch.setenv(name, value)
+
+    def jobimport(*args: object) -> tuple[int, str]:
+        code = main(["drop", *(str(a) for a in args)])
+        err = capsys.readouterr().err
+        assert "Traceback" not in err
+        return code, err
+
+    code, err = jobimport(tmp_path / "nowhere", "--mapping", "m.toml")
+    assert code == 2 and err.count("\n") == 1 and "drop folder not found" in err
     folder = tmp_path / "drop"
     write_csv(folder / "jobs.csv", job_rows("BAD", 2))
-    broken = drop(folder, tmp_path / "missing.toml", env=env, cwd=tmp_path)
-    assert broken.returncode == 2 and "mapping file not found" in broken.stderr
+    code, err = jobimport(folder, "--mapping", tmp_path / "missing.toml", "--settle", "0")
+    assert code == 2 and err.count("\n") == 1 and "mapping file not found" in err
     assert (folder / "jobs.csv").is_file()  # a broken mapping touches no file
     assert log_lines(folder, "pass")[0]["exit_code"] == 2
-    service = drop(folder, tmp_path / "missing.toml", "--watch", env=env, cwd=tmp_path, timeout=60)
-    assert service.returncode == 2 and "mapping file not found" in service.stderr  # says so at once, not later
+    code, err = jobimport(folder, "--mapping", tmp_path / "missing.toml", "--watch")
+    assert code == 2 and "mapping file not found" in err  # says so at once, not later
+    code, err = jobimport(folder, "--mapping", "x=")
+    assert code == 2 and "PATTERN=MAPPING" in err
