@@ -23,6 +23,9 @@ EXIT_MEANING = {
 }
 
 
+STATE_DIR_HELP = "where ledgers live (default: $JOBIMPORT_HOME, else the user's state folder)"
+
+
 class _Parser(argparse.ArgumentParser):
     """argparse that reports usage errors as one line and exit code 2, like every other error."""
 
@@ -70,7 +73,14 @@ def build_parser() -> argparse.ArgumentParser:
     _add_input_arguments(run)
     run.add_argument("--dry-run", action="store_true", help="validate and write payloads; send nothing")
     run.add_argument("--env-file", type=Path, help="a .env-style file with the BIGCHANGE_* settings")
-    run.add_argument("--ledger", type=Path, help="ledger file (default: REPORT_DIR/ledger-<customer id>.sqlite)")
+    run.add_argument("--ledger", type=Path, help="ledger file (default: the tenant's own, in the state folder)")
+    run.add_argument("--state-dir", type=Path, help=STATE_DIR_HELP)
+    run.add_argument(
+        "--no-lookup",
+        action="store_true",
+        help="do not look new references up in BigChange before sending (a first load into an empty tenant: the "
+        "ledger alone then protects against duplicates)",
+    )
     run.add_argument("--max-concurrency", type=_positive, default=32, help="upper bound of requests in flight")
     run.add_argument("--max-attempts", type=_positive, default=6, help="sends per row for retryable failures")
     run.add_argument(
@@ -97,8 +107,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     report = sub.add_parser("report", help="rebuild every report of a past run from the ledger")
     report.add_argument("run_id")
-    report.add_argument("--report-dir", type=Path, default=Path("reports"))
-    report.add_argument("--ledger", type=Path, help="ledger file (default: every ledger in REPORT_DIR)")
+    report.add_argument("--report-dir", type=Path, default=Path("reports"), help="where the rebuilt reports go")
+    report.add_argument("--ledger", type=Path, help="ledger file (default: every tenant's, in the state folder)")
+    report.add_argument("--state-dir", type=Path, help=STATE_DIR_HELP)
 
     drop = sub.add_parser("drop", help="import the complete files that land in a folder (a pass, or --watch)")
     drop.add_argument("folder", type=Path, help="the folder files are dropped into")
@@ -115,7 +126,7 @@ def build_parser() -> argparse.ArgumentParser:
     drop.add_argument("--ready-marker", metavar="SUFFIX", help="take NAME only once NAME+SUFFIX exists (e.g. .ready)")
     drop.add_argument("--report-dir", type=Path, help="where runs write reports (default: FOLDER/reports)")
     drop.add_argument("--env-file", type=Path, help="a .env-style file with the BIGCHANGE_* settings")
-    drop.add_argument("--state-dir", type=Path, help="state home: ledgers, imported files (default: $JOBIMPORT_HOME)")
+    drop.add_argument("--state-dir", type=Path, help=STATE_DIR_HELP)
     drop.add_argument(
         "--notify-webhook",
         metavar="URL",
@@ -131,9 +142,23 @@ def build_parser() -> argparse.ArgumentParser:
     drop.add_argument("--timeout", type=_positive, default=30, help="seconds to wait for an answer")
 
     status = sub.add_parser("status", help="list recent runs and drop passes with their counts")
-    status.add_argument("--report-dir", type=Path, default=Path("reports"))
-    status.add_argument("--ledger", type=Path, help="ledger file (default: every ledger in REPORT_DIR)")
+    status.add_argument("--report-dir", type=Path, default=Path("reports"), help="also list runs of older ledgers here")
+    status.add_argument("--ledger", type=Path, help="ledger file (default: every tenant's, in the state folder)")
+    status.add_argument("--state-dir", type=Path, help=STATE_DIR_HELP)
     status.add_argument("--limit", type=_positive, default=10)
+
+    ledger = sub.add_parser("ledger", help="where the ledger of the configured tenant is; adopt an older one")
+    ledger_sub = ledger.add_subparsers(dest="ledger_command", required=True, parser_class=_Parser)
+    where = ledger_sub.add_parser("path", help="print the ledger file of the tenant the settings name")
+    adopt = ledger_sub.add_parser(
+        "adopt", help="make a ledger an earlier version left in a report folder the configured tenant's ledger"
+    )
+    adopt.add_argument("file", type=Path, help="the old ledger, e.g. reports/ledger-1001.sqlite")
+    for each in (where, adopt):
+        each.add_argument("--env-file", type=Path, help="a .env-style file with the BIGCHANGE_* settings")
+        each.add_argument(
+            "--state-dir", type=Path, help="where ledgers live (default: $JOBIMPORT_HOME, else the user's)"
+        )
     return parser
 
 
@@ -175,7 +200,7 @@ def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "report":
         from pipeline.history import rebuild_reports
 
-        result = rebuild_reports(args.run_id, args.report_dir, args.ledger)
+        result = rebuild_reports(args.run_id, args.report_dir, args.ledger, args.state_dir)
         print(f"reports of run {args.run_id} rebuilt in {result.report_dir}")
         for name, path in result.paths.as_dict().items():
             if path:
@@ -187,14 +212,24 @@ def _dispatch(args: argparse.Namespace) -> int:
         from pipeline.drop import passes_table
         from pipeline.history import recent_runs
 
-        passes = passes_table(limit=args.limit)
+        passes = passes_table(args.state_dir, args.limit)
         try:
-            print(recent_runs(args.report_dir, args.ledger, args.limit))
+            print(recent_runs(args.report_dir, args.ledger, args.limit, args.state_dir))
         except JobImportError:
             if not passes:
                 raise
         if passes:
             print(f"\n{passes}")
+        return 0
+    if args.command == "ledger":
+        from pipeline.history import adopt_ledger, ledger_path
+
+        if args.ledger_command == "path":
+            identity, where = ledger_path(args.env_file, args.state_dir)
+            print(f"{where}{'' if where.exists() else ' (not created yet)'}  [{identity}]")
+            return 0
+        identity, target, renamed = adopt_ledger(args.file, args.env_file, args.state_dir)
+        print(f"{args.file} is now the ledger of {identity}: {target} (the old file was renamed {renamed.name})")
         return 0
     raise UsageError(f"unknown command {args.command}")
 
@@ -213,6 +248,7 @@ def _run(args: argparse.Namespace, dry_run: bool) -> int:
         delimiter=args.delimiter,
         env_file=getattr(args, "env_file", None),
         ledger=getattr(args, "ledger", None),
+        state_dir=getattr(args, "state_dir", None),
         transport=getattr(args, "transport", "aiohttp"),
         read_timeout_s=float(getattr(args, "timeout", 30)),
         submit=SubmitOptions(
@@ -220,6 +256,7 @@ def _run(args: argparse.Namespace, dry_run: bool) -> int:
             max_attempts=getattr(args, "max_attempts", 6),
             resend_uncertain=getattr(args, "resend_uncertain", False),
             resend_rejected=getattr(args, "resend_rejected", False),
+            lookup_before_send=not getattr(args, "no_lookup", False),
         ),
     )
     return _render(run_import(options))

@@ -20,7 +20,7 @@ import aiohttp
 import httpx
 import structlog
 
-from pipeline.errors import AuthRefused, TransientError
+from pipeline.errors import AuthRefused, TokenUnavailable, TransientError
 from pipeline.settings import Settings
 
 log = structlog.get_logger(__name__)
@@ -59,6 +59,15 @@ class Answer:
     retry_after: float | None = None
     latency_s: float = 0.0
     timed_out: bool = False  # no answer within the read timeout: the server may still be creating the job
+
+
+@dataclass(frozen=True, slots=True)
+class FoundJob:
+    """A job found by reference: enough to tell the same job from a different one with the same reference."""
+
+    id: int
+    type_id: int | None
+    contact_id: int | None
 
 
 @dataclass
@@ -193,7 +202,7 @@ class TokenSource:
                 response = await self._http.post(url, data=form)
             except httpx.HTTPError as exc:
                 if attempt == 4:
-                    raise TransientError(
+                    raise TokenUnavailable(
                         f"cannot reach the token endpoint {url}: {_cause_name(exc)}; check BIGCHANGE_TOKEN_URL "
                         "and the network, then run again"
                     ) from None
@@ -201,7 +210,7 @@ class TokenSource:
                 continue
             if response.status_code in TRANSIENT_STATUSES or response.status_code >= 500:
                 if attempt == 4:
-                    raise TransientError(
+                    raise TokenUnavailable(
                         f"the token endpoint {url} answered {response.status_code} five times; try again later",
                         status=response.status_code,
                     )
@@ -317,11 +326,16 @@ class ApiClient:
 
         Raises TransientError when the look-up could not be made; the caller keeps the rows unresolved.
         """
+        found = await self.find_job_summaries(references)
+        return {ref: min(job.id for job in jobs) for ref, jobs in found.items()}
+
+    async def find_job_summaries(self, references: list[str]) -> dict[str, list[FoundJob]]:
+        """Every job with one of these references (≤ 50 per call, paged), by reference, lowest id first."""
         if not references:
             return {}
         if len(references) > 50:
             raise ValueError("at most 50 references per look-up")
-        found: dict[str, int] = {}
+        found: dict[str, list[FoundJob]] = {}
         page = 1
         while True:
             params: list[tuple[str, str | int]] = [("reference", r) for r in references]
@@ -334,8 +348,14 @@ class ApiClient:
                 problem = problem_from_response(response)
                 if response.status_code in (401, 403):
                     raise AuthRefused(
-                        f"the API refused the job look-up ({response.status_code} {problem.get('title')}); "
-                        "the API key needs the jobs:read scope for reconciliation"
+                        f"the API answered {response.status_code} ({problem.get('title')}) to the job look-up by "
+                        f"reference (GET {self.jobs_url}); check BIGCHANGE_CUSTOMER_ID and the API key's scopes "
+                        "(jobs:read, to look references up before sending and after lost answers)"
+                    )
+                if response.status_code in (404, 405):
+                    raise AuthRefused(
+                        f"the API answered {response.status_code} {problem.get('title')} to GET {self.jobs_url}: "
+                        "that is not the jobs endpoint; check BIGCHANGE_BASE_URL (e.g. https://api.bigchange.com/v1)"
                     )
                 raise TransientError(
                     f"job look-up by reference answered {response.status_code}",
@@ -348,13 +368,21 @@ class ApiClient:
                 for item in items:
                     ref = item.get("reference")
                     if ref is not None and item.get("id") is not None:
-                        job_id = int(item["id"])
-                        found[ref] = min(job_id, found.get(ref, job_id))
+                        type_id, contact_id = item.get("typeId"), item.get("contactId")
+                        found.setdefault(ref, []).append(
+                            FoundJob(
+                                int(item["id"]),
+                                None if type_id is None else int(type_id),
+                                None if contact_id is None else int(contact_id),
+                            )
+                        )
                 last_page = int(body.get("pageItemCount") or len(items)) < int(body.get("pageSize") or 1000)
             except (ValueError, TypeError, AttributeError):
                 # A proxy's HTML page or a changed shape: we know nothing, so the rows stay unresolved.
                 excerpt = " ".join(response.text.split())[:EXCERPT_CHARS]
                 raise TransientError(f"job look-up answered 200 with an unreadable body: {excerpt}") from None
             if last_page:
+                for jobs in found.values():
+                    jobs.sort(key=lambda job: job.id)
                 return found
             page += 1

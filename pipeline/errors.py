@@ -85,3 +85,8 @@ class TransientError(RequestError):
         super().__init__(message)
         self.status = status
         self.retry_after = retry_after
+
+
+class TokenUnavailable(TransientError):
+    """The token endpoint kept failing through its own retries: stop now and run again later (no more retries in
+    this run would help sooner)."""

@@ -14,12 +14,14 @@ from pathlib import Path
 import polars as pl
 
 from pipeline.errors import InputFileError, SettingsError
-from pipeline.ledger import Ledger
+from pipeline.ledger import Ledger, adopt
 from pipeline.mapping import load_mapping
 from pipeline.model import ERROR_SCHEMA, ORIGIN_ROW, ROW, Status
 from pipeline.read import read_table
 from pipeline.report import ReportPaths, RunSummary, write_reports
 from pipeline.runner import OUTCOME_SCHEMA, file_sha256, restore_neutralised
+from pipeline.settings import load_settings
+from pipeline.state import TenantIdentity, default_ledger_path, known_ledgers, state_home
 
 
 @dataclass
@@ -28,19 +30,39 @@ class Rebuilt:
     paths: ReportPaths
 
 
-def ledgers(report_root: Path, explicit: Path | None) -> list[Path]:
+def ledgers(report_root: Path, explicit: Path | None, state_dir: Path | None = None) -> list[Path]:
+    """--ledger, else every tenant's ledger in the state home, plus ledgers of earlier versions in the report
+    folder (read only: their runs can still be listed and rebuilt)."""
     if explicit is not None:
         return [explicit]
-    found = sorted(report_root.glob("ledger-*.sqlite"))
+    found = known_ledgers(state_dir) + sorted(report_root.glob("ledger-*.sqlite"))
     if not found:
-        raise SettingsError(f"no ledger in {report_root}; give one with --ledger or the right --report-dir")
+        raise SettingsError(
+            f"no ledger in {state_home(state_dir)} (nor in {report_root}): no run has sent anything yet; give one "
+            "with --ledger or --state-dir"
+        )
     return found
 
 
-def recent_runs(report_root: Path, explicit: Path | None, limit: int) -> str:
-    lines = [f"{'run id':<24} {'finished':<24} {'exit':>4}  counts  input"]
+def ledger_path(env_file: Path | None, state_dir: Path | None) -> tuple[TenantIdentity, Path]:
+    """The configured tenant's identity and ledger file."""
+    settings = load_settings(env_file)
+    identity = TenantIdentity.of(settings.base_url, settings.customer_id)
+    return identity, default_ledger_path(identity, state_dir)
+
+
+def adopt_ledger(legacy: Path, env_file: Path | None, state_dir: Path | None) -> tuple[TenantIdentity, Path, Path]:
+    """`jobimport ledger adopt FILE`: an earlier version's ledger becomes the configured tenant's."""
+    identity, target = ledger_path(env_file, state_dir)
+    renamed = adopt(legacy, identity, target)
+    return identity, target, renamed
+
+
+def recent_runs(report_root: Path, explicit: Path | None, limit: int, state_dir: Path | None = None) -> str:
+    header = f"{'run id':<24}  {'finished':<24}  {'exit':>4}  {'counts':<40}  input"
+    lines = [header]
     records = []
-    for path in ledgers(report_root, explicit):
+    for path in ledgers(report_root, explicit, state_dir):
         with Ledger.open_existing(path) as ledger:
             records.extend(ledger.runs(limit))
     records.sort(key=lambda r: r.started_at, reverse=True)
@@ -49,20 +71,25 @@ def recent_runs(report_root: Path, explicit: Path | None, limit: int) -> str:
         shown = ", ".join(f"{n} {s}" for s, n in counts.items() if n) or "-"
         exit_code = "-" if record.exit_code is None else str(record.exit_code)
         finished = record.finished_at or "(did not finish)"
-        lines.append(f"{record.run_id:<24} {finished:<24} {exit_code:>4}  {shown}  {record.input}")
+        lines.append(f"{record.run_id:<24}  {finished:<24}  {exit_code:>4}  {shown:<40}  {record.input}")
     if len(lines) == 1:
         lines.append("(no runs yet)")
     return "\n".join(lines)
 
 
-def rebuild_reports(run_id: str, report_root: Path, explicit: Path | None) -> Rebuilt:
-    for path in ledgers(report_root, explicit):
+def rebuild_reports(run_id: str, report_root: Path, explicit: Path | None, state_dir: Path | None = None) -> Rebuilt:
+    for path in ledgers(report_root, explicit, state_dir):
         with Ledger.open_existing(path) as ledger:
             record = ledger.run(run_id)
             if record is None:
                 continue
             if record.summary is None:
                 raise SettingsError(f"run {run_id} did not finish, so it has no outcomes to report; run again")
+            if not ledger.has_run_rows(run_id):
+                raise SettingsError(
+                    f"run {run_id} is older than the latest runs whose row outcomes the ledger keeps; its summary "
+                    "is in `jobimport status`, its reports in the report folder it wrote"
+                )
             rows = ledger.run_rows(run_id)
             errors = ledger.run_errors(run_id)
             previous = ledger.previous_run(record.input, run_id)
@@ -74,7 +101,7 @@ def rebuild_reports(run_id: str, report_root: Path, explicit: Path | None) -> Re
                 "that run's outcomes; restore the file as it was to rebuild this run's reports"
             )
         return _rebuild(run_id, report_root, record.input, record.mapping, record.summary, rows, errors, previous_rows)
-    raise SettingsError(f"no run {run_id} in the ledgers of {report_root}; `jobimport status` lists the runs")
+    raise SettingsError(f"no run {run_id} in any ledger; `jobimport status` lists the runs")
 
 
 def _rebuild(
@@ -114,6 +141,7 @@ def _rebuild(
             "problem_title": [p.get("title") for p in problems],
             "problem_detail": [p.get("detail") for p in problems],
             "problem_type": [p.get("type") for p in problems],
+            "note": [p.get("note") for p in problems],
         },
         schema=OUTCOME_SCHEMA,
         strict=False,

@@ -1,30 +1,42 @@
 """The ledger: a durable SQLite record of every row's key, state, job id and problem — the source of truth for reruns.
 
-The API has no idempotency key, so this file is what stops duplicates. A row's key is its reference (or a payload
-fingerprint when it has none). States: pending → sending → created | rejected | failed | uncertain (and
-already_created when a reconciliation found the job). A row is made durable as `sending` (in small batches)
-before its request leaves; a run that dies leaves such rows `sending`, and the next run looks them up by
-reference before sending anything.
+The API has no idempotency key, so this file (with the look-up by reference before a first send) is what stops
+duplicates. A row's key is its reference (or a payload fingerprint when it has none). States: pending → sending →
+created | rejected | failed | uncertain (and already_created when a look-up found the job). A row is made durable
+as `sending` before its request leaves; a run that dies leaves such rows `sending`, and the next run looks them
+up by reference before sending anything.
 
-One ledger belongs to one customer id (tenant): opening it for another tenant is refused. WAL mode with
-synchronous=FULL: a committed state survives a killed process and a power cut.
+A ledger belongs to one tenant identity (the API's normalised base URL and the customer id, `pipeline.state`):
+written into it when created, checked on every open; it is never used for another. It lives in the tenant's
+folder of the state home, whatever the working directory. WAL mode with synchronous=FULL: a committed state
+survives a killed process and a power cut. Every write goes through one writer thread in batched transactions
+(`submit_*` return a future that is done once the write is durable), so a commit never blocks the event loop;
+reads use their own connection and only ever ask for the keys of the file at hand.
 """
 
 from __future__ import annotations
 
-import fcntl
 import json
-import os
+import queue
 import sqlite3
-from collections.abc import Iterable, Iterator
+import threading
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from pipeline.errors import SettingsError
+from filelock import FileLock, Timeout
 
-SCHEMA_VERSION = "1"
+from pipeline.errors import SettingsError
+from pipeline.state import TenantIdentity
+
+SCHEMA_VERSION = "2"
+#: per-row outcomes of runs are kept for this many latest runs (and the latest run of every input file);
+#: older runs keep their summary only, so a ledger grows with its tenant's jobs, not with its history.
+KEEP_RUN_ROWS = 20
+_READ_CHUNK = 500  # keys per `IN (...)` query (SQLite allows 32,766 variables; small chunks keep each fast)
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -91,12 +103,13 @@ class LedgerRow:
 
 @dataclass(frozen=True, slots=True)
 class Update:
-    """A state change for one key."""
+    """A state change for one key (`fingerprint`: kept with a rejection, to tell a changed row from the same)."""
 
     key: str
     state: str
     job_id: int | None = None
     problem: dict[str, Any] | None = None
+    fingerprint: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,74 +124,149 @@ class RunRecord:
     input_sha256: str | None = None
 
 
-def default_ledger_path(report_root: Path, customer_id: int) -> Path:
-    return report_root / f"ledger-{customer_id}.sqlite"
+def _connect(path: Path) -> sqlite3.Connection:
+    db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    db.execute("PRAGMA busy_timeout=10000")
+    return db
+
+
+def read_identity(path: Path) -> tuple[str | None, int | None]:
+    """(api, customer id) recorded in a ledger file; api is None for a ledger of an earlier version."""
+    if not path.is_file():
+        raise SettingsError(f"no ledger at {path}; give the right file with --ledger")
+    db = sqlite3.connect(f"file:{path.as_posix()}?mode=ro", uri=True)
+    try:
+        meta = dict(db.execute("SELECT key, value FROM meta").fetchall())
+    except sqlite3.DatabaseError as exc:
+        raise SettingsError(f"{path} is not a jobimport ledger ({exc}); give the right file with --ledger") from None
+    finally:
+        db.close()
+    if "customer_id" not in meta:
+        raise SettingsError(f"{path} is not a jobimport ledger (no tenant recorded); check --ledger")
+    return meta.get("api"), int(meta["customer_id"])
+
+
+_Job = tuple[str, Sequence[Any]]  # (sql, parameters for executemany)
+
+
+class _Writer(threading.Thread):
+    """Owns the write connection: takes every queued write, commits them together, then resolves their futures."""
+
+    def __init__(self, db: sqlite3.Connection) -> None:
+        super().__init__(name="jobimport-ledger-writer", daemon=True)
+        self.db = db
+        self.jobs: queue.Queue[tuple[list[_Job], Future[None]] | None] = queue.Queue()
+
+    def run(self) -> None:
+        while True:
+            item = self.jobs.get()
+            if item is None:
+                return
+            batch = [item]
+            stop = False
+            while True:  # group commit: everything queued meanwhile goes into the same transaction
+                try:
+                    more = self.jobs.get_nowait()
+                except queue.Empty:
+                    break
+                if more is None:
+                    stop = True
+                    break
+                batch.append(more)
+            self._commit(batch)
+            if stop:
+                return
+
+    def _commit(self, batch: list[tuple[list[_Job], Future[None]]]) -> None:
+        try:
+            self.db.execute("BEGIN IMMEDIATE")
+            try:
+                for jobs, _ in batch:
+                    for sql, params in jobs:
+                        self.db.executemany(sql, params)
+                self.db.execute("COMMIT")
+            except BaseException:
+                self.db.execute("ROLLBACK")  # never leave a transaction open behind a failed commit
+                raise
+        except Exception as exc:
+            for _, future in batch:
+                future.set_exception(exc)
+            return
+        for _, future in batch:
+            future.set_result(None)
 
 
 class Ledger:
-    """Open with `Ledger(path, customer_id)`; close with `.close()` or use as a context manager."""
+    """Open with `Ledger(path, identity)`; close with `.close()` or use as a context manager."""
 
-    def __init__(self, path: Path, customer_id: int, exclusive: bool = True) -> None:
+    def __init__(self, path: Path, identity: TenantIdentity, exclusive: bool = True) -> None:
         """`exclusive`: hold the ledger's lock file for as long as this object is open, so two runs can never
         send from one ledger at once (both would see the same rows as unsent). Readers pass False."""
         self.path = path
+        self.identity = identity
         path.parent.mkdir(parents=True, exist_ok=True)
-        self._lock_fd: int | None = None
+        self._lock: FileLock | None = None
         if exclusive:
-            self._lock_fd = os.open(f"{path}.lock", os.O_RDWR | os.O_CREAT, 0o644)
+            self._lock = FileLock(f"{path}.lock")
             try:
-                fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                os.close(self._lock_fd)
+                self._lock.acquire(timeout=0)
+            except Timeout:
+                self._lock = None
                 raise SettingsError(
                     f"another jobimport run is using the ledger {path}; wait for it to finish (two runs on one "
-                    "ledger could create jobs twice), or give a different tenant's ledger with --ledger"
+                    "ledger could create jobs twice)"
                 ) from None
+        self._read_lock = threading.Lock()
+        self._writer: _Writer | None = None
         try:
-            self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+            self._db = _connect(path)
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=FULL")
-            self._db.execute("PRAGMA busy_timeout=10000")
             self._db.executescript(_SCHEMA)
+            self._reader = _connect(path)
         except sqlite3.DatabaseError as exc:
             self._release_lock()
             raise SettingsError(
                 f"cannot open the ledger {path}: {exc}; give another path with --ledger or restore the file"
             ) from None
         try:
-            self._claim(customer_id)
+            self._claim(identity)
         except SettingsError:
             self.close()
             raise
+        self._writer = _Writer(self._db)
+        self._writer.start()
 
     @classmethod
     def open_existing(cls, path: Path) -> Ledger:
         """Open a ledger for reading runs, whatever its tenant (for `report` and `status`)."""
-        if not path.is_file():
-            raise SettingsError(f"no ledger at {path}; give the right file with --ledger")
-        db = sqlite3.connect(path)
-        try:
-            row = db.execute("SELECT value FROM meta WHERE key = 'customer_id'").fetchone()
-        except sqlite3.DatabaseError as exc:
-            raise SettingsError(
-                f"{path} is not a jobimport ledger ({exc}); give the right file with --ledger"
-            ) from None
-        finally:
-            db.close()
-        if row is None:
-            raise SettingsError(f"{path} is not a jobimport ledger (no tenant recorded); check --ledger")
-        return cls(path, int(row[0]), exclusive=False)
+        api, customer_id = read_identity(path)
+        return cls(path, TenantIdentity(api or "", customer_id or 0), exclusive=False)
 
-    def _claim(self, customer_id: int) -> None:
-        row = self._db.execute("SELECT value FROM meta WHERE key = 'customer_id'").fetchone()
-        if row is None:
+    def _claim(self, identity: TenantIdentity) -> None:
+        meta = dict(self._db.execute("SELECT key, value FROM meta").fetchall())
+        if "customer_id" not in meta:
             with self._tx():
-                self._db.execute("INSERT INTO meta VALUES ('customer_id', ?)", (str(customer_id),))
-                self._db.execute("INSERT OR REPLACE INTO meta VALUES ('schema', ?)", (SCHEMA_VERSION,))
-        elif row[0] != str(customer_id):
+                self._db.executemany(
+                    "INSERT OR REPLACE INTO meta VALUES (?, ?)",
+                    [("customer_id", str(identity.customer_id)), ("api", identity.api), ("schema", SCHEMA_VERSION)],
+                )
+            return
+        if not identity.api:  # a reader (status, report): whatever is recorded
+            return
+        recorded_api = meta.get("api")
+        if recorded_api is None:
             raise SettingsError(
-                f"the ledger {self.path} belongs to customer id {row[0]}, not {customer_id}; "
-                "use that tenant's ledger (--ledger) or check BIGCHANGE_CUSTOMER_ID"
+                f"the ledger {self.path} was written by an earlier jobimport and does not say which API it belongs "
+                f"to (customer {meta['customer_id']}); if it belongs to {identity}, adopt it with "
+                f"`jobimport ledger adopt {self.path}`, otherwise leave out --ledger"
+            )
+        if recorded_api != identity.api or meta["customer_id"] != str(identity.customer_id):
+            owner = TenantIdentity(recorded_api, int(meta["customer_id"]))
+            raise SettingsError(
+                f"the ledger {self.path} belongs to {owner}, not to {identity}: a ledger is never used for another "
+                "API or tenant; leave out --ledger to use this tenant's own ledger, or check BIGCHANGE_BASE_URL "
+                "and BIGCHANGE_CUSTOMER_ID"
             )
 
     def __enter__(self) -> Ledger:
@@ -188,13 +276,20 @@ class Ledger:
         self.close()
 
     def close(self) -> None:
-        self._db.close()
+        if self._writer is not None:
+            self._writer.jobs.put(None)
+            self._writer.join()
+            self._writer = None
+        for name in ("_reader", "_db"):
+            db = getattr(self, name, None)
+            if db is not None:
+                db.close()
         self._release_lock()
 
     def _release_lock(self) -> None:
-        if self._lock_fd is not None:
-            os.close(self._lock_fd)  # closing the descriptor releases the flock
-            self._lock_fd = None
+        if self._lock is not None:
+            self._lock.release()
+            self._lock = None
 
     class _Tx:
         def __init__(self, db: sqlite3.Connection) -> None:
@@ -216,60 +311,100 @@ class Ledger:
     def _tx(self) -> Ledger._Tx:
         return Ledger._Tx(self._db)
 
+    def _write(self, jobs: list[_Job]) -> Future[None]:
+        future: Future[None] = Future()
+        if self._writer is None:
+            future.set_exception(RuntimeError("the ledger is closed"))
+        else:
+            self._writer.jobs.put((jobs, future))
+        return future
+
+    def _read(self, fn: Callable[[sqlite3.Connection], Any]) -> Any:
+        with self._read_lock:
+            return fn(self._reader)
+
     # --- rows --------------------------------------------------------------------------------------------------
 
-    def rows(self) -> dict[str, LedgerRow]:
-        """Every ledger row of this tenant, by key."""
-        result: dict[str, LedgerRow] = {}
-        cursor = self._db.execute(
-            "SELECT key, state, reference, job_id, fingerprint, problem, attempts, updated_at FROM rows"
-        )
-        for key, state, reference, job_id, fingerprint, problem, attempts, updated_at in cursor:
-            result[key] = LedgerRow(
-                key,
-                state,
-                reference,
-                job_id,
-                fingerprint,
-                json.loads(problem) if problem else None,
-                attempts,
-                updated_at,
-            )
-        return result
+    _ROW_COLUMNS = "key, state, reference, job_id, fingerprint, problem, attempts, updated_at"
 
-    def mark_sending(self, items: Iterable[tuple[str, str | None, str]], run_id: str) -> None:
-        """Make (key, reference, fingerprint) rows durable as `sending`, in one transaction, before they leave."""
+    @staticmethod
+    def _row(found: tuple[Any, ...]) -> LedgerRow:
+        key, state, reference, job_id, fingerprint, problem, attempts, updated_at = found
+        return LedgerRow(
+            key, state, reference, job_id, fingerprint, json.loads(problem) if problem else None, attempts, updated_at
+        )
+
+    def known(self, keys: Iterable[str]) -> dict[str, LedgerRow]:
+        """The ledger rows of these keys (only those that exist): a rerun's cost is its file's, not the ledger's."""
+        wanted = list(keys)
+
+        def query(db: sqlite3.Connection) -> dict[str, LedgerRow]:
+            result: dict[str, LedgerRow] = {}
+            for start in range(0, len(wanted), _READ_CHUNK):
+                chunk = wanted[start : start + _READ_CHUNK]
+                marks = ",".join("?" * len(chunk))
+                for found in db.execute(f"SELECT {self._ROW_COLUMNS} FROM rows WHERE key IN ({marks})", chunk):
+                    result[found[0]] = self._row(found)
+            return result
+
+        return self._read(query)
+
+    def in_state(self, state: str) -> list[LedgerRow]:
+        """Rows in one state (through the state index: `sending` rows an interrupted run left)."""
+        rows = self._read(
+            lambda db: db.execute(f"SELECT {self._ROW_COLUMNS} FROM rows WHERE state = ?", (state,)).fetchall()
+        )
+        return [self._row(r) for r in rows]
+
+    def rows(self) -> dict[str, LedgerRow]:
+        """Every ledger row of this tenant, by key (tests and tools only: a run asks for its keys with `known`)."""
+        found = self._read(lambda db: db.execute(f"SELECT {self._ROW_COLUMNS} FROM rows").fetchall())
+        return {r[0]: self._row(r) for r in found}
+
+    def submit_sending(self, items: Iterable[tuple[str, str | None]], run_id: str) -> Future[None]:
+        """Queue (key, reference) rows as `sending`; the future is done once that is durable (send only then)."""
         stamp = now_iso()
-        with self._tx():
-            self._db.executemany(
-                "INSERT INTO rows (key, state, reference, fingerprint, attempts, run_id, updated_at) "
-                "VALUES (?, 'sending', ?, ?, 1, ?, ?) "
-                "ON CONFLICT(key) DO UPDATE SET state='sending', reference=excluded.reference, "
-                "fingerprint=excluded.fingerprint, attempts=rows.attempts+1, run_id=excluded.run_id, "
-                "problem=NULL, updated_at=excluded.updated_at",
-                [(key, ref, fp, run_id, stamp) for key, ref, fp in items],
-            )
+        sql = (
+            "INSERT INTO rows (key, state, reference, attempts, run_id, updated_at) "
+            "VALUES (?, 'sending', ?, 1, ?, ?) "
+            "ON CONFLICT(key) DO UPDATE SET state='sending', reference=excluded.reference, "
+            "attempts=rows.attempts+1, run_id=excluded.run_id, problem=NULL, updated_at=excluded.updated_at"
+        )
+        return self._write([(sql, [(key, ref, run_id, stamp) for key, ref in items])])
+
+    def submit_record(self, updates: Iterable[Update], run_id: str) -> Future[None]:
+        """Queue final (or intermediate) states; a row the ledger does not hold yet is added."""
+        stamp = now_iso()
+        sql = (
+            "INSERT INTO rows (key, state, job_id, fingerprint, problem, run_id, updated_at) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?) "
+            "ON CONFLICT(key) DO UPDATE SET state=excluded.state, job_id=COALESCE(excluded.job_id, rows.job_id), "
+            "fingerprint=COALESCE(excluded.fingerprint, rows.fingerprint), problem=excluded.problem, "
+            "run_id=excluded.run_id, updated_at=excluded.updated_at"
+        )
+        params = [
+            (u.key, u.state, u.job_id, u.fingerprint, json.dumps(u.problem) if u.problem else None, run_id, stamp)
+            for u in updates
+        ]
+        return self._write([(sql, params)])
+
+    def flush(self) -> None:
+        """Wait until every write queued so far is durable (raises what the last of them raised)."""
+        self._write([]).result()
+
+    def mark_sending(self, items: Iterable[tuple[str, str | None]], run_id: str) -> None:
+        """`submit_sending`, waiting until it is durable."""
+        self.submit_sending(items, run_id).result()
 
     def record(self, updates: Iterable[Update], run_id: str) -> None:
-        """Write final (or intermediate) states in one transaction."""
-        stamp = now_iso()
-        with self._tx():
-            self._db.executemany(
-                "UPDATE rows SET state=?, job_id=COALESCE(?, job_id), problem=?, run_id=?, updated_at=? WHERE key=?",
-                [
-                    (u.state, u.job_id, json.dumps(u.problem) if u.problem else None, run_id, stamp, u.key)
-                    for u in updates
-                ],
-            )
+        """`submit_record`, waiting until it is durable."""
+        self.submit_record(updates, run_id).result()
 
     # --- runs --------------------------------------------------------------------------------------------------
 
     def start_run(self, run_id: str, input_path: str, mapping_path: str, input_sha256: str | None = None) -> None:
-        with self._tx():
-            self._db.execute(
-                "INSERT INTO runs (run_id, input, input_sha256, mapping, started_at) VALUES (?, ?, ?, ?, ?)",
-                (run_id, input_path, input_sha256, mapping_path, now_iso()),
-            )
+        sql = "INSERT INTO runs (run_id, input, input_sha256, mapping, started_at) VALUES (?, ?, ?, ?, ?)"
+        self._write([(sql, [(run_id, input_path, input_sha256, mapping_path, now_iso())])]).result()
 
     def finish_run(
         self,
@@ -280,34 +415,52 @@ class Ledger:
         errors: Iterator[tuple[int, str | None, str | None, str, str]],
     ) -> None:
         """Store the run's per-row outcomes (row, origin_row, key, status, job_id, reference, problem JSON) and
-        errors (row, field, column, check, message), so its reports can be rebuilt and the next run compared."""
-        with self._tx():
-            self._db.execute("DELETE FROM run_rows WHERE run_id = ?", (run_id,))
-            self._db.execute("DELETE FROM run_errors WHERE run_id = ?", (run_id,))
-            self._db.executemany(
+        errors (row, field, column, check, message), so its reports can be rebuilt and the next run compared; then
+        drop the per-row outcomes of old runs (KEEP_RUN_ROWS), keeping every run's summary."""
+        jobs: list[_Job] = [
+            ("DELETE FROM run_rows WHERE run_id = ?", [(run_id,)]),
+            ("DELETE FROM run_errors WHERE run_id = ?", [(run_id,)]),
+            (
                 "INSERT INTO run_rows (run_id, row, origin_row, key, status, job_id, reference, problem) "
                 "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                ((run_id, *o) for o in outcomes),
-            )
-            self._db.executemany(
+                [(run_id, *o) for o in outcomes],
+            ),
+            (
                 'INSERT INTO run_errors (run_id, row, field, "column", "check", message) VALUES (?, ?, ?, ?, ?, ?)',
-                ((run_id, *e) for e in errors),
-            )
-            self._db.execute(
+                [(run_id, *e) for e in errors],
+            ),
+            (
                 "UPDATE runs SET finished_at=?, exit_code=?, summary=? WHERE run_id=?",
-                (now_iso(), exit_code, json.dumps(summary), run_id),
-            )
+                [(now_iso(), exit_code, json.dumps(summary), run_id)],
+            ),
+        ]
+        kept = (
+            f"SELECT run_id FROM (SELECT run_id FROM runs ORDER BY started_at DESC LIMIT {KEEP_RUN_ROWS}) "
+            "UNION SELECT (SELECT r2.run_id FROM runs r2 WHERE r2.input = r1.input AND r2.finished_at IS NOT NULL "
+            "ORDER BY r2.started_at DESC LIMIT 1) FROM runs r1"
+        )
+        for table in ("run_rows", "run_errors"):
+            jobs.append((f"DELETE FROM {table} WHERE run_id NOT IN ({kept})", [()]))
+        self._write(jobs).result()
+
+    def has_run_rows(self, run_id: str) -> bool:
+        found = self._read(lambda db: db.execute("SELECT 1 FROM run_rows WHERE run_id = ? LIMIT 1", (run_id,)))
+        return found.fetchone() is not None
 
     _RUN_COLUMNS = "run_id, input, mapping, started_at, finished_at, exit_code, summary, input_sha256"
 
     def runs(self, limit: int = 20) -> list[RunRecord]:
-        cursor = self._db.execute(
-            f"SELECT {self._RUN_COLUMNS} FROM runs ORDER BY started_at DESC, run_id DESC LIMIT ?", (limit,)
+        cursor = self._read(
+            lambda db: db.execute(
+                f"SELECT {self._RUN_COLUMNS} FROM runs ORDER BY started_at DESC, run_id DESC LIMIT ?", (limit,)
+            ).fetchall()
         )
         return [RunRecord(r, i, m, s, f, e, json.loads(x) if x else None, h) for r, i, m, s, f, e, x, h in cursor]
 
     def run(self, run_id: str) -> RunRecord | None:
-        found = self._db.execute(f"SELECT {self._RUN_COLUMNS} FROM runs WHERE run_id = ?", (run_id,)).fetchone()
+        found = self._read(
+            lambda db: db.execute(f"SELECT {self._RUN_COLUMNS} FROM runs WHERE run_id = ?", (run_id,)).fetchone()
+        )
         if found is None:
             return None
         r, i, m, s, f, e, x, h = found
@@ -315,23 +468,80 @@ class Ledger:
 
     def previous_run(self, input_path: str, before_run_id: str) -> RunRecord | None:
         """The latest finished run of the same input file before `before_run_id`."""
-        row = self._db.execute(
-            "SELECT run_id FROM runs WHERE input = ? AND run_id <> ? AND finished_at IS NOT NULL "
-            "AND started_at <= (SELECT started_at FROM runs WHERE run_id = ?) "
-            "ORDER BY started_at DESC LIMIT 1",
-            (input_path, before_run_id, before_run_id),
-        ).fetchone()
+        row = self._read(
+            lambda db: db.execute(
+                "SELECT run_id FROM runs WHERE input = ? AND run_id <> ? AND finished_at IS NOT NULL "
+                "AND started_at <= (SELECT started_at FROM runs WHERE run_id = ?) "
+                "ORDER BY started_at DESC LIMIT 1",
+                (input_path, before_run_id, before_run_id),
+            ).fetchone()
+        )
         return self.run(row[0]) if row else None
 
     def run_rows(self, run_id: str) -> list[tuple[int, int, str | None, str, int | None, str | None, str | None]]:
-        return self._db.execute(
-            "SELECT row, origin_row, key, status, job_id, reference, problem FROM run_rows "
-            "WHERE run_id = ? ORDER BY row",
-            (run_id,),
-        ).fetchall()
+        return self._read(
+            lambda db: db.execute(
+                "SELECT row, origin_row, key, status, job_id, reference, problem FROM run_rows "
+                "WHERE run_id = ? ORDER BY row",
+                (run_id,),
+            ).fetchall()
+        )
 
     def run_errors(self, run_id: str) -> list[tuple[int, str | None, str | None, str, str]]:
-        return self._db.execute(
-            'SELECT row, field, "column", "check", message FROM run_errors WHERE run_id = ? ORDER BY row',
-            (run_id,),
-        ).fetchall()
+        return self._read(
+            lambda db: db.execute(
+                'SELECT row, field, "column", "check", message FROM run_errors WHERE run_id = ? ORDER BY row',
+                (run_id,),
+            ).fetchall()
+        )
+
+
+# --- ledgers of earlier versions (kept in a report folder, with no API recorded) ---------------------------------
+
+
+def legacy_ledgers(folder: Path, customer_id: int) -> list[Path]:
+    """Ledgers an earlier version left in a report folder for this customer id (they record no API)."""
+    found = []
+    for path in sorted(folder.glob("ledger-*.sqlite")) if folder.is_dir() else []:
+        try:
+            api, customer = read_identity(path)
+        except SettingsError:
+            continue
+        if api is None and customer == customer_id:
+            found.append(path)
+    return found
+
+
+def adopt(legacy: Path, identity: TenantIdentity, target: Path) -> Path:
+    """Make an earlier version's ledger the ledger of `identity`: copied to `target` with the identity written
+    into it; the old file is renamed `*.adopted` so that it is never read again. Returns the new name of the old
+    file."""
+    api, customer = read_identity(legacy)
+    if api is not None:
+        raise SettingsError(f"{legacy} already belongs to {TenantIdentity(api, customer or 0)}; nothing to adopt")
+    if customer != identity.customer_id:
+        raise SettingsError(
+            f"{legacy} is customer {customer}'s ledger, not customer {identity.customer_id}'s; set "
+            "BIGCHANGE_CUSTOMER_ID to its tenant before adopting it"
+        )
+    if target.exists():
+        raise SettingsError(
+            f"{identity} already has a ledger at {target}; two ledgers cannot be merged: move that one away first "
+            "if the old one should replace it"
+        )
+    target.parent.mkdir(parents=True, exist_ok=True)
+    source = sqlite3.connect(f"file:{legacy.as_posix()}?mode=ro", uri=True)
+    copy = sqlite3.connect(target)
+    try:
+        source.backup(copy)
+        copy.execute("INSERT OR REPLACE INTO meta VALUES ('api', ?)", (identity.api,))
+        copy.execute("INSERT OR REPLACE INTO meta VALUES ('schema', ?)", (SCHEMA_VERSION,))
+        copy.commit()
+    finally:
+        copy.close()
+        source.close()
+    renamed = legacy.with_name(legacy.name + ".adopted")
+    legacy.replace(renamed)
+    for extra in ("-wal", "-shm"):
+        Path(f"{legacy}{extra}").unlink(missing_ok=True)
+    return renamed

@@ -59,12 +59,19 @@ class RunProgress:
             self._line()
 
     def advance(self, status: Status | str, n: int = 1) -> None:
+        """`n` rows reached `status` (negative: a status taken back). Pending rows are not done: the bar and the
+        line never show a stopped run as complete."""
         self.counts[str(status)] += n
-        self.done += n
+        if str(status) != Status.PENDING:
+            self.done += n
         self._render()
 
     def _summary(self) -> str:
-        parts = [f"{name} {count}" for name, count in sorted(self.counts.items())]
+        parts = [
+            f"{name} {count}{' (not sent)' if name == Status.PENDING else ''}"
+            for name, count in sorted(self.counts.items())
+            if count
+        ]
         return ", ".join(parts)
 
     def _rate(self) -> float:

@@ -40,6 +40,7 @@ _OUTCOME_FIELDS: tuple[str, ...] = (
     "problem_title",
     "problem_detail",
     "problem_type",
+    "note",  # how the outcome was reached where that is worth saying, e.g. "found in BigChange"
 )
 #: Columns of results.csv before the original columns (`file_row` only when the input was a corrections file).
 RESULT_COLUMNS: tuple[str, ...] = ("row", "file_row", *_OUTCOME_FIELDS, "errors")

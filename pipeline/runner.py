@@ -7,6 +7,7 @@ always ends by writing the reports, whatever stopped the run. The CLI calls thes
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import hashlib
 import json
 import secrets
@@ -14,7 +15,7 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -25,17 +26,19 @@ import structlog
 
 from pipeline import __version__, logs
 from pipeline.client import ApiClient, ClientOptions
-from pipeline.errors import InputFileError, Interrupted, RunStopped
+from pipeline.errors import InputFileError, Interrupted, RunStopped, SettingsError
 from pipeline.field_errors import problem_errors
-from pipeline.ledger import Ledger, default_ledger_path, now_iso
+from pipeline.ledger import Ledger, legacy_ledgers, now_iso
 from pipeline.mapping import MappedTable, Mapping, apply_mapping, load_mapping
 from pipeline.model import ERROR_SCHEMA, ORIGIN_ROW, ROW, SUCCESS, CellError, RawTable, Status, errors_frame
+from pipeline.outcomes import Outcomes
 from pipeline.payload import plan_payloads
 from pipeline.progress import RunProgress
 from pipeline.read import CSV_SUFFIXES, read_table
-from pipeline.report import ReportPaths, RunSummary, write_reports
+from pipeline.report import ReportPaths, ReportWriteError, RunSummary, write_reports
 from pipeline.settings import Settings, load_settings
-from pipeline.submit import PlannedRow, RowResult, SubmitOptions, SubmitStats, Submitter
+from pipeline.state import TenantIdentity, default_ledger_path
+from pipeline.submit import PlannedRow, SubmitOptions, SubmitStats, Submitter
 from pipeline.validate import Validation, validate
 
 log = structlog.get_logger(__name__)
@@ -50,6 +53,7 @@ OUTCOME_SCHEMA: dict[str, pl.DataType] = {
     "problem_title": pl.String(),
     "problem_detail": pl.String(),
     "problem_type": pl.String(),
+    "note": pl.String(),
 }
 
 
@@ -64,7 +68,8 @@ class RunOptions:
     encoding: str | None = None
     delimiter: str | None = None
     env_file: Path | None = None
-    ledger: Path | None = None
+    ledger: Path | None = None  # default: the tenant's ledger in the state home
+    state_dir: Path | None = None  # default: $JOBIMPORT_HOME, else the user's state folder
     submit: SubmitOptions = field(default_factory=SubmitOptions)
     transport: str = "aiohttp"
     read_timeout_s: float = 30.0
@@ -156,93 +161,75 @@ def file_sha256(path: Path) -> str:
 
 
 def write_payloads(path: Path, payloads: pl.DataFrame) -> None:
-    """payloads.jsonl: one line per valid row, {"row", "key", "payload"} with the payload exactly as sent."""
+    """payloads.jsonl: one line per valid row, {"row", "key", "payload"} with the payload exactly as sent; written
+    slice by slice, so the lines are never all in memory at once."""
     # pl.format would read the literal braces as column names: build the line by concatenation.
-    frame = payloads.select(
-        pl.concat_str(
-            pl.lit('{"row":'),
-            pl.col(ORIGIN_ROW).cast(pl.String),
-            pl.lit(',"key":'),
-            _json_string(pl.col("key")),
-            pl.lit(',"payload":'),
-            pl.col("payload"),
-            pl.lit("}"),
-        )
+    line = pl.concat_str(
+        pl.lit('{"row":'),
+        pl.col(ORIGIN_ROW).cast(pl.String),
+        pl.lit(',"key":'),
+        _json_string(pl.col("key")),
+        pl.lit(',"payload":'),
+        pl.col("payload"),
+        pl.lit("}\n"),
     )
-    with path.open("w", encoding="utf-8") as handle:
-        for (line,) in frame.iter_rows():
-            handle.write(line + "\n")
+    with path.open("w", encoding="utf-8", newline="") as handle:
+        for chunk in payloads.iter_slices(PLAN_SLICE):
+            handle.write("".join(chunk.select(line).to_series()))
 
 
 def _json_string(expr: pl.Expr) -> pl.Expr:
     return pl.struct(expr.alias("v")).struct.json_encode().str.slice(5).str.strip_suffix("}")
 
 
-def _outcomes(prepared: Prepared, results: dict[str, RowResult], dry_run: bool) -> pl.DataFrame:
+#: planned rows handed to the submitter per slice (the only per-row objects a run holds at a time)
+PLAN_SLICE = 1024
+
+
+def planned_batches(payloads: pl.DataFrame, size: int = PLAN_SLICE) -> Iterator[list[PlannedRow]]:
+    """The plan as slices of PlannedRow, index = position in `payloads` (where its outcome is kept)."""
+    index = 0
+    for chunk in payloads.select(ROW, "key", "reference", "payload").iter_slices(size):
+        batch = [PlannedRow(index + i, *values) for i, values in enumerate(chunk.iter_rows())]
+        index += len(batch)
+        yield batch
+
+
+def _outcomes(prepared: Prepared, outcomes: Outcomes | None, dry_run: bool) -> pl.DataFrame:
     """One outcome per source row, in source order."""
     base = prepared.mapped.frame.select(ROW, ORIGIN_ROW, "reference")
-    keyed = prepared.payloads.select(ROW, "key")
-    frame = base.join(keyed, on=ROW, how="left", maintain_order="left")
-    keys = frame["key"].to_list()
-    statuses: list[str] = []
-    job_ids: list[int | None] = []
-    problems: list[dict[str, Any] | None] = []
-    for key in keys:
-        if key is None:
-            statuses.append(Status.INVALID)
-            job_ids.append(None)
-            problems.append(None)
-        elif dry_run:
-            statuses.append(Status.VALID)
-            job_ids.append(None)
-            problems.append(None)
-        else:
-            result = results.get(key) or RowResult(Status.PENDING)
-            statuses.append(result.status)
-            job_ids.append(result.job_id)
-            problems.append(result.problem)
-    return pl.DataFrame(
-        {
-            ROW: frame[ROW],
-            ORIGIN_ROW: frame[ORIGIN_ROW],
-            "status": [str(s) for s in statuses],
-            "job_id": job_ids,
-            "reference": frame["reference"],
-            "problem_status": [_int_or_none((p or {}).get("status")) for p in problems],
-            "problem_title": [_str_or_none((p or {}).get("title")) for p in problems],
-            "problem_detail": [_str_or_none((p or {}).get("detail")) for p in problems],
-            "problem_type": [_str_or_none((p or {}).get("type")) for p in problems],
-        },
-        schema=OUTCOME_SCHEMA,
+    planned = prepared.payloads.select(ROW)
+    if outcomes is not None:
+        planned = pl.concat([planned, outcomes.frame()], how="horizontal")
+    else:
+        status = Status.VALID if dry_run else Status.PENDING
+        planned = planned.with_columns(pl.lit(str(status)).alias("status"))
+    frame = base.join(planned, on=ROW, how="left", maintain_order="left")
+    frame = frame.with_columns(pl.col("status").fill_null(str(Status.INVALID)))
+    return frame.select(
+        pl.col(name).cast(dtype) if name in frame.columns else pl.lit(None, dtype).alias(name)
+        for name, dtype in OUTCOME_SCHEMA.items()
     )
 
 
-def _percentile(values: list[float], pct: int) -> float | None:
-    if not values:
-        return None
-    ordered = sorted(values)
-    return round(ordered[min(len(ordered) - 1, int(len(ordered) * pct / 100))], 1)
-
-
-def _notes(prepared: Prepared) -> list[str]:
+def _notes(prepared: Prepared, stats: SubmitStats | None = None) -> list[str]:
     raw = prepared.raw
     notes = []
     if raw.kind == "csv" and raw.encoding not in (None, "utf-8", "utf-8-sig", "ascii"):
         notes.append(f"{raw.source.name} is not UTF-8: it was read as {raw.encoding}.")
     if raw.is_corrections:
         notes.append("The input is a corrections file: its `row` column gives each row's original source row.")
+    if stats is not None and stats.found_before_send:
+        notes.append(
+            f"{stats.found_before_send} row(s) were found in BigChange by reference before sending (same job type "
+            "and contact): reported already_created with the existing job's id, not sent."
+        )
+    if stats is not None and stats.conflicts:
+        notes.append(
+            f"{stats.conflicts} row(s) have a reference BigChange already uses for a job of another type or contact: "
+            "rejected, not sent."
+        )
     return notes
-
-
-def _int_or_none(value: object) -> int | None:
-    try:
-        return int(value) if value is not None else None  # type: ignore[call-overload]
-    except (TypeError, ValueError):
-        return None
-
-
-def _str_or_none(value: object) -> str | None:
-    return None if value is None else str(value)
 
 
 #: What a row-level message says for sent rows that did not end created, when the problem gives no detail.
@@ -253,20 +240,20 @@ NEXT_STEP = {
 }
 
 
-def _outcome_errors(prepared: Prepared, results: dict[str, RowResult]) -> pl.DataFrame:
+def _outcome_errors(prepared: Prepared, outcomes: Outcomes | None) -> pl.DataFrame:
     """Errors from the API side: a rejected row's field errors located on the source cells that fed them, and
     one row-level message saying what to do for failed, uncertain and pending rows."""
-    found: list[CellError] = []
-    attention = {k for k, r in results.items() if r.status == Status.REJECTED or r.status in NEXT_STEP}
-    if not attention:
+    if outcomes is None:
         return errors_frame()
-    for row, key, payload in prepared.payloads.select(ROW, "key", "payload").iter_rows():
-        if key not in attention:
-            continue
-        result = results[key]
+    found: list[CellError] = []
+    rows = prepared.payloads.get_column(ROW)
+    payload_text = prepared.payloads.get_column("payload")
+    for index in outcomes.indices({Status.REJECTED, *NEXT_STEP}):
+        row = rows[index]
+        result = outcomes.get(index)
         problem = result.problem or {}
         if result.status == Status.REJECTED:
-            found.extend(problem_errors(row, problem, payload, prepared.mapping))
+            found.extend(problem_errors(row, problem, payload_text[index], prepared.mapping))
         else:
             detail = problem.get("detail") or problem.get("title")
             message = f"{detail}; {NEXT_STEP[result.status]}" if result.status == Status.FAILED and detail else None
@@ -352,137 +339,191 @@ def _previous(ledger: Ledger | None, input_path: str, run_id: str) -> pl.DataFra
     )
 
 
+class ReportsNotWritten(RunStopped):
+    """Jobs were sent but a report could not be written: exit 3, every row's state is safe in the ledger."""
+
+
+def resolve_ledger(options: RunOptions, settings: Settings) -> tuple[TenantIdentity, Path]:
+    """The tenant identity of a run and its ledger file. A ledger an earlier version left in the report folder is
+    never used silently: the run refuses, naming it and how to adopt it."""
+    identity = TenantIdentity.of(settings.base_url, settings.customer_id)
+    if options.ledger is not None:
+        return identity, options.ledger
+    path = default_ledger_path(identity, options.state_dir)
+    if not path.exists():
+        for legacy in legacy_ledgers(options.report_root, settings.customer_id):
+            raise SettingsError(
+                f"{legacy} is a ledger of an earlier jobimport (customer {settings.customer_id}, API not recorded); "
+                f"ledgers now live in {path.parent}: if it was {identity}'s, adopt it with `jobimport ledger adopt "
+                f"{legacy}`, otherwise rename or move it away, then run again"
+            )
+    return identity, path
+
+
 def run_import(options: RunOptions, on_prepared: Callable[[Prepared], None] | None = None) -> RunResult:
-    """The whole import (or a dry run). Reports are written even when the run is stopped."""
+    """The whole import (or a dry run). Settings and the ledger's lock come before the file is read (a run that
+    cannot send finds out at once); reports are written even when the run is stopped."""
     started_at = now_iso()
     started = time.perf_counter()
-    prepared = prepare(options)
-    if on_prepared is not None:
-        on_prepared(prepared)
     settings = None if options.dry_run else options.settings or load_settings(options.env_file)
-    run_id = new_run_id()
-    report_dir = options.report_root / run_id
-    report_dir.mkdir(parents=True, exist_ok=True)
-    input_key = str(options.input.resolve())
-    signals = _Signals()
-    stats = SubmitStats()
-    results: dict[str, RowResult] = {}
-    stopped: RunStopped | None = None
     ledger: Ledger | None = None
+    ledger_path: Path | None = None
+    if settings is not None:
+        _, ledger_path = resolve_ledger(options, settings)
+        ledger = Ledger(ledger_path, TenantIdentity.of(settings.base_url, settings.customer_id))
+    signals = _Signals()
     try:
-        if options.dry_run:
-            logs.configure(None)
-            write_payloads(report_dir / "payloads.jsonl", prepared.payloads)
-        else:
-            assert settings is not None
-            signals.arm()
-            logs.configure(report_dir / "run.log.jsonl")
-            structlog.contextvars.bind_contextvars(run_id=run_id)
-            ledger_path = options.ledger or default_ledger_path(options.report_root, settings.customer_id)
-            ledger = Ledger(ledger_path, settings.customer_id)
-            ledger.start_run(run_id, input_key, str(options.mapping.resolve()), file_sha256(options.input))
-            log.info(
-                "run_started",
-                input=input_key,
-                rows=prepared.raw.frame.height,
-                valid=prepared.payloads.height,
-                ledger=str(ledger_path),
-                base_url=settings.base_url,
-            )
-            options.submit.timeout_grace_s = options.read_timeout_s
-            planned = [
-                PlannedRow(row, key, reference, payload)
-                for row, key, reference, payload in prepared.payloads.select(
-                    ROW, "key", "reference", "payload"
-                ).iter_rows()
-            ]
-            results, stats, stopped = asyncio.run(_submit(planned, settings, ledger, run_id, options, signals))
-        outcomes = _outcomes(prepared, results, options.dry_run)
-        own_errors = prepared.validation.errors.select(pl.col(n).cast(d) for n, d in ERROR_SCHEMA.items())
-        errors = pl.concat([own_errors, _outcome_errors(prepared, results)], how="vertical").sort(
-            "row", maintain_order=True
-        )
-        counts = {str(s): 0 for s in Status}
-        for status, n in outcomes.group_by("status").len().iter_rows():
-            counts[status] = n
-        exit_code = _exit_code(counts, stopped, options.dry_run)
-        duration = time.perf_counter() - started
-        summary = RunSummary(
-            run_id=run_id,
-            input=str(options.input),
-            mapping=str(options.mapping),
-            sheet=prepared.raw.sheet,
-            encoding=prepared.raw.encoding,
-            delimiter=prepared.raw.delimiter,
-            dry_run=options.dry_run,
-            started_at=started_at,
-            finished_at=now_iso(),
-            duration_s=round(duration, 3),
-            rows_sent=stats.sent,
-            throughput_rows_per_s=round(stats.sent / duration, 1) if duration > 0 else 0.0,
-            retries=stats.retries,
-            http_429=stats.http_429,
-            http_5xx=stats.http_5xx,
-            reconciled=stats.reconciled_found + stats.reconciled_absent,
-            stop_reason=stats.stop_reason,
-            exit_code=exit_code,
-            customer_id=settings.customer_id if settings else None,
-            header_row=options.header_row or prepared.mapping.header_row,
-            max_concurrency=None if options.dry_run else options.submit.max_concurrency,
-            peak_concurrency=stats.max_concurrency_seen or None,
-            latency_p50_ms=_percentile(stats.latencies_ms, 50),
-            latency_p95_ms=_percentile(stats.latencies_ms, 95),
-            tool_version=__version__,
-            notes=_notes(prepared),
-        )
-        previous = _previous(ledger, input_key, run_id)
-        paths = write_reports(report_dir, summary, prepared.raw, outcomes, errors, previous)
-        if ledger is not None:
-            ledger.finish_run(
-                run_id,
-                json.loads((report_dir / "summary.json").read_text(encoding="utf-8")),
-                exit_code,
-                _run_rows(outcomes, prepared.payloads, results),
-                errors.iter_rows(),
-            )
-            log.info("run_finished", exit_code=exit_code, counts=counts, stop_reason=stats.stop_reason)
+        prepared = prepare(options)
+        if on_prepared is not None:
+            on_prepared(prepared)
+        run_id = new_run_id()
+        report_dir = options.report_root / run_id
+        try:
+            report_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise ReportWriteError(
+                f"cannot create the report folder {report_dir}: {exc.strerror or exc}; choose another --report-dir"
+            ) from None
+        return _run(options, prepared, settings, ledger, ledger_path, run_id, report_dir, started, started_at, signals)
     finally:
         signals.disarm()
         if ledger is not None:
             ledger.close()
         logs.close()
         structlog.contextvars.clear_contextvars()
+
+
+def _run(
+    options: RunOptions,
+    prepared: Prepared,
+    settings: Settings | None,
+    ledger: Ledger | None,
+    ledger_path: Path | None,
+    run_id: str,
+    report_dir: Path,
+    started: float,
+    started_at: str,
+    signals: _Signals,
+) -> RunResult:
+    input_key = str(options.input.resolve())
+    stats = SubmitStats()
+    outcomes: Outcomes | None = None
+    stopped: RunStopped | None = None
+    if options.dry_run or ledger is None or settings is None:
+        logs.configure(None)
+        write_payloads(report_dir / "payloads.jsonl", prepared.payloads)
+    else:
+        signals.arm()
+        logs.configure(report_dir / "run.log.jsonl")
+        structlog.contextvars.bind_contextvars(run_id=run_id)
+        ledger.start_run(run_id, input_key, str(options.mapping.resolve()), file_sha256(options.input))
+        log.info(
+            "run_started",
+            input=input_key,
+            rows=prepared.raw.frame.height,
+            valid=prepared.payloads.height,
+            ledger=str(ledger_path),
+            base_url=settings.base_url,
+        )
+        options.submit.timeout_grace_s = options.read_timeout_s
+        outcomes, stats, stopped = asyncio.run(_submit(prepared.payloads, settings, ledger, run_id, options, signals))
+    frame = _outcomes(prepared, outcomes, options.dry_run)
+    own_errors = prepared.validation.errors.select(pl.col(n).cast(d) for n, d in ERROR_SCHEMA.items())
+    errors = pl.concat([own_errors, _outcome_errors(prepared, outcomes)], how="vertical").sort(
+        "row", maintain_order=True
+    )
+    counts = {str(s): 0 for s in Status}
+    for status, n in frame.group_by("status").len().iter_rows():
+        counts[status] = n
+    exit_code = _exit_code(counts, stopped, options.dry_run)
+    duration = time.perf_counter() - started
+    summary = RunSummary(
+        run_id=run_id,
+        input=str(options.input),
+        mapping=str(options.mapping),
+        sheet=prepared.raw.sheet,
+        encoding=prepared.raw.encoding,
+        delimiter=prepared.raw.delimiter,
+        dry_run=options.dry_run,
+        started_at=started_at,
+        finished_at=now_iso(),
+        duration_s=round(duration, 3),
+        rows_sent=stats.sent,
+        throughput_rows_per_s=round(stats.sent / duration, 1) if duration > 0 else 0.0,
+        retries=stats.retries,
+        http_429=stats.http_429,
+        http_5xx=stats.http_5xx,
+        reconciled=stats.reconciled_found + stats.reconciled_absent,
+        stop_reason=stats.stop_reason,
+        exit_code=exit_code,
+        customer_id=settings.customer_id if settings else None,
+        header_row=options.header_row or prepared.mapping.header_row,
+        max_concurrency=None if options.dry_run else options.submit.max_concurrency,
+        peak_concurrency=stats.max_concurrency_seen or None,
+        latency_p50_ms=stats.latency.percentile(50),
+        latency_p95_ms=stats.latency.percentile(95),
+        tool_version=__version__,
+        notes=_notes(prepared, stats),
+    )
+    previous = _previous(ledger, input_key, run_id)
+    try:
+        paths = write_reports(report_dir, summary, prepared.raw, frame, errors, previous)
+    except ReportWriteError as exc:
+        if ledger is None:
+            raise
+        document = {**dataclasses.asdict(summary), "exit_code": 3, "counts": counts, "report_error": str(exc)}
+        ledger.finish_run(run_id, document, 3, _run_rows(frame, prepared), errors.iter_rows())
+        raise ReportsNotWritten(
+            f"{exc} Every row's outcome is safe in the ledger: free the space or fix the folder, then "
+            f"`jobimport report {run_id}` writes the reports"
+        ) from None
+    if ledger is not None:
+        ledger.finish_run(
+            run_id,
+            json.loads((report_dir / "summary.json").read_text(encoding="utf-8")),
+            exit_code,
+            _run_rows(frame, prepared),
+            errors.iter_rows(),
+        )
+        log.info("run_finished", exit_code=exit_code, counts=counts, stop_reason=stats.stop_reason)
     return RunResult(run_id, report_dir, summary, paths, counts, exit_code, stats.stop_reason)
 
 
-def _run_rows(outcomes: pl.DataFrame, payloads: pl.DataFrame, results: dict[str, RowResult]) -> Any:
-    keys = dict(payloads.select(ROW, "key").iter_rows())
-    for row, origin, status, job_id, reference, *_ in outcomes.iter_rows():
-        key = keys.get(row)
-        result = results.get(key) if key else None
-        problem = json.dumps(result.problem) if result and result.problem else None
-        yield (row, origin, key, status, job_id, reference, problem)
+def _run_rows(outcomes: pl.DataFrame, prepared: Prepared) -> Iterator[tuple[Any, ...]]:
+    """(row, origin_row, key, status, job_id, reference, problem JSON) per source row, for the ledger."""
+    keys = prepared.payloads.select(ROW, "key")
+    frame = outcomes.join(keys, on=ROW, how="left", maintain_order="left")
+    columns = ("problem_status", "problem_title", "problem_detail", "problem_type")
+    for row, origin, key, status, job_id, reference, p_status, title, detail, p_type, note in frame.select(
+        ROW, ORIGIN_ROW, "key", "status", "job_id", "reference", *columns, "note"
+    ).iter_rows():
+        problem: dict[str, Any] = {}
+        if p_status is not None or title is not None or detail is not None or p_type is not None:
+            problem = {"status": p_status, "title": title, "detail": detail, "type": p_type}
+        if note:
+            problem["note"] = note
+        yield (row, origin, key, status, job_id, reference, json.dumps(problem) if problem else None)
 
 
 async def _submit(
-    planned: list[PlannedRow],
+    payloads: pl.DataFrame,
     settings: Settings,
     ledger: Ledger,
     run_id: str,
     options: RunOptions,
     signals: _Signals,
-) -> tuple[dict[str, RowResult], SubmitStats, RunStopped | None]:
+) -> tuple[Outcomes, SubmitStats, RunStopped | None]:
     client_options = ClientOptions(
         transport=options.transport,
         max_connections=max(1, options.submit.max_concurrency),
         read_timeout_s=options.read_timeout_s,
     )
     async with ApiClient(settings, client_options) as client:
-        with RunProgress(len(planned)) as progress:
-            submitter = Submitter(client, ledger, run_id, options.submit, progress.advance)
+        with RunProgress(payloads.height) as progress:
+            submitter = Submitter(client, ledger, run_id, options.submit, progress.advance, progress.console.print)
             signals.attach(asyncio.get_running_loop(), submitter, progress.console.print)
             try:
-                results = await submitter.run(planned)
+                outcomes = await submitter.run(planned_batches(payloads), payloads.height)
             finally:
                 signals.detach()
-    return results, submitter.stats, submitter.stop_error
+    return outcomes, submitter.stats, submitter.stop_error

@@ -1,7 +1,11 @@
 """Submission: turn planned rows into jobs exactly once, through faults, throttling and interruptions.
 
-A bounded pool of workers pulls from a queue that a feeder fills in small batches, each batch made durable in
-the ledger as `sending` before any of its requests leaves. Answers are classified by the client:
+Rows stream in from the plan in slices; nothing holds an object per row of the file. For each slice the feeder
+asks the ledger about its keys only, settles what the ledger already knows, looks rows with a reference that
+the ledger has never seen up in BigChange (≤ 50 per call, several calls at once, through the same client and
+gate as the sends: found with the same type and contact → `already_created`; another → a conflict, `rejected`,
+not sent), makes the rest durable as `sending` (through the ledger's writer thread) and queues them for a
+bounded pool of workers. Answers are classified by the client:
 - created → `created`; rejected (400/403/422) → `rejected` with the problem details;
 - transient (429, 502/503/504, not sent) → sent again after a backoff (429/503 also slow everyone down), until
   the retry budget runs out → `failed`;
@@ -9,7 +13,7 @@ the ledger as `sending` before any of its requests leaves. Answers are classifie
   id; absent → sent again; no reference → `uncertain` (never resent automatically).
 A circuit breaker stops the run after too many consecutive server or network failures; a 401 that survives a
 token refresh, or a streak of 403s before any success, stops it as a configuration problem. On stop, rows not
-yet sent go back to `pending`; in-flight requests get a bounded time to finish.
+yet sent go back to `pending` and the rest of the file is settled from the ledger alone.
 """
 
 from __future__ import annotations
@@ -17,50 +21,53 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import json
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 import structlog
 
-from pipeline.client import Answer, ApiClient, Kind
-from pipeline.errors import AuthRefused, CircuitOpen, RunStopped, TransientError
+from pipeline.client import Answer, ApiClient, FoundJob, Kind
+from pipeline.errors import AuthRefused, CircuitOpen, JobImportError, RunStopped, TokenUnavailable, TransientError
+from pipeline.latency import LatencyHistogram
 from pipeline.ledger import Ledger, LedgerRow, Update
 from pipeline.model import Status
+from pipeline.outcomes import Outcomes, RowResult
 from pipeline.throttle import Gate, Stopped
 
 log = structlog.get_logger(__name__)
 
+FOUND_NOTE = "found in BigChange"
+LOOKUP_BATCH = 50  # references per GET /v1/jobs (the API's limit)
+
 
 @dataclass(slots=True)
 class PlannedRow:
-    """One valid source row, ready to send."""
+    """One valid source row, ready to send. `index` is its position in the plan (its outcome's address)."""
 
+    index: int
     row: int
     key: str
     reference: str | None
     payload: str
-    fingerprint: str = ""
     attempts: int = 0  # sends made by this run that count against the retry budget (429s do not)
     throttled: int = 0  # 429 answers this row got
 
-    def __post_init__(self) -> None:
-        if not self.fingerprint:
-            self.fingerprint = fingerprint(self.payload)
+    @property
+    def fingerprint(self) -> str:
+        """sha256 of the payload (the key already is one for rows without a reference): computed only where a
+        rejection must be told from a changed row."""
+        if self.key.startswith("fp:"):
+            return self.key[3:]
+        return fingerprint(self.payload)
 
 
 def fingerprint(payload: str) -> str:
     return hashlib.sha256(payload.encode("utf-8")).hexdigest()
-
-
-@dataclass(slots=True)
-class RowResult:
-    status: Status
-    job_id: int | None = None
-    problem: dict[str, Any] | None = None
 
 
 @dataclass
@@ -76,6 +83,7 @@ class SubmitOptions:
     auth_streak: int = 10  # consecutive 403s before any success → configuration problem
     resend_uncertain: bool = False
     resend_rejected: bool = False  # send again rows the API refused, even unchanged (the tenant's rules changed)
+    lookup_before_send: bool = True  # look a reference the ledger does not know up in BigChange first
     drain_timeout_s: float = 30.0  # how long in-flight requests may finish after a stop
     reconcile_batch: int = 50
     # How long after an unknown outcome a look-up may decide "absent, send again": the server may still be working
@@ -86,6 +94,7 @@ class SubmitOptions:
     timeout_grace_s: float = 30.0
     max_retry_after_s: float = 300.0  # a longer Retry-After stops the run (rows pending) instead of waiting
     flush_every_s: float = 0.2  # ledger commit cadence for results
+    lookahead_calls: int = 8  # look-ups before sending that may be in flight at once
 
 
 @dataclass
@@ -98,22 +107,24 @@ class SubmitStats:
     reconciled_found: int = 0
     reconciled_absent: int = 0
     lookups: int = 0
+    found_before_send: int = 0  # rows a look-up before their first send found in BigChange
+    conflicts: int = 0  # rows whose reference BigChange holds for a job of another type or contact
     stop_reason: str | None = None
     max_concurrency_seen: int = 0
     paused_s: float = 0.0
-    latencies_ms: list[float] = field(default_factory=list, repr=False)  # of answered creates (created or rejected)
+    latency: LatencyHistogram = field(default_factory=LatencyHistogram, repr=False)  # answered creates
 
 
 ProgressFn = Callable[[Status, int], None]
+SayFn = Callable[[str], None]
 
 
 @dataclass
 class _State:
-    results: dict[str, RowResult] = field(default_factory=dict)
     pending_updates: list[Update] = field(default_factory=list)
     consecutive_failures: int = 0
     last_success: float = field(default_factory=time.monotonic)
-    forbidden_streak: list[str] = field(default_factory=list)
+    forbidden_streak: list[PlannedRow] = field(default_factory=list)
     last_forbidden: Answer | None = None
     any_success: bool = False
     other_answers: int = 0  # rejections other than 403
@@ -127,24 +138,30 @@ class Submitter:
         run_id: str,
         options: SubmitOptions | None = None,
         progress: ProgressFn | None = None,
+        say: SayFn | None = None,
     ) -> None:
         self.client = client
         self.ledger = ledger
         self.run_id = run_id
         self.options = options or SubmitOptions()
         self.progress = progress or (lambda status, n: None)
+        self.say = say or (lambda text: None)
         self.stats = SubmitStats()
         self.gate = Gate(self.options.max_concurrency, self.options.initial_concurrency)
         self._state = _State()
+        self.outcomes = Outcomes(0)
         self._stop_error: RunStopped | None = None
         self._send_queue: asyncio.Queue[PlannedRow | None] = asyncio.Queue()
         self._reconcile: list[tuple[float, PlannedRow]] = []  # (not before, row): unknown outcomes to look up
         self._reconcile_event = asyncio.Event()
         self._waiting_retry: dict[str, tuple[PlannedRow, asyncio.TimerHandle]] = {}
         self._in_flight: dict[str, PlannedRow] = {}
-        self._outstanding = 0  # rows handed to the engine without a final result yet
+        self._outstanding = 0  # rows queued to send without a final result yet
+        self._fed_all = False
         self._done = asyncio.Event()
         self._hurry = False
+        self._stale: dict[str, LedgerRow] = {}  # `sending` rows an interrupted run left, still unresolved
+        self._write_error: BaseException | None = None
 
     # --- public ------------------------------------------------------------------------------------------------
 
@@ -160,76 +177,56 @@ class Submitter:
             self._done.set()
             self._reconcile_event.set()
 
-    async def run(self, rows: list[PlannedRow]) -> dict[str, RowResult]:
-        """Submit `rows` (unique keys). Returns key → result for every row; raises nothing for row problems."""
-        if len({r.key for r in rows}) != len(rows):
-            raise ValueError("planned rows must have unique keys")
-        to_send = await self._triage(rows)
-        self._outstanding = len(to_send)
-        if to_send:
-            await self._submit(to_send)
+    async def run(self, batches: Iterator[list[PlannedRow]], total: int) -> Outcomes:
+        """Submit the planned rows `batches` yields (unique keys, indices 0..total-1, in order). Returns every
+        row's outcome; raises nothing for row problems."""
+        self.outcomes = Outcomes(total)
+        try:
+            await self._reconcile_interrupted()
+        except RunStopped as exc:
+            self.stop(exc)  # report what the ledger knows; send nothing
+        if self._stop_error is None:
+            await self._submit(batches)
+        # Whatever was not fed (a stop, or nothing to send): settled from the ledger alone, never sent.
+        await self._settle_rest(batches)
         state = self._state
-        if state.forbidden_streak and not state.any_success and not state.other_answers and not self._stop_error:
+        forbidden_stop = isinstance(self._stop_error, AuthRefused) and "answered 403" in str(self._stop_error)
+        if (
+            state.forbidden_streak
+            and not state.any_success
+            and not state.other_answers
+            and (self._stop_error is None or forbidden_stop)
+        ):
             # Fewer rows than the streak threshold, all refused with 403: still the credentials or the tenant.
             self._forbidden_everywhere(state.last_forbidden)
         self._flush()
+        await asyncio.to_thread(self.ledger.flush)
         self.stats.max_concurrency_seen = self.gate.stats.max_limit_seen
         self.stats.paused_s = self.gate.stats.paused_s
-        return self._state.results
+        return self.outcomes
 
     @property
     def stop_error(self) -> RunStopped | None:
         return self._stop_error
 
-    # --- before sending: what the ledger already knows -----------------------------------------------------------
+    # --- before sending: what an interrupted run left, and what the ledger already knows --------------------------
 
-    async def _triage(self, rows: list[PlannedRow]) -> list[PlannedRow]:
-        known = self.ledger.rows()
-        try:
-            await self._reconcile_interrupted(known)
-        except RunStopped as exc:
-            self.stop(exc)  # report what the ledger knows; send nothing
-        to_send: list[PlannedRow] = []
-        for planned in rows:
-            entry = known.get(planned.key)
-            result = self._decide(planned, entry)
-            if result is None and self._stop_error is not None:
-                stale = entry is not None and entry.state == "sending"  # the next run looks it up first
-                result = (
-                    RowResult(Status.UNCERTAIN, None, _unresolved_problem()) if stale else RowResult(Status.PENDING)
-                )
-            if result is None:
-                to_send.append(planned)
-            else:
-                self._finish(planned.key, result, write=False)
-        return to_send
-
-    def _decide(self, planned: PlannedRow, entry: LedgerRow | None) -> RowResult | None:
-        """The result for a row the ledger already settles, or None when it must be sent."""
-        if entry is None:
-            return None
-        if entry.state in (Status.CREATED, Status.ALREADY_CREATED):
-            return RowResult(Status.ALREADY_CREATED, entry.job_id)
-        if (
-            entry.state == Status.REJECTED
-            and entry.fingerprint == planned.fingerprint
-            and not self.options.resend_rejected
-        ):
-            return RowResult(Status.REJECTED, None, entry.problem)
-        if entry.state == Status.UNCERTAIN and not self.options.resend_uncertain:
-            return RowResult(Status.UNCERTAIN, None, entry.problem or _uncertain_problem())
-        return None
-
-    async def _reconcile_interrupted(self, known: dict[str, LedgerRow]) -> None:
-        """Rows an interrupted run left `sending`: look them up by reference before anything is sent."""
-        stale = [entry for entry in known.values() if entry.state == "sending"]
+    async def _reconcile_interrupted(self) -> None:
+        """Rows an interrupted run left `sending` (found through the state index, whatever file they came from):
+        looked up by reference before anything is sent."""
+        stale = await asyncio.to_thread(self.ledger.in_state, "sending")
         if not stale:
             return
+        self._stale = {entry.key: entry for entry in stale}
         log.info("reconciling_interrupted", rows=len(stale))
         # A run killed moments ago may have requests the server is still processing: let them land first.
         wait = self.options.timeout_grace_s - min(_age_s(e.updated_at) for e in stale)
         if wait > 0:
             log.info("waiting_before_lookup", seconds=round(wait, 1))
+            self.say(
+                f"waiting {wait:.0f} s before looking up {len(stale)} row(s) an interrupted run left unanswered: "
+                "requests it sent may still be arriving at BigChange, and looking too early could send a job twice"
+            )
             await asyncio.sleep(wait)
         updates: list[Update] = []
         with_ref = [e for e in stale if e.reference]
@@ -247,33 +244,117 @@ class Submitter:
                 else:
                     self.stats.reconciled_absent += 1
                     updates.append(Update(entry.key, Status.PENDING))
-        self.ledger.record(updates, self.run_id)
-        for update in updates:
-            old = known[update.key]
-            known[update.key] = LedgerRow(
-                old.key, update.state, old.reference, update.job_id, old.fingerprint, update.problem, old.attempts
-            )
+        await asyncio.wrap_future(self.ledger.submit_record(updates, self.run_id))
+        self._stale = {}
+
+    def _decide(self, planned: PlannedRow, entry: LedgerRow | None) -> RowResult | None:
+        """The result for a row the ledger already settles, or None when it must be sent (or looked up)."""
+        if entry is None:
+            return None
+        if entry.key in self._stale:  # still unresolved (the start-up look-up failed): never resend blindly
+            return RowResult(Status.UNCERTAIN, None, _unresolved_problem())
+        if entry.state in (Status.CREATED, Status.ALREADY_CREATED):
+            return RowResult(Status.ALREADY_CREATED, entry.job_id)
+        if (
+            entry.state == Status.REJECTED
+            and not self.options.resend_rejected
+            and entry.fingerprint == planned.fingerprint
+        ):
+            return RowResult(Status.REJECTED, None, entry.problem)
+        if entry.state == Status.UNCERTAIN and not self.options.resend_uncertain:
+            return RowResult(Status.UNCERTAIN, None, entry.problem or _uncertain_problem())
+        return None
+
+    async def _known(self, batch: list[PlannedRow]) -> dict[str, LedgerRow]:
+        return await asyncio.to_thread(self.ledger.known, [p.key for p in batch])
+
+    async def _settle_rest(self, batches: Iterator[list[PlannedRow]]) -> None:
+        """Rows never fed: what the ledger settles, else `pending` (counted as such in the progress)."""
+        for batch in batches:
+            known = await self._known(batch)
+            for planned in batch:
+                result = self._decide(planned, known.get(planned.key))
+                if result is not None:
+                    self._settle(planned, result)
+        unsettled = self.outcomes.size - self.outcomes.settled
+        if unsettled:
+            self.progress(Status.PENDING, unsettled)
+
+    # --- look before sending --------------------------------------------------------------------------------------
+
+    async def _look_before_send(self, rows: list[PlannedRow]) -> list[PlannedRow]:
+        """Rows with a reference the ledger has never seen are looked up in BigChange first; returns the rows
+        to send (found ones are settled here: `already_created`, or a conflict)."""
+        chunks = [rows[i : i + LOOKUP_BATCH] for i in range(0, len(rows), LOOKUP_BATCH)]
+        limit = asyncio.Semaphore(self.options.lookahead_calls)
+
+        async def one(chunk: list[PlannedRow]) -> dict[str, list[FoundJob]]:
+            async with limit:
+                return await self._lookup_summaries([p.reference for p in chunk if p.reference])
+
+        answers = await asyncio.gather(*(one(chunk) for chunk in chunks))
+        to_send: list[PlannedRow] = []
+        updates: list[Update] = []
+        for chunk, found in zip(chunks, answers, strict=True):
+            for planned in chunk:
+                jobs = found.get(planned.reference or "")
+                if not jobs:
+                    to_send.append(planned)
+                    continue
+                same = _same_job(planned, jobs)
+                if same is not None:
+                    self.stats.found_before_send += 1
+                    result = RowResult(Status.ALREADY_CREATED, same.id, note=FOUND_NOTE)
+                    self._settle(planned, result)
+                    updates.append(Update(planned.key, Status.ALREADY_CREATED, job_id=same.id))
+                else:
+                    # Not written to the ledger: the reference is looked up again on every run until resolved.
+                    self.stats.conflicts += 1
+                    self._settle(planned, RowResult(Status.REJECTED, None, _conflict_problem(planned, jobs[0])))
+        if updates:
+            self.ledger.submit_record(updates, self.run_id).add_done_callback(self._note_write)
+        return to_send
+
+    async def _lookup_summaries(self, references: list[str]) -> dict[str, list[FoundJob]]:
+        """One look-up before sending, through the gate (it shares the API's allowance with the sends)."""
+        return await self._retrying(lambda: self.client.find_job_summaries(references), through_gate=True)
 
     async def _lookup(self, references: list[str]) -> dict[str, int]:
-        """find_jobs with a few retries; a look-up that keeps failing stops the run (we must not guess)."""
+        """find_jobs for reconciliation, with a few retries; a look-up that keeps failing stops the run."""
+        return await self._retrying(lambda: self.client.find_jobs(references), through_gate=False)
+
+    async def _retrying(self, call: Callable[[], Awaitable[Any]], through_gate: bool) -> Any:
+        """A look-up, tried again while the error says a retry can help (`retryable`, the error tree's word)."""
         for attempt in range(6):
+            if through_gate:
+                await self.gate.acquire()  # raises Stopped when the run is stopping
             try:
                 self.stats.lookups += 1
-                return await self.client.find_jobs(references)
-            except TransientError as exc:
+                return await call()
+            except TokenUnavailable as exc:  # already retried by the token source: stop, run again later
+                raise CircuitOpen(f"{exc}; rows not sent are pending") from None
+            except JobImportError as exc:
+                if not exc.retryable or not isinstance(exc, TransientError):
+                    raise
                 if exc.status == 429:
                     self.stats.http_429 += 1
-                await asyncio.sleep(exc.retry_after or min(8.0, 0.5 * 2**attempt))
+                    if through_gate:
+                        self.gate.on_throttled(exc.retry_after)
+                delay = exc.retry_after or min(8.0, 0.5 * 2**attempt)
+            finally:
+                if through_gate:
+                    await self.gate.release()
+            await asyncio.sleep(delay)
         raise CircuitOpen(
-            "cannot look jobs up by reference to reconcile lost answers (the API keeps failing); "
-            "nothing was resent; run again later"
+            "cannot look jobs up by reference in BigChange (the API keeps failing); nothing was sent for the rows "
+            "concerned; run again later"
         )
 
     # --- the engine ----------------------------------------------------------------------------------------------
 
-    async def _submit(self, rows: list[PlannedRow]) -> None:
+    async def _submit(self, batches: Iterator[list[PlannedRow]]) -> None:
         workers = [asyncio.create_task(self._worker()) for _ in range(self.options.max_concurrency)]
-        feeder = asyncio.create_task(self._feed(rows))
+        feeder = asyncio.create_task(self._feed(batches))
         reconciler = asyncio.create_task(self._reconciler())
         flusher = asyncio.create_task(self._flusher())
         done = asyncio.create_task(self._done.wait())
@@ -284,7 +365,9 @@ class Submitter:
                 for task in finished - {done}:
                     helpers.discard(task)
                     error = None if task.cancelled() else task.exception()
-                    if error is not None:
+                    if isinstance(error, RunStopped):
+                        self.stop(error)
+                    elif error is not None:
                         # A dead feeder, reconciler or flusher would leave the run waiting forever.
                         log.error("internal_task_failed", error=repr(error))
                         self.stop(
@@ -312,20 +395,46 @@ class Submitter:
             await self._final_reconcile()
             flusher.cancel()
             await asyncio.gather(flusher, return_exceptions=True)
-            self._settle_unsent(rows)
+            self._settle_unsent()
 
-    async def _feed(self, rows: list[PlannedRow]) -> None:
-        """Make rows durable as `sending` in batches, then queue them; never far ahead of the workers."""
-        batch_size = max(8, self.options.max_concurrency)
-        for start in range(0, len(rows), batch_size):
-            while self._send_queue.qsize() >= batch_size and not self.gate.closed:
+    async def _feed(self, batches: Iterator[list[PlannedRow]]) -> None:
+        """Slice by slice: triage against the ledger, look new references up, make the rest durable as `sending`,
+        then queue them; never far ahead of the workers."""
+        ahead = max(64, 2 * self.options.max_concurrency)
+        for batch in batches:
+            while self._send_queue.qsize() >= ahead and not self.gate.closed:
                 await asyncio.sleep(0.005)
             if self.gate.closed:
                 return
-            batch = rows[start : start + batch_size]
-            self.ledger.mark_sending(((r.key, r.reference, r.fingerprint) for r in batch), self.run_id)
+            known = await self._known(batch)
+            fresh: list[PlannedRow] = []
+            to_send: list[PlannedRow] = []
             for planned in batch:
+                entry = known.get(planned.key)
+                result = self._decide(planned, entry)
+                if result is not None:
+                    self._settle(planned, result)
+                elif entry is None and planned.reference and self.options.lookup_before_send:
+                    fresh.append(planned)
+                else:
+                    to_send.append(planned)
+            if fresh:
+                try:
+                    to_send.extend(await self._look_before_send(fresh))
+                except Stopped:
+                    return
+                to_send.sort(key=lambda p: p.index)
+            if not to_send:
+                continue
+            if self.gate.closed:
+                return
+            await asyncio.wrap_future(self.ledger.submit_sending(((r.key, r.reference) for r in to_send), self.run_id))
+            self._outstanding += len(to_send)
+            for planned in to_send:
                 self._send_queue.put_nowait(planned)
+        self._fed_all = True
+        if self._outstanding <= 0:
+            self._done.set()
 
     async def _worker(self) -> None:
         while True:
@@ -365,7 +474,7 @@ class Submitter:
     def _handle(self, planned: PlannedRow, answer: Answer) -> None:
         state = self._state
         if answer.kind in (Kind.CREATED, Kind.REJECTED):
-            self.stats.latencies_ms.append(answer.latency_s * 1000)
+            self.stats.latency.add(answer.latency_s * 1000)
         if answer.kind == Kind.REJECTED and answer.status != 403:
             state.other_answers += 1
         if answer.kind == Kind.CREATED:
@@ -374,17 +483,17 @@ class Submitter:
             state.last_success = time.monotonic()
             state.forbidden_streak.clear()
             state.any_success = True
-            self._finish(planned.key, RowResult(Status.CREATED, answer.job_id))
+            self._finish(planned, RowResult(Status.CREATED, answer.job_id))
         elif answer.kind == Kind.REJECTED:
             state.consecutive_failures = 0
-            self._finish(planned.key, RowResult(Status.REJECTED, None, answer.problem))
+            self._finish(planned, RowResult(Status.REJECTED, None, answer.problem))
             if answer.status == 403 and not state.any_success and not state.other_answers:
-                state.forbidden_streak.append(planned.key)
+                state.forbidden_streak.append(planned)
                 state.last_forbidden = answer
                 if len(state.forbidden_streak) >= self.options.auth_streak:
                     self._forbidden_everywhere(answer)
         elif answer.kind == Kind.AUTH:
-            self._finish(planned.key, RowResult(Status.PENDING, None, answer.problem))
+            self._finish(planned, RowResult(Status.PENDING, None, answer.problem))
             if answer.status != 401:
                 return  # the token endpoint failed: the stop reason is already set
             self.stop(
@@ -394,7 +503,7 @@ class Submitter:
                 )
             )
         elif answer.kind == Kind.ENDPOINT:
-            self._finish(planned.key, RowResult(Status.PENDING, None, answer.problem))
+            self._finish(planned, RowResult(Status.PENDING, None, answer.problem))
             title = (answer.problem or {}).get("title") or ""
             self.stop(
                 AuthRefused(
@@ -411,20 +520,24 @@ class Submitter:
         """Every row so far got 403: it is the credentials or the tenant, not the rows. Those rows go back to
         pending and the run stops."""
         answer = answer or Answer(Kind.REJECTED, 403)
-        for key in self._state.forbidden_streak:
-            self._state.results[key] = RowResult(Status.PENDING, None, answer.problem)
-            self._state.pending_updates.append(Update(key, Status.PENDING, problem=answer.problem))
+        streak = len(self._state.forbidden_streak)
+        for planned in self._state.forbidden_streak:
+            self.outcomes.record(planned.index, RowResult(Status.PENDING, None, answer.problem))
+            self._state.pending_updates.append(Update(planned.key, Status.PENDING, problem=answer.problem))
+        self._state.forbidden_streak.clear()  # 403s still in flight start a new streak, handled the same way
+        self.progress(Status.REJECTED, -streak)  # what the bar counted as rejected is pending after all
+        self.progress(Status.PENDING, streak)
         title = (answer.problem or {}).get("title") or "Forbidden"
         self.stop(
             AuthRefused(
-                f"the API answered 403 ({title}) to the first {len(self._state.forbidden_streak)} rows; check "
+                f"the API answered 403 ({title}) to the first {streak} rows; check "
                 "BIGCHANGE_CUSTOMER_ID and the API key's scopes (jobs:write), then run again"
             )
         )
 
     def _transient(self, planned: PlannedRow, answer: Answer) -> None:
         if answer.retry_after is not None and answer.retry_after > self.options.max_retry_after_s:
-            self._finish(planned.key, RowResult(Status.PENDING, None, answer.problem))
+            self._finish(planned, RowResult(Status.PENDING, None, answer.problem))
             self.stop(
                 CircuitOpen(
                     f"the API asks to wait {answer.retry_after:.0f} s (Retry-After) before sending more; rows not "
@@ -444,7 +557,7 @@ class Submitter:
                 self.gate.on_overloaded(answer.retry_after)
             self._count_failure()
         if planned.attempts >= self.options.max_attempts or planned.throttled >= self.options.max_throttled:
-            self._finish(planned.key, RowResult(Status.FAILED, None, answer.problem))
+            self._finish(planned, RowResult(Status.FAILED, None, answer.problem))
             return
         self.stats.retries += 1
         delay = answer.retry_after if answer.retry_after is not None else self._backoff(planned.attempts)
@@ -456,7 +569,7 @@ class Submitter:
             self.stats.http_5xx += 1
         self._count_failure()
         if not planned.reference:
-            self._finish(planned.key, RowResult(Status.UNCERTAIN, None, _uncertain_problem(answer.problem)))
+            self._finish(planned, RowResult(Status.UNCERTAIN, None, _uncertain_problem(answer.problem)))
             return
         grace = self.options.timeout_grace_s if answer.timed_out else self.options.lookup_grace_s
         self._reconcile.append((time.monotonic() + grace, planned))
@@ -483,7 +596,7 @@ class Submitter:
             if not self.gate.closed:
                 self._send_queue.put_nowait(planned)
             else:
-                self._finish(planned.key, RowResult(Status.PENDING))
+                self._finish(planned, RowResult(Status.PENDING))
 
         handle = asyncio.get_running_loop().call_later(delay, requeue)
         self._waiting_retry[planned.key] = (planned, handle)
@@ -520,14 +633,14 @@ class Submitter:
             job_id = found.get(planned.reference or "")
             if job_id is not None:
                 self.stats.reconciled_found += 1
-                self._finish(planned.key, RowResult(Status.CREATED, job_id))
+                self._finish(planned, RowResult(Status.CREATED, job_id))
             elif self.gate.closed:
                 # Absent, but the run is stopping: the next run looks it up again before sending anything.
-                self._finish(planned.key, RowResult(Status.UNCERTAIN, None, _unresolved_problem()), state="sending")
+                self._finish(planned, RowResult(Status.UNCERTAIN, None, _unresolved_problem()), state="sending")
             else:
                 self.stats.reconciled_absent += 1
                 if planned.attempts >= self.options.max_attempts:
-                    self._finish(planned.key, RowResult(Status.FAILED, None, _absent_problem()))
+                    self._finish(planned, RowResult(Status.FAILED, None, _absent_problem()))
                 else:
                     self.stats.retries += 1
                     self._send_queue.put_nowait(planned)
@@ -542,19 +655,26 @@ class Submitter:
                 if not await self._resolve(batch):
                     break
         for _, planned in self._reconcile:
-            self._finish(planned.key, RowResult(Status.UNCERTAIN, None, _unresolved_problem()), state="sending")
+            self._finish(planned, RowResult(Status.UNCERTAIN, None, _unresolved_problem()), state="sending")
         self._reconcile.clear()
 
     # --- bookkeeping ----------------------------------------------------------------------------------------------
 
-    def _finish(self, key: str, result: RowResult, write: bool = True, state: str | None = None) -> None:
-        """Record a row's final result (and, with `write`, its ledger state: the status unless `state` says)."""
-        self._state.results[key] = result
-        if write:
-            self._state.pending_updates.append(Update(key, state or result.status, result.job_id, result.problem))
-            self._outstanding -= 1
-            if self._outstanding <= 0:
-                self._done.set()
+    def _settle(self, planned: PlannedRow, result: RowResult) -> None:
+        """A row settled before it was queued (by the ledger or a look-up): its outcome, no send."""
+        self.outcomes.record(planned.index, result)
+        self.progress(result.status, 1)
+
+    def _finish(self, planned: PlannedRow, result: RowResult, state: str | None = None) -> None:
+        """Record a queued row's final result and its ledger state (the status unless `state` says)."""
+        self.outcomes.record(planned.index, result)
+        fingerprint = planned.fingerprint if result.status == Status.REJECTED else None
+        self._state.pending_updates.append(
+            Update(planned.key, state or result.status, result.job_id, result.problem, fingerprint)
+        )
+        self._outstanding -= 1
+        if self._fed_all and self._outstanding <= 0:
+            self._done.set()
         self.progress(result.status, 1)
 
     async def _flusher(self) -> None:
@@ -563,40 +683,70 @@ class Submitter:
             self._flush()
 
     def _flush(self) -> None:
+        """Hand the results gathered since the last flush to the ledger's writer (it never blocks the loop)."""
+        if self._write_error is not None:
+            raise RunStopped(
+                f"cannot write the ledger {self.ledger.path} ({self._write_error}); rows not yet sent stay pending "
+                "and rows sent are looked up by the next run: free the disk or fix the file's permissions, then run "
+                "again"
+            )
         if self._state.pending_updates:
             updates, self._state.pending_updates = self._state.pending_updates, []
-            try:
-                self.ledger.record(updates, self.run_id)
-            except Exception:
-                self._state.pending_updates[:0] = updates  # not written: keep them for the next flush
-                raise
+            self.ledger.submit_record(updates, self.run_id).add_done_callback(self._note_write)
 
-    def _settle_unsent(self, rows: list[PlannedRow]) -> None:
-        """After a stop: rows never sent (queued, waiting to retry, never fed) become `pending`."""
-        unsent: list[Update] = []
+    def _note_write(self, future: Any) -> None:
+        """(writer thread) Remember a failed ledger write: the run stops at the next flush."""
+        if future.exception() is not None and self._write_error is None:
+            self._write_error = future.exception()
+
+    def _settle_unsent(self) -> None:
+        """After a stop: rows queued or waiting to retry become `pending`; rows whose request was cut off stay
+        `sending` in the ledger and are reported uncertain."""
         for _, handle in self._waiting_retry.values():
             handle.cancel()
+        unsent: list[PlannedRow] = []
         while not self._send_queue.empty():
             planned = self._send_queue.get_nowait()
-            if planned is not None and planned.key not in self._state.results:
-                self._state.results[planned.key] = RowResult(Status.PENDING)
-                unsent.append(Update(planned.key, Status.PENDING))
-                self.progress(Status.PENDING, 1)
-        for key in list(self._waiting_retry) + list(self._in_flight):
-            if key not in self._state.results:
-                # waiting to retry: nothing was created; in flight and cancelled: unknown, stays `sending`.
-                if key in self._waiting_retry:
-                    self._state.results[key] = RowResult(Status.PENDING)
-                    unsent.append(Update(key, Status.PENDING))
-                else:
-                    self._state.results[key] = RowResult(Status.UNCERTAIN, None, _unresolved_problem())
-                self.progress(self._state.results[key].status, 1)
-        for planned in rows:
-            if planned.key not in self._state.results:  # never fed: not in the ledger as sending
-                self._state.results[planned.key] = RowResult(Status.PENDING)
-                self.progress(Status.PENDING, 1)
-        self._state.pending_updates.extend(unsent)
+            if planned is not None:
+                unsent.append(planned)
+        unsent.extend(planned for planned, _ in self._waiting_retry.values())
+        for planned in unsent:
+            if not self.outcomes.has(planned.index):
+                self._finish(planned, RowResult(Status.PENDING))
+        for planned in self._in_flight.values():
+            if not self.outcomes.has(planned.index):
+                self._finish(planned, RowResult(Status.UNCERTAIN, None, _unresolved_problem()), state="sending")
+        self._waiting_retry.clear()
+        self._in_flight.clear()
         self._flush()
+
+
+def _same_job(planned: PlannedRow, jobs: list[FoundJob]) -> FoundJob | None:
+    """The job among `jobs` (same reference) with this row's job type and contact, if any."""
+    try:
+        body = json.loads(planned.payload)
+    except ValueError:
+        return None
+    type_id, contact_id = body.get("typeId"), body.get("contactId")
+    for job in jobs:
+        if job.type_id == type_id and job.contact_id == contact_id:
+            return job
+    return None
+
+
+def _conflict_problem(planned: PlannedRow, job: FoundJob) -> dict[str, Any]:
+    try:
+        body = json.loads(planned.payload)
+    except ValueError:
+        body = {}
+    return {
+        "type": None,
+        "title": "Reference already used",
+        "status": 409,
+        "detail": f"BigChange already has job {job.id} with reference '{planned.reference}' but job type "
+        f"{job.type_id} and contact {job.contact_id} (this row: job type {body.get('typeId')}, contact "
+        f"{body.get('contactId')}); not sent. Give this row another reference, or correct job {job.id} in BigChange",
+    }
 
 
 def _age_s(stamp: str) -> float:

@@ -25,6 +25,15 @@ from referencing.jsonschema import DRAFT202012
 
 from pipeline.sandbox.process import SandboxProcess
 
+
+@pytest.fixture(autouse=True)
+def _state_home(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Every test gets its own state home (JOBIMPORT_HOME): ledgers never leak between tests or into the user's."""
+    home = tmp_path_factory.mktemp("state")
+    monkeypatch.setenv("JOBIMPORT_HOME", str(home))
+    return home
+
+
 OPENAPI = Path(__file__).resolve().parents[1] / "pipeline" / "sandbox" / "openapi.yaml"
 _BASE = "urn:bigchange-openapi"
 

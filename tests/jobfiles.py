@@ -97,7 +97,10 @@ def write_jobs(folder: Path, rows: int, prefix: str = "E2E", bad: dict[int, dict
 
 
 def jobimport(*args: object, env: dict[str, str], cwd: Path, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    """`python -m pipeline ARGS` as a user runs it, with exactly the environment `env`."""
+    """`python -m pipeline ARGS` as a user runs it, with exactly the environment `env` (plus the test's own
+    JOBIMPORT_HOME, so that ledgers stay in the test's folder unless `env` names another)."""
+    if "JOBIMPORT_HOME" in os.environ and "JOBIMPORT_HOME" not in env:
+        env = {**env, "JOBIMPORT_HOME": os.environ["JOBIMPORT_HOME"]}
     return subprocess.run(
         [sys.executable, "-m", "pipeline", *(str(a) for a in args)],
         env=env,

@@ -105,6 +105,7 @@ def make_outcomes(raw: RawTable, statuses: list[str], **columns: list[object]) -
             "problem_title": pl.Series(columns.get("problem_title", [None] * n), dtype=pl.String),
             "problem_detail": pl.Series(columns.get("problem_detail", [None] * n), dtype=pl.String),
             "problem_type": pl.Series(columns.get("problem_type", [None] * n), dtype=pl.String),
+            "note": pl.Series(columns.get("note", [None] * n), dtype=pl.String),
         }
     )
 
@@ -197,7 +198,7 @@ def test_results_csv_columns_problem_details_and_errors_text(tmp_path: Path) -> 
     paths = write_reports(tmp_path, make_run(), raw, outcomes, errors)
     records = read_csv_records(paths.results_csv)
     assert records[0] == [*OUR_COLUMNS, "Job Type", "Customer", "PO"]
-    assert records[1] == ["2", "created", "1000", "R1", "", "", "", "", "", "A", "C1", "1"]
+    assert records[1] == ["2", "created", "1000", "R1", "", "", "", "", "", "", "A", "C1", "1"]
     assert records[2] == [
         "3",
         "rejected",
@@ -207,12 +208,16 @@ def test_results_csv_columns_problem_details_and_errors_text(tmp_path: Path) -> 
         "Unprocessable Entity",
         "contactId is archived",
         "https://api.example/problems/validation",
+        "",
         "Customer: Contact is archived",
         "B",
         "C2",
         "2",
     ]
-    assert records[3][8] == "Job Type: Unknown job type A; Row needs a reference or a description"
+    assert (
+        records[3][OUR_COLUMNS.index("errors")]
+        == "Job Type: Unknown job type A; Row needs a reference or a description"
+    )
 
 
 def test_duplicate_and_reserved_header_names_keep_their_values(tmp_path: Path) -> None:

@@ -6,6 +6,7 @@ the ids in results.csv equal to the sandbox's, and one terminal status per row.
 
 from __future__ import annotations
 
+import os
 import signal
 import time
 from pathlib import Path
@@ -107,13 +108,16 @@ def test_faults_end_with_every_row_created_exactly_once(
         assert stats["tokens_issued"] >= 2
 
 
-def test_killed_twice_then_rerun_creates_each_job_once(tmp_path: Path, sandbox_factory: Any) -> None:
+@pytest.mark.parametrize("lose_ledger", [False, True], ids=["ledger kept", "ledger deleted after the kills"])
+def test_killed_twice_then_rerun_creates_each_job_once(tmp_path: Path, sandbox_factory: Any, lose_ledger: bool) -> None:
+    """SIGKILL twice mid-run, then reruns: every reference created once, even when the ledger is lost between the
+    second kill and the rerun (the look-up by reference before sending finds what was created)."""
     sandbox = sandbox_factory(latency_ms=5, p_lost=0.02, p503=0.02, retry_after=0, seed=21)
     rows = 3000
     source = write_jobs(tmp_path / "in", rows, prefix="KILL")
     reports = tmp_path / "reports"
     args = ["run", str(source), "--mapping", str(source.parent / "mapping.toml"), "--report-dir", str(reports)]
-    args += ["--timeout", "3"]  # a rerun right after a kill waits this long before looking rows up
+    args += ["--timeout", "6"]  # a rerun right after a kill waits this long before looking rows up
     for threshold in (600, 1800):
         process = start_cli(args, sandbox.env(), tmp_path)
         deadline = time.monotonic() + 120
@@ -124,9 +128,18 @@ def test_killed_twice_then_rerun_creates_each_job_once(tmp_path: Path, sandbox_f
         process.send_signal(signal.SIGKILL)
         process.wait(timeout=30)
         assert process.returncode == -signal.SIGKILL
-    for _ in range(4):
+    if lose_ledger:
+        state = Path(os.environ["JOBIMPORT_HOME"]) / "tenants"
+        lost = list(state.glob("*/ledger.sqlite*"))
+        assert lost, "the killed runs kept a ledger in the state home"
+        for path in lost:
+            path.unlink()
+    for attempt in range(4):
         done = run_cli(args, sandbox.env(), tmp_path)
         assert "Traceback" not in done.stderr, done.stderr
+        if attempt == 0 and not lose_ledger:
+            # The rerun right after the kill waits out the look-up grace, and says so instead of looking stuck.
+            assert "before looking up" in done.stderr and "interrupted run" in done.stderr, done.stderr
         if done.returncode == 0:
             break
     assert done.returncode == 0, (done.stdout, done.stderr)
@@ -173,7 +186,8 @@ def test_secrets_appear_in_no_log_report_or_message(tmp_path: Path, sandbox_fact
     reports = tmp_path / "reports"
     args = ["run", str(source), "--mapping", str(source.parent / "mapping.toml"), "--report-dir", str(reports)]
     done = run_cli(args, env, tmp_path)
-    args_fresh = [*args[:-1], str(tmp_path / "reports-wrong")]  # a fresh ledger: rows to send, a token to ask
+    # a fresh ledger: rows to look up and send, a token to ask for
+    args_fresh = [*args[:-1], str(tmp_path / "reports-wrong"), "--ledger", str(tmp_path / "fresh.sqlite")]
     wrong = run_cli(args_fresh, {**env, "BIGCHANGE_CLIENT_SECRET": canary + "-wrong"}, tmp_path)
     assert wrong.returncode == 3 and "refused the client credentials" in wrong.stderr
     texts = [done.stdout, done.stderr, wrong.stdout, wrong.stderr]
@@ -208,7 +222,7 @@ def test_wrong_base_url_stops_and_fixed_url_sends_everything(tmp_path: Path, san
     env = sandbox.env()
     wrong = run_cli(args, {**env, "BIGCHANGE_BASE_URL": env["BIGCHANGE_BASE_URL"].removesuffix("/v1")}, tmp_path)
     assert wrong.returncode == 3, (wrong.stdout, wrong.stderr)
-    assert "answered 404" in wrong.stderr and "BIGCHANGE_BASE_URL" in wrong.stderr
+    assert "answered 404" in wrong.stderr and "BIGCHANGE_BASE_URL" in wrong.stderr, wrong.stderr
     assert set(results(latest_run(reports))["status"].to_list()) == {"pending"}
     right = run_cli(args, env, tmp_path)
     assert right.returncode == 0, (right.stdout, right.stderr)

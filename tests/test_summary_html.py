@@ -50,6 +50,7 @@ def build_summary(report_dir: Path) -> Path:
             "problem_title": [EVIL if s == "rejected" else None for s in statuses],
             "problem_detail": pl.Series([None] * n, dtype=pl.String),
             "problem_type": pl.Series([None] * n, dtype=pl.String),
+            "note": pl.Series([None] * n, dtype=pl.String),
         }
     )
     errors: list[CellError] = []

@@ -278,8 +278,8 @@ class DropSession:
         return self._imported(path, name, result, base)
 
     def _import(self, path: Path, mapping: Path) -> RunResult:
-        """The one place a drop calls the import: RunOptions is built here. (Once RunOptions has a state
-        folder, pass `options.state_dir` so the ledger and this drop's record share one home.)"""
+        """The one place a drop calls the import: RunOptions is built here. The ledger and this drop's record of
+        imported contents live in the same state home (`state_dir`)."""
         from pipeline.runner import RunOptions, run_import
         from pipeline.submit import SubmitOptions
 
@@ -290,6 +290,7 @@ class DropSession:
                 mapping=mapping,
                 report_root=options.reports,
                 settings=self.settings,
+                state_dir=options.state_dir,
                 read_timeout_s=options.timeout_s,
                 submit=SubmitOptions(max_concurrency=options.max_concurrency, max_attempts=options.max_attempts),
             )
