@@ -31,7 +31,7 @@ from drops import (
 from jobfiles import assert_created_exactly_once, run_cli
 
 from pipeline.cli import main
-from pipeline.drop import Route
+from pipeline.drop import Route, filed_path
 
 TODAY = date.today().isoformat()
 
@@ -148,6 +148,15 @@ def test_a_night_of_ten_files_each_filed_by_its_outcome(tmp_path: Path, sandbox_
     assert again.returncode == 0, again.stdout
     assert by_name(folder)["clean_again.csv"]["duplicate_of"]["name"] == "clean.csv"
     assert sandbox.stats()["requests"]["POST /v1/jobs"] == posts
+
+    # `jobimport report` can find a run's file where the drop filed it (the ledger recorded processing/NAME).
+    run_id = lines["some_invalid.csv"]["run_id"]
+    filed = filed_path(folder / "processing" / "some_invalid.csv", run_id)
+    assert filed == folder / day("attention", "some_invalid.csv")
+    assert filed_path(folder / "elsewhere.csv", run_id) is None
+    rebuilt = run_cli(["report", run_id, "--report-dir", str(tmp_path / "rebuilt")], env, tmp_path)
+    assert rebuilt.returncode == 0, rebuilt.stderr
+    assert (tmp_path / "rebuilt" / run_id / "corrections.xlsx").is_file()
 
     status = run_cli(["status", "--report-dir", str(folder / "reports")], env, tmp_path)
     assert status.returncode == 0, status.stderr

@@ -16,7 +16,7 @@ webhook or a command is told about files that need someone. Modules:
 
 from pipeline.drop.notify import Notifier
 from pipeline.drop.passes import DropOptions, FileOutcome, PassResult, Route, run_pass
-from pipeline.drop.record import PassRecord, passes_table, recent_passes
+from pipeline.drop.record import PassRecord, filed_path, passes_table, recent_passes
 from pipeline.drop.watch import watch
 
 __all__ = [
@@ -26,6 +26,7 @@ __all__ = [
     "PassRecord",
     "PassResult",
     "Route",
+    "filed_path",
     "passes_table",
     "recent_passes",
     "run_pass",

@@ -78,6 +78,20 @@ class DropLog:
                     yield value
 
 
+def filed_path(input_path: Path, run_id: str) -> Path | None:
+    """Where a dropped file is now, for a run that read it as `FOLDER/processing/NAME` (the path its ledger
+    recorded): the drop log beside `processing/` names where that run's file was filed. None: not a drop's
+    file, or not filed (yet)."""
+    if input_path.parent.name != "processing":
+        return None
+    folder = input_path.parent.parent
+    found: Path | None = None
+    for line in DropLog(folder).lines():
+        if line.get("event") == "file" and run_id in (line.get("runs") or []) and line.get("path"):
+            found = folder / str(line["path"])
+    return found if found is not None and found.is_file() else None
+
+
 @dataclass(frozen=True, slots=True)
 class Imported:
     """An earlier import of the same content."""
