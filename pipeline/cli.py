@@ -43,6 +43,16 @@ def _positive(text: str) -> int:
     return value
 
 
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of seconds, got {text!r}") from None
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"expected seconds >= 0, got {text}")
+    return value
+
+
 def _add_input_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("input", type=Path, help="the .csv/.tsv/.txt/.xlsx/.xlsm/.xls/.ods file of job rows")
     parser.add_argument("--mapping", "-m", type=Path, required=True, help="the mapping file (mappings/*.toml)")
@@ -101,7 +111,37 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--ledger", type=Path, help="ledger file (default: every tenant's, in the state folder)")
     report.add_argument("--state-dir", type=Path, help=STATE_DIR_HELP)
 
-    status = sub.add_parser("status", help="list recent runs with their counts")
+    drop = sub.add_parser("drop", help="import the complete files that land in a folder (a pass, or --watch)")
+    drop.add_argument("folder", type=Path, help="the folder files are dropped into")
+    drop.add_argument(
+        "--mapping",
+        "-m",
+        action="append",
+        required=True,
+        metavar="[PATTERN=]FILE",
+        help="the mapping; repeat as 'jobs_*.csv=mappings/jobs.toml' to route files by name (first match wins)",
+    )
+    drop.add_argument("--watch", action="store_true", help="keep running and take files as they settle")
+    drop.add_argument("--settle", type=_seconds, default=60.0, help="seconds a file must stay unchanged (60)")
+    drop.add_argument("--ready-marker", metavar="SUFFIX", help="take NAME only once NAME+SUFFIX exists (e.g. .ready)")
+    drop.add_argument("--report-dir", type=Path, help="where runs write reports (default: FOLDER/reports)")
+    drop.add_argument("--env-file", type=Path, help="a .env-style file with the BIGCHANGE_* settings")
+    drop.add_argument("--state-dir", type=Path, help=STATE_DIR_HELP)
+    drop.add_argument(
+        "--notify-webhook",
+        metavar="URL",
+        default=os.environ.get("JOBIMPORT_NOTIFY_WEBHOOK") or None,
+        help="POST a JSON summary of files needing attention (default: $JOBIMPORT_NOTIFY_WEBHOOK)",
+    )
+    drop.add_argument("--notify-command", metavar="CMD", help="run CMD with the same JSON on stdin")
+    drop.add_argument("--notify-all", action="store_true", help="notify about every file, done ones too")
+    drop.add_argument("--keep-days", type=_positive, help="remove done/ day folders (and their reports) older than N")
+    drop.add_argument("--rescan", type=_seconds, default=30.0, help="--watch: look at the whole folder this often")
+    drop.add_argument("--max-concurrency", type=_positive, default=32, help="upper bound of requests in flight")
+    drop.add_argument("--max-attempts", type=_positive, default=6, help="sends per row for retryable failures")
+    drop.add_argument("--timeout", type=_positive, default=30, help="seconds to wait for an answer")
+
+    status = sub.add_parser("status", help="list recent runs and drop passes with their counts")
     status.add_argument("--report-dir", type=Path, default=Path("reports"), help="also list runs of older ledgers here")
     status.add_argument("--ledger", type=Path, help="ledger file (default: every tenant's, in the state folder)")
     status.add_argument("--state-dir", type=Path, help=STATE_DIR_HELP)
@@ -166,10 +206,20 @@ def _dispatch(args: argparse.Namespace) -> int:
             if path:
                 print(f"  {name}: {path}")
         return 0
+    if args.command == "drop":
+        return _drop(args)
     if args.command == "status":
+        from pipeline.drop import passes_table
         from pipeline.history import recent_runs
 
-        print(recent_runs(args.report_dir, args.ledger, args.limit, args.state_dir))
+        passes = passes_table(args.state_dir, args.limit)
+        try:
+            print(recent_runs(args.report_dir, args.ledger, args.limit, args.state_dir))
+        except JobImportError:
+            if not passes:
+                raise
+        if passes:
+            print(f"\n{passes}")
         return 0
     if args.command == "ledger":
         from pipeline.history import adopt_ledger, ledger_path
@@ -210,6 +260,28 @@ def _run(args: argparse.Namespace, dry_run: bool) -> int:
         ),
     )
     return _render(run_import(options))
+
+
+def _drop(args: argparse.Namespace) -> int:
+    from pipeline.drop import DropOptions, Notifier, Route, run_pass, watch
+
+    options = DropOptions(
+        folder=args.folder,
+        routes=[Route.parse(text) for text in args.mapping],
+        report_root=args.report_dir,
+        env_file=args.env_file,
+        settle_s=args.settle,
+        ready_marker=args.ready_marker,
+        keep_days=args.keep_days,
+        notifier=Notifier(args.notify_webhook, args.notify_command, args.notify_all),
+        max_concurrency=args.max_concurrency,
+        max_attempts=args.max_attempts,
+        timeout_s=float(args.timeout),
+        rescan_s=max(1.0, args.rescan),
+        state_dir=args.state_dir,
+    )
+    result = (watch if args.watch else run_pass)(options, lambda text: print(text, flush=True))
+    return result.exit_code
 
 
 def _render(result: object, demo: bool = False) -> int:

@@ -32,6 +32,10 @@ class InputFileError(JobImportError):
     """The input file cannot be read as a table (missing, empty, not a spreadsheet, protected, ragged...)."""
 
 
+class NoDataRows(InputFileError):
+    """The file has a header row but no data rows: for a nightly drop, a normal empty night."""
+
+
 class MappingError(JobImportError):
     """The mapping file is unreadable or refers to something that does not exist."""
 

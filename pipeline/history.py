@@ -104,12 +104,16 @@ def rebuild_reports(run_id: str, report_root: Path, explicit: Path | None, state
             previous = ledger.previous_run(record.input, run_id)
             previous_rows = ledger.run_rows(previous.run_id) if previous else None
         source = Path(record.input)
+        if not source.is_file():  # a dropped file was read in processing/, then filed by its outcome
+            from pipeline.drop import filed_path
+
+            source = filed_path(source, run_id) or source
         if record.input_sha256 and source.is_file() and file_sha256(source) != record.input_sha256:
             raise InputFileError(
-                f"{record.input} has changed since run {run_id} (its content differs), so its cells would not match "
+                f"{source} has changed since run {run_id} (its content differs), so its cells would not match "
                 "that run's outcomes; restore the file as it was to rebuild this run's reports"
             )
-        return _rebuild(run_id, report_root, record.input, record.mapping, record.summary, rows, errors, previous_rows)
+        return _rebuild(run_id, report_root, str(source), record.mapping, record.summary, rows, errors, previous_rows)
     raise SettingsError(f"no run {run_id} in any ledger; `jobimport status` lists the runs")
 
 

@@ -1,0 +1,196 @@
+"""What drops remember: the folder's `drop-log.jsonl` for ops, and the tenant's `drops.sqlite` for the tool.
+
+- `DropLog` (`FOLDER/drop-log.jsonl`): one JSON line each time a pass handles a file (`"event": "file"`), one
+  per pass (`"event": "pass"`), and one per failed notification. Appended and flushed line by line, so a killed
+  pass loses at most the line it was writing.
+- `DropRecord` (`<state home>/tenants/<identity>/drops.sqlite`): which file contents (sha256) were imported
+  for this tenant (an import that ended in `done/` or `attention/`), whatever the folder or the file name, so
+  the same export dropped twice is not imported twice; and the passes, for `jobimport status`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from pipeline.state import TenantIdentity, state_home, tenant_dir
+
+LOG_NAME = "drop-log.jsonl"
+RECORD_NAME = "drops.sqlite"
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS imported (
+    sha256 TEXT NOT NULL,
+    name TEXT NOT NULL,
+    folder TEXT NOT NULL,
+    filed TEXT NOT NULL,
+    run_id TEXT,
+    outcome TEXT NOT NULL,
+    at TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS imported_sha ON imported (sha256);
+CREATE TABLE IF NOT EXISTS passes (
+    folder TEXT NOT NULL,
+    started_at TEXT NOT NULL,
+    finished_at TEXT NOT NULL,
+    exit_code INTEGER NOT NULL,
+    files INTEGER NOT NULL,
+    outcomes TEXT NOT NULL
+);
+"""
+
+
+def now_iso() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds")
+
+
+class DropLog:
+    """`FOLDER/drop-log.jsonl`, appended one line at a time."""
+
+    def __init__(self, folder: Path) -> None:
+        self.path = folder / LOG_NAME
+
+    def write(self, event: str, **fields: Any) -> dict[str, Any]:
+        line = {"time": now_iso(), "event": event, **fields}
+        with self.path.open("a", encoding="utf-8") as handle:
+            handle.write(json.dumps(line, ensure_ascii=False, default=str) + "\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+        return line
+
+    def lines(self) -> Iterator[dict[str, Any]]:
+        """Every readable line (a line cut short by a kill is skipped)."""
+        if not self.path.is_file():
+            return
+        with self.path.open(encoding="utf-8", errors="replace") as handle:
+            for text in handle:
+                try:
+                    value = json.loads(text)
+                except ValueError:
+                    continue
+                if isinstance(value, dict):
+                    yield value
+
+
+def filed_path(input_path: Path, run_id: str) -> Path | None:
+    """Where a dropped file is now, for a run that read it as `FOLDER/processing/NAME` (the path its ledger
+    recorded): the drop log beside `processing/` names where that run's file was filed. None: not a drop's
+    file, or not filed (yet)."""
+    if input_path.parent.name != "processing":
+        return None
+    folder = input_path.parent.parent
+    found: Path | None = None
+    for line in DropLog(folder).lines():
+        if line.get("event") == "file" and run_id in (line.get("runs") or []) and line.get("path"):
+            found = folder / str(line["path"])
+    return found if found is not None and found.is_file() else None
+
+
+@dataclass(frozen=True, slots=True)
+class Imported:
+    """An earlier import of the same content."""
+
+    name: str
+    folder: str
+    filed: str
+    run_id: str | None
+    outcome: str
+    at: str
+
+
+@dataclass(frozen=True, slots=True)
+class PassRecord:
+    folder: str
+    started_at: str
+    finished_at: str
+    exit_code: int
+    files: int
+    outcomes: dict[str, int]
+
+
+class DropRecord:
+    """The tenant's record of imported file contents and of drop passes (SQLite, one small file)."""
+
+    def __init__(self, identity: TenantIdentity, home: Path | None = None) -> None:
+        folder = tenant_dir(identity, home)
+        folder.mkdir(parents=True, exist_ok=True)
+        self.path = folder / RECORD_NAME
+        self._db = _connect(self.path)
+        self._db.executescript(_SCHEMA)
+
+    def close(self) -> None:
+        self._db.close()
+
+    def __enter__(self) -> DropRecord:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def earlier_import(self, sha256: str) -> Imported | None:
+        row = self._db.execute(
+            "SELECT name, folder, filed, run_id, outcome, at FROM imported WHERE sha256 = ? ORDER BY at LIMIT 1",
+            (sha256,),
+        ).fetchone()
+        return Imported(*row) if row else None
+
+    def add_import(self, sha256: str, name: str, folder: Path, filed: Path, run_id: str | None, outcome: str) -> None:
+        with self._db:
+            self._db.execute(
+                "INSERT INTO imported VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (sha256, name, str(folder), str(filed), run_id, outcome, now_iso()),
+            )
+
+    def add_pass(self, folder: Path, started_at: str, exit_code: int, outcomes: dict[str, int]) -> None:
+        with self._db:
+            self._db.execute(
+                "INSERT INTO passes VALUES (?, ?, ?, ?, ?, ?)",
+                (str(folder), started_at, now_iso(), exit_code, sum(outcomes.values()), json.dumps(outcomes)),
+            )
+
+
+def _connect(path: Path) -> sqlite3.Connection:
+    db = sqlite3.connect(path, timeout=30)
+    db.execute("PRAGMA journal_mode=WAL")
+    db.execute("PRAGMA synchronous=FULL")
+    return db
+
+
+def recent_passes(home: Path | None = None, limit: int = 10) -> list[PassRecord]:
+    """The latest drop passes of every tenant in the state home, newest first."""
+    root = state_home(home) / "tenants"
+    found: list[PassRecord] = []
+    for path in sorted(root.glob(f"*/{RECORD_NAME}")) if root.is_dir() else []:
+        try:
+            db = sqlite3.connect(f"file:{path.as_posix()}?mode=ro", uri=True, timeout=10)
+            try:
+                rows = db.execute(
+                    "SELECT folder, started_at, finished_at, exit_code, files, outcomes FROM passes "
+                    "ORDER BY started_at DESC LIMIT ?",
+                    (limit,),
+                ).fetchall()
+            finally:
+                db.close()
+        except sqlite3.Error:
+            continue
+        found.extend(PassRecord(f, s, e, int(x), int(n), json.loads(o)) for f, s, e, x, n, o in rows)
+    found.sort(key=lambda p: p.started_at, reverse=True)
+    return found[:limit]
+
+
+def passes_table(home: Path | None = None, limit: int = 10) -> str:
+    """`jobimport status`'s drop section: one line per pass ("" when there were none)."""
+    passes = recent_passes(home, limit)
+    if not passes:
+        return ""
+    lines = [f"{'drop pass started':<30} {'exit':>4}  files  folder"]
+    for p in passes:
+        shown = ", ".join(f"{n} {o}" for o, n in p.outcomes.items() if n) or "no file"
+        lines.append(f"{p.started_at:<30} {p.exit_code:>4}  {shown}  {p.folder}")
+    return "\n".join(lines)
