@@ -37,7 +37,7 @@ def _refs(prefix: str, n: int) -> list[str]:
 
 
 def test_overlapping_passes_and_a_killed_pass(tmp_path: Path, sandbox_factory: Any) -> None:
-    sandbox = sandbox_factory(latency_ms=5)
+    sandbox = sandbox_factory(latency_ms=25)  # 800 rows at 4 in flight: ~5 s, time to overlap
     env = drop_env(sandbox, tmp_path / "home")
     mapping = mapping_file(tmp_path / "maps")
     folder = tmp_path / "drop"
