@@ -7,11 +7,14 @@ CHROMIUM ?= /usr/bin/chromium
 
 .PHONY: test demo lint typecheck unit browser bench clean
 
-$(STAMP): pyproject.toml setup.py pipeline/_csvscan.c pipeline/_jsonrows.c
+# pip and setuptools talk a lot (an editable install prints a banner even with --quiet): their output goes to
+# $(VENV)/install.log, shown only when the install fails.
+$(STAMP): pyproject.toml setup.py pipeline/_csvscan.c
 	$(PY) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev]'
-	touch $(STAMP)
+	@echo "installing jobimport and its dependencies into $(VENV) (log: $(VENV)/install.log)"
+	@{ $(BIN)/pip install --upgrade pip && $(BIN)/pip install -e '.[dev]'; } > $(VENV)/install.log 2>&1 \
+		|| { cat $(VENV)/install.log; echo "the install failed: see above (also in $(VENV)/install.log)"; exit 1; }
+	@touch $(STAMP)
 
 # The summary.html test opens the page in a real headless Chromium (Debian's package, not a downloaded build).
 browser:

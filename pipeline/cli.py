@@ -30,7 +30,8 @@ class _Parser(argparse.ArgumentParser):
     """argparse that reports usage errors as one line and exit code 2, like every other error."""
 
     def error(self, message: str) -> None:  # type: ignore[override]
-        raise UsageError(f"{self.prog}: {message} (see --help)")
+        command = self.prog.partition(" ")[2]  # "jobimport run" → "run"; main() prints the "jobimport: " prefix
+        raise UsageError(f"{command + ': ' if command else ''}{message} (see {self.prog} --help)")
 
 
 def _positive(text: str) -> int:

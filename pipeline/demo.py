@@ -1,5 +1,8 @@
 """`jobimport demo`: start the sandbox in the background, import the bundled sample workbook, stop the sandbox.
 
+The workbook and its mapping are package data (`pipeline/demo_data/`, copies of `samples/jobs.xlsx` and
+`mappings/jobs_xlsx.toml` written by `samples/make_samples.py`), so an installed wheel runs the demo from any folder.
+
 The sandbox keeps its jobs in REPORT_DIR/sandbox-state.jsonl and listens on port 8765 when it is free, and the demo's
 state home (its tenant's ledger) is REPORT_DIR/state, apart from the user's real ledgers: running the demo twice
 shows what a rerun does: every row created the first time is `already_created`, nothing is sent twice.
@@ -10,6 +13,8 @@ from __future__ import annotations
 
 import socket
 import sys
+from contextlib import ExitStack
+from importlib.resources import as_file, files
 from pathlib import Path
 from typing import Any
 
@@ -19,9 +24,9 @@ from pipeline.sandbox.process import SandboxProcess
 from pipeline.settings import SANDBOX_HOST, SANDBOX_PORT, load_settings
 from pipeline.submit import SubmitOptions
 
-ROOT = Path(__file__).resolve().parents[1]
-SAMPLE = ROOT / "samples" / "jobs.xlsx"
-MAPPING = ROOT / "mappings" / "jobs_xlsx.toml"
+DEMO_DATA = files("pipeline").joinpath("demo_data")
+SAMPLE = DEMO_DATA.joinpath("jobs.xlsx")
+MAPPING = DEMO_DATA.joinpath("jobs_xlsx.toml")
 DEMO_FAULTS: dict[str, Any] = {"latency_ms": 25.0, "jitter_ms": 15.0, "p503": 0.03, "p_lost": 0.03, "seed": 7}
 
 
@@ -38,19 +43,26 @@ def _demo_port() -> int:
 
 
 def run_demo(report_root: Path) -> RunResult:
-    for path in (SAMPLE, MAPPING):
-        if not path.exists():
-            raise InputFileError(f"the demo needs {path}, which is missing; restore it from git")
+    for resource in (SAMPLE, MAPPING):
+        if not resource.is_file():
+            raise InputFileError(
+                f"the demo needs pipeline/demo_data/{resource.name}, which is missing from the installed package; "
+                "reinstall jobimport"
+            )
     report_root.mkdir(parents=True, exist_ok=True)
-    port = _demo_port()
-    with SandboxProcess(state=report_root / "sandbox-state.jsonl", port=port, **DEMO_FAULTS) as sandbox:
+    with ExitStack() as stack:
+        sample = stack.enter_context(as_file(SAMPLE))  # real files (the package may be in a zip)
+        mapping = stack.enter_context(as_file(MAPPING))
+        sandbox = stack.enter_context(
+            SandboxProcess(state=report_root / "sandbox-state.jsonl", port=_demo_port(), **DEMO_FAULTS)
+        )
         print(f"sandbox running at {sandbox.base_url} (faults: {DEMO_FAULTS})")
         settings = load_settings(environ=sandbox.env())
-        print(f"importing {SAMPLE.relative_to(ROOT)} with {MAPPING.relative_to(ROOT)}")
+        print(f"importing {sample} with {mapping}")
         result = run_import(
             RunOptions(
-                input=SAMPLE,
-                mapping=MAPPING,
+                input=sample,
+                mapping=mapping,
                 report_root=report_root,
                 state_dir=report_root / "state",
                 settings=settings,

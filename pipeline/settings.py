@@ -6,11 +6,16 @@ environment serves both ends of a rehearsal. Secrets are wrapped so that they ne
 
 from __future__ import annotations
 
+import io
+import logging
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
+
+from dotenv import dotenv_values
 
 from pipeline.errors import SettingsError
 
@@ -61,27 +66,46 @@ class Settings:
     customer_id: int
 
 
+class _ParseProblems(logging.Handler):
+    """Collects python-dotenv's "could not parse statement starting at line N" warnings (it skips such lines)."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.lines: list[int] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        found = re.search(r"line (\d+)", record.getMessage())
+        self.lines.append(int(found.group(1)) if found else 0)
+
+
 def read_env_file(path: Path) -> dict[str, str]:
-    """Parse a .env-style file: KEY=VALUE lines, '#' comments, optional quotes, optional 'export '."""
+    """Parse a .env-style file with python-dotenv: KEY=VALUE lines, `#` comments (also after an unquoted value:
+    `ID=abc # note` is `abc`), quotes, `export `. Values are taken literally (no `${VAR}` expansion: a secret may
+    contain `$`). A line it cannot parse, or a key without `=`, is a one-line SettingsError naming it."""
     try:
         text = path.read_text(encoding="utf-8-sig")
     except OSError as exc:
         raise SettingsError(f"cannot read settings file {path}: {exc.strerror or exc}; check the path") from None
-    values: dict[str, str] = {}
-    for number, raw in enumerate(text.splitlines(), start=1):
-        line = raw.strip()
-        if not line or line.startswith("#"):
-            continue
-        if line.startswith("export "):
-            line = line[len("export ") :].strip()
-        key, sep, value = line.partition("=")
-        if not sep or not key.strip():
-            raise SettingsError(f"{path}, line {number}: expected KEY=VALUE; fix or remove that line")
-        value = value.strip()
-        if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
-            value = value[1:-1]
-        values[key.strip()] = value
-    return values
+    except UnicodeDecodeError as exc:
+        raise SettingsError(f"cannot read settings file {path}: not UTF-8 ({exc.reason}); save it as UTF-8") from None
+    problems = _ParseProblems()
+    logger = logging.getLogger("dotenv")
+    level, propagate = logger.level, logger.propagate
+    logger.addHandler(problems)
+    logger.setLevel(logging.WARNING)
+    logger.propagate = False  # its warning is our one-line error, not an extra line on stderr
+    try:
+        parsed = dotenv_values(stream=io.StringIO(text), interpolate=False)
+    finally:
+        logger.removeHandler(problems)
+        logger.setLevel(level)
+        logger.propagate = propagate
+    if problems.lines:
+        raise SettingsError(f"{path}, line {problems.lines[0]}: expected KEY=VALUE; fix or remove that line")
+    for key, value in parsed.items():
+        if value is None:
+            raise SettingsError(f"{path}: {key} has no '=' and no value; write {key}=VALUE or remove that line")
+    return {key: value for key, value in parsed.items() if value is not None}
 
 
 def _environment(env_file: Path | None, environ: Mapping[str, str] | None) -> dict[str, str]:

@@ -6,8 +6,12 @@
   date column, an order number with leading zeros stored as text, one `#N/A` cell; 40 rows: 31 good, 5 invalid,
   4 rejected.
 - `samples/lookups/job_types.csv`, `samples/lookups/customers.csv`: legacy codes → sandbox ids.
+- `samples/sandbox_data.json`: a copy of the sandbox tenant's reference data, for users to read and adapt
+  (`jobimport sandbox --data FILE`); the sandbox itself reads `pipeline/sandbox/sandbox_data.json`, the one to edit.
+- `pipeline/demo_data/`: what `jobimport demo` imports, shipped inside the package (an installed wheel has no
+  `samples/` folder): copies of `samples/jobs.xlsx` and of `mappings/jobs_xlsx.toml`.
 
-Ids come from `samples/sandbox_data.json` (the sandbox tenant). What each deliberate mistake is, and which
+Ids come from `pipeline/sandbox/sandbox_data.json` (the sandbox tenant). What each deliberate mistake is, and which
 outcome it must get, is listed in EXPECTED below (tests/test_samples.py checks it).
 """
 
@@ -18,6 +22,7 @@ import datetime as dt
 import io
 import json
 import random
+import shutil
 import sys
 from pathlib import Path
 from typing import Any
@@ -25,7 +30,11 @@ from typing import Any
 import xlsxwriter
 
 HERE = Path(__file__).resolve().parent
-DATA = json.loads((HERE / "sandbox_data.json").read_text(encoding="utf-8"))
+ROOT = HERE.parent
+SANDBOX_DATA = ROOT / "pipeline" / "sandbox" / "sandbox_data.json"
+DEMO_DATA = ROOT / "pipeline" / "demo_data"
+DEMO_MAPPING = ROOT / "mappings" / "jobs_xlsx.toml"
+DATA = json.loads(SANDBOX_DATA.read_text(encoding="utf-8"))
 
 JOB_TYPE_CODES = {"BSV": 101, "ERP": 102, "AIN": 103, "INS": 104, "SUR": 199}
 CUSTOMER_CODES = {f"00{100 + i}": c["id"] for i, c in enumerate(DATA["contacts"], start=1)}  # "00101" → 5001
@@ -287,8 +296,10 @@ def make_lookups(folder: Path) -> None:
             w.writerow([code, contacts[contact_id], contact_id])
 
 
-def main(out: Path = HERE) -> None:
-    """Write every sample file into `out` (default: this folder)."""
+def main(out: Path = HERE, demo_out: Path | None = None) -> None:
+    """Write every sample file into `out` (default: this folder), and the demo's copies into `demo_out` (default:
+    `out`/demo_data, or pipeline/demo_data when `out` is this folder)."""
+    demo_out = demo_out or (DEMO_DATA if out == HERE else out / "demo_data")
     make_lookups(out / "lookups")
     make_legacy_csv(out / "legacy_jobs.csv")
     make_jobs_xlsx(out / "jobs.xlsx")
@@ -296,6 +307,10 @@ def main(out: Path = HERE) -> None:
         json.dumps({f: {str(r): list(v) for r, v in rows.items()} for f, rows in EXPECTED.items()}, indent=2) + "\n",
         encoding="utf-8",
     )
+    shutil.copyfile(SANDBOX_DATA, out / "sandbox_data.json")
+    demo_out.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(out / "jobs.xlsx", demo_out / "jobs.xlsx")
+    shutil.copyfile(DEMO_MAPPING, demo_out / "jobs_xlsx.toml")
 
 
 if __name__ == "__main__":

@@ -1,4 +1,5 @@
-"""plan_payloads: the JSON equals json.dumps of the same dict, absent fields omitted, keys and fingerprints."""
+"""plan_payloads: the JSON equals json.dumps of the same dict, absent fields omitted, keys and fingerprints; on the
+frames polars really hands it (many chunks, sliced, long rows, empty rows)."""
 
 from __future__ import annotations
 
@@ -9,28 +10,12 @@ from typing import Any
 
 import polars as pl
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pipeline import payload as payload_module
 from pipeline.mapping import Mapping, load_mapping
 from pipeline.model import API_FIELDS, INT_FIELDS, ORIGIN_ROW, ROW
 from pipeline.payload import plan_payloads
-
-
-@pytest.fixture(autouse=True, params=["c-encoder", "polars-only"])
-def encoder(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
-    """Every test runs with the C encoder (pipeline/_jsonrows.c) and without it (the polars query a machine
-    without a C compiler uses): both must write every payload alike."""
-    if request.param == "polars-only":
-        monkeypatch.setattr(payload_module, "_jsonrows", None)
-    else:
-        assert payload_module._jsonrows is not None, "pipeline._jsonrows is not built: run `make test` (needs gcc)"
-    return str(request.param)
-
-
-# (the encoder fixture is function-scoped but the same for every example of a hypothesis test)
-_EXAMPLES = {"deadline": None, "suppress_health_check": [HealthCheck.function_scoped_fixture]}
 
 MAPPING = """
 [fields.typeId]
@@ -143,7 +128,7 @@ def module_mapping(tmp_path_factory: pytest.TempPathFactory) -> Mapping:
 texts = st.one_of(st.none(), st.text(alphabet=st.characters(exclude_categories=["Cs"]), max_size=30))
 
 
-@settings(max_examples=200, **_EXAMPLES)
+@settings(max_examples=200, deadline=None)
 @given(
     type_id=st.integers(min_value=1, max_value=2**63 - 1),
     duration=st.one_of(st.none(), st.integers(min_value=0, max_value=2**31 - 1)),
@@ -211,7 +196,7 @@ rows_strategy = st.lists(
 )
 
 
-@settings(max_examples=150, **_EXAMPLES)
+@settings(max_examples=150, deadline=None)
 @given(rows=rows_strategy)
 def test_payloads_of_several_rows_equal_json_dumps(module_mapping: Mapping, rows: list[dict[str, Any]]) -> None:
     # several rows: columns with and without nulls, needing escapes or not, side by side (each takes its own path)
@@ -227,3 +212,78 @@ def test_planning_kept_rows_equals_planning_those_rows(tmp_path: Path) -> None:
     assert plan_payloads(whole, m, keep).equals(plan_payloads(whole.filter(keep), m))
     assert plan_payloads(whole, m, keep)[ROW].to_list() == [3, 4, 7]
     assert plan_payloads(whole, m, pl.Series([False] * 6)).height == 0
+
+
+def job_frame(n: int, *, offset: int = 0, description: pl.Expr | None = None) -> pl.DataFrame:
+    """n rows of every API field and both custom fields, with nulls, escapes and non-ASCII text spread about."""
+    i = pl.int_range(offset, offset + n, dtype=pl.Int64)
+    notes = pl.lit(pl.Series(['say "hi"', "a\\b", "line\nbreak", "é€😀", "tab\there", "\x01", None]))
+    text = {f: pl.String for f in API_FIELDS if f not in INT_FIELDS}
+    return pl.select(
+        (i + 2).alias(ROW),
+        (i + 2).alias(ORIGIN_ROW),
+        (i + 1).alias("typeId"),
+        pl.when(i % 5 == 0).then(None).otherwise(-i).alias("contactId"),  # (any Int64: the plan does not judge)
+        pl.when(i % 3 == 0).then(None).otherwise(i % 1000).alias("plannedDuration"),
+        pl.when(i % 4 == 1).then(None).otherwise("REF-" + i.cast(pl.String)).alias("reference"),
+        (description if description is not None else notes.gather(i % 7)).alias("description"),
+        pl.lit(None, dtype=pl.String).alias("personId"),
+        pl.when(i % 2 == 0).then("PO" + i.cast(pl.String)).alias("orderNumber"),
+        pl.when(i % 3 == 1).then("G" + i.cast(pl.String)).alias(CF[0]),
+        pl.when(i % 7 < 3).then(pl.lit("x" * 13)).alias(CF[1]),
+    ).cast(text)
+
+
+def expected_payloads(frame: pl.DataFrame) -> list[str]:
+    """json.dumps of each row's body, row by row in Python: what the query must write."""
+    return [dumps(expected_body(row)) for row in frame.to_dicts()]
+
+
+def test_many_chunks_misaligned_and_sliced_columns(module_mapping: Mapping) -> None:
+    pieces = [job_frame(n, offset=o) for n, o in ((7, 0), (1, 7), (0, 8), (30, 8), (5, 38))]
+    whole = pl.concat(pieces, rechunk=False)
+    # re-chunk some columns differently, and slice: chunks start at an offset inside their buffers
+    whole = whole.with_columns(pl.concat([whole["reference"].slice(0, 20), whole["reference"].slice(20)]).rechunk())
+    whole = whole.slice(3, 35)
+    assert whole["typeId"].n_chunks() > 1 and whole["reference"].n_chunks() == 1
+    payloads = plan_payloads(whole, module_mapping)["payload"].to_list()
+    assert payloads == expected_payloads(whole)
+    assert json.loads(payloads[0])["typeId"] == 4
+
+
+def test_kept_rows_of_many_chunks_equal_those_rows_planned(module_mapping: Mapping) -> None:
+    whole = pl.concat([job_frame(n, offset=o) for n, o in ((5, 0), (0, 5), (9, 5), (1, 14), (6, 15))], rechunk=False)
+    for picks in ([0, 1, 4, 5, 13, 14, 15, 20], [20], [], list(range(21))):
+        keep = pl.Series([i in picks for i in range(whole.height)])
+        planned = plan_payloads(whole, module_mapping, keep)
+        assert planned["payload"].to_list() == expected_payloads(whole.filter(keep))
+        assert planned[ROW].to_list() == [p + 2 for p in picks]
+
+
+def test_long_rows(module_mapping: Mapping) -> None:
+    big = pl.when(pl.int_range(0, 30) % 10 == 0).then(pl.lit("é" * 4_500_000)).otherwise(pl.lit('"q"' * 350_000))
+    frame_ = job_frame(30, description=big)
+    assert plan_payloads(frame_, module_mapping)["payload"].to_list() == expected_payloads(frame_)
+
+
+def test_rows_can_be_empty(module_mapping: Mapping) -> None:
+    frame_ = job_frame(3).with_columns(pl.lit(None, dtype=pl.String).alias(c) for c in ["reference", "description"])
+    frame_ = frame_.with_columns(
+        pl.Series("typeId", [7, None, None]),
+        pl.lit(None, dtype=pl.Int64).alias("contactId"),
+        pl.lit(None, dtype=pl.Int64).alias("plannedDuration"),
+        pl.lit(None, dtype=pl.String).alias("orderNumber"),
+        pl.lit(None, dtype=pl.String).alias(CF[0]),
+        pl.Series(CF[1], [None, None, "v"]),
+    )
+    assert plan_payloads(frame_, module_mapping)["payload"].to_list() == [
+        '{"typeId":7}',
+        "{}",
+        '{"customFields":[{"definitionId":432632,"value":"v"}]}',
+    ]
+
+
+def test_int64_extremes(module_mapping: Mapping) -> None:
+    values = [0, -1, 2**63 - 1, -(2**63)]
+    rows = [{"typeId": v, "contactId": v, "plannedDuration": v, "reference": f"R{i}"} for i, v in enumerate(values)]
+    assert plan_payloads(frame(rows), module_mapping)["payload"].to_list() == [dumps(expected_body(r)) for r in rows]

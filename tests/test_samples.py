@@ -27,16 +27,24 @@ CASES = [("legacy_jobs.csv", "legacy_csv.toml", 60), ("jobs.xlsx", "jobs_xlsx.to
 
 
 def test_samples_are_reproducible(tmp_path: Path) -> None:
+    """Every sample, and the copies inside the package (the demo's workbook and mapping, the users' copy of the
+    sandbox data), is what make_samples.py writes: run it and commit when this fails."""
     module = runpy.run_path(str(SAMPLES / "make_samples.py"))
-    module["main"](tmp_path)
+    module["main"](tmp_path, tmp_path / "demo")
     for name in [
         "legacy_jobs.csv",
         "jobs.xlsx",
         "lookups/job_types.csv",
         "lookups/customers.csv",
         "expected_outcomes.json",
+        "sandbox_data.json",
     ]:
         assert (tmp_path / name).read_bytes() == (SAMPLES / name).read_bytes(), name
+    for name in ["jobs.xlsx", "jobs_xlsx.toml"]:
+        assert (tmp_path / "demo" / name).read_bytes() == (ROOT / "pipeline" / "demo_data" / name).read_bytes(), name
+    assert (ROOT / "pipeline" / "demo_data" / "jobs_xlsx.toml").read_bytes() == (
+        ROOT / "mappings" / "jobs_xlsx.toml"
+    ).read_bytes()
 
 
 @pytest.fixture(scope="module")

@@ -58,19 +58,37 @@ valid_bodies = st.fixed_dictionaries(
 mutation = st.tuples(st.sampled_from((*FIELDS, "extra", "customFields[0]")), st.just(None) | any_json, st.booleans())
 
 
-@st.composite
-def bodies(draw: st.DrawFn) -> dict[str, Any]:
-    """A valid body with 0 to 2 fields replaced by any JSON value, removed, or added."""
-    body: dict[str, Any] = draw(valid_bodies)
-    for name, value, remove in draw(st.lists(mutation, max_size=2)):
+def mutate(body: dict[str, Any], mutations: list[tuple[str, Any, bool]]) -> dict[str, Any]:
+    """`body` with each (field, value, remove) applied: the field removed, or set to value. For
+    "customFields[0]": the first custom field replaced by value (remove), or its definitionId set to value —
+    on a fresh object when an earlier mutation left something else than an object there."""
+    for name, value, remove in mutations:
         if name == "customFields[0]":
-            if isinstance(body.get("customFields"), list) and body["customFields"]:
-                body["customFields"][0] = {**body["customFields"][0], "definitionId": value} if not remove else value
+            fields = body.get("customFields")
+            if isinstance(fields, list) and fields:
+                first = fields[0] if isinstance(fields[0], dict) else {}
+                fields[0] = value if remove else {**first, "definitionId": value}
         elif remove:
             body.pop(name, None)
         else:
             body[name] = value
     return body
+
+
+@st.composite
+def bodies(draw: st.DrawFn) -> dict[str, Any]:
+    """A valid body with 0 to 2 fields replaced by any JSON value, removed, or added."""
+    return mutate(draw(valid_bodies), draw(st.lists(mutation, max_size=2)))
+
+
+def test_mutations_of_a_replaced_custom_field_do_not_break_the_generator() -> None:
+    # the generator used to merge `{**None}` when a first mutation had replaced customFields[0] by a non-object
+    body = {"typeId": 101, "contactId": 5001, "customFields": [{"definitionId": 432632}]}
+    for replaced in (None, 7, "x", [1], {"value": "v"}):
+        mutations = [("customFields[0]", replaced, True), ("customFields[0]", 432633, False)]
+        result = mutate({**body, "customFields": [{"definitionId": 432632}]}, mutations)
+        expected = {**(replaced if isinstance(replaced, dict) else {}), "definitionId": 432633}
+        assert result["customFields"] == [expected]
 
 
 def references_known(body: dict[str, Any]) -> bool:

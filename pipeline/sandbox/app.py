@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -37,6 +38,7 @@ DEFAULT_PAGE_SIZE = 100
 JSON_TYPES = ("application/json",)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+_log = logging.getLogger(__name__)
 
 
 class SandboxState:
@@ -296,9 +298,15 @@ class ConnectionDropped(web.HTTPException):
 
 @web.middleware
 async def problem_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """aiohttp's own errors (unknown path, wrong method, body too large) as problem details."""
+    """aiohttp's own errors (unknown path, wrong method, body too large) as problem details; a client that went
+    away while its request was read (killed, connection reset) is one debug line, not a traceback."""
     try:
         return await handler(request)
+    except ConnectionError as exc:
+        _log.debug("client %s went away during %s %s: %s", request.remote, request.method, request.path, exc)
+        if request.transport is not None:
+            request.transport.abort()
+        raise ConnectionDropped() from None
     except web.HTTPException as exc:
         if exc.status < 400:
             raise

@@ -37,7 +37,12 @@ class TokenIssuer:
 
     async def token(self, request: web.Request, lifetime: int) -> web.Response:
         """POST /auth/tokens."""
-        form = await request.post() if request.content_type in FORM_TYPES else {}
+        try:
+            form = await request.post() if request.content_type in FORM_TYPES else {}
+        except ValueError:  # a multipart body without its boundary, a malformed part: not a form we can read
+            return self._oauth_error(
+                400, "invalid_request", "The form body cannot be read: check its Content-Type.", request.path
+            )
         grant_type = form.get("grant_type")
         client_id = form.get("client_id")
         client_secret = form.get("client_secret")

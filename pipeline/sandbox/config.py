@@ -25,7 +25,7 @@ class SandboxConfig:
 
     host: str = SANDBOX_HOST
     port: int = SANDBOX_PORT  # 0 = any free port (reported on the ready line)
-    data: Path | None = None  # reference data JSON; None = samples/sandbox_data.json
+    data: Path | None = None  # reference data JSON; None = the package's (a copy: samples/sandbox_data.json)
     seed: int | None = None
     state: Path | None = None  # created jobs persisted here (JSON lines) and reloaded on start
     first_id: int = 10_000_001

@@ -7,13 +7,14 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass
+from importlib.resources import as_file, files
 from pathlib import Path
 from typing import Any
 
 from pipeline.errors import SettingsError
 
-#: samples/sandbox_data.json of the repository (the file users see and may copy).
-DEFAULT_DATA_PATH = Path(__file__).resolve().parents[2] / "samples" / "sandbox_data.json"
+#: the sandbox tenant's reference data, shipped inside the package (samples/sandbox_data.json is a copy for users).
+DEFAULT_DATA = files("pipeline.sandbox").joinpath("sandbox_data.json")
 
 UUID_RE = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 
@@ -68,8 +69,11 @@ def _list(doc: dict[str, Any], key: str, path: Path) -> list[dict[str, Any]]:
 
 
 def load_reference_data(path: Path | None = None) -> ReferenceData:
-    """Load and index a reference data file. Raises SettingsError (one line) when it is unusable."""
-    path = path or DEFAULT_DATA_PATH
+    """Load and index a reference data file (default: the package's). Raises SettingsError (one line) when it is
+    unusable."""
+    if path is None:
+        with as_file(DEFAULT_DATA) as default:
+            return load_reference_data(default)
     try:
         doc = json.loads(path.read_text(encoding="utf-8-sig"))
     except OSError as exc:
