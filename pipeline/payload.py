@@ -16,6 +16,7 @@ null.
 from __future__ import annotations
 
 import hashlib
+from dataclasses import dataclass
 
 import polars as pl
 
@@ -104,16 +105,51 @@ def _sha256(payloads: pl.Series) -> pl.Series:
     return pl.Series([sha256(p.encode("utf-8")).hexdigest() for p in payloads.to_list()], dtype=pl.String)
 
 
-def plan_payloads(frame: pl.DataFrame, mapping: Mapping, keep: pl.Series | None = None) -> pl.DataFrame:
-    """ROW, ORIGIN_ROW, key, reference, payload (compact JSON, exactly the POST /v1/jobs body) per row of a job
-    frame of valid rows, or per row of `frame` that `keep` (a Boolean mask: Validation.valid_mask) marks."""
-    # only the columns a payload is made of, only the kept rows: the query (and its checks) see nothing else
+@dataclass(frozen=True)
+class Plan:
+    """What a run sends: one row per valid source row (ROW, ORIGIN_ROW, key, reference) and the API columns its
+    payload text is made from, a slice at a time when it is needed, so a million payloads are never all held."""
+
+    rows: pl.DataFrame
+    source: pl.DataFrame
+    mapping: Mapping
+
+    @property
+    def height(self) -> int:
+        return self.rows.height
+
+    def payload_slice(self, offset: int, length: int) -> pl.Series:
+        """The payload texts of plan rows offset … offset+length-1 (the same text `plan_payloads` gives)."""
+        return payloads(self.source.slice(offset, length), self.mapping)
+
+    def payloads_at(self, indices: list[int]) -> pl.Series:
+        """The payload texts of the plan rows at these positions, in that order."""
+        if not indices:
+            return pl.Series("payload", [], dtype=pl.String)
+        return payloads(self.source[indices], self.mapping)
+
+    def with_payloads(self, offset: int, length: int) -> pl.DataFrame:
+        """ROW, ORIGIN_ROW, key, reference, payload of one slice of the plan."""
+        return self.rows.slice(offset, length).with_columns(self.payload_slice(offset, length))
+
+
+def plan(frame: pl.DataFrame, mapping: Mapping, keep: pl.Series | None = None) -> Plan:
+    """The plan of the rows of `frame` that `keep` marks (all when None): their keys (the reference, else "fp:" + the
+    sha256 of the payload, computed here for those rows only) and what their payloads are made of."""
     columns = [ROW, ORIGIN_ROW, *API_FIELDS, *(cf.key for cf in mapping.custom_fields)]
     kept = frame.select(columns) if keep is None else frame.select(columns).filter(keep)
-    planned = kept.select(ROW, ORIGIN_ROW, pl.col("reference").cast(pl.String)).with_columns(payloads(kept, mapping))
-    no_ref = planned["reference"].is_null()
-    keys = planned.get_column("reference").alias("key")
+    rows = kept.select(ROW, ORIGIN_ROW, pl.col("reference").cast(pl.String))
+    no_ref = rows["reference"].is_null()
+    keys = rows.get_column("reference").alias("key")
     if no_ref.any():
-        fingerprints = _sha256(planned["payload"].filter(no_ref))
+        fingerprints = _sha256(payloads(kept.filter(no_ref), mapping))
         keys = keys.scatter(no_ref.arg_true(), FINGERPRINT_PREFIX + fingerprints)
-    return planned.with_columns(keys).select(ROW, ORIGIN_ROW, "key", "reference", "payload")
+    return Plan(rows.with_columns(keys).select(ROW, ORIGIN_ROW, "key", "reference"), kept, mapping)
+
+
+def plan_payloads(frame: pl.DataFrame, mapping: Mapping, keep: pl.Series | None = None) -> pl.DataFrame:
+    """ROW, ORIGIN_ROW, key, reference, payload (compact JSON, exactly the POST /v1/jobs body) per row of a job
+    frame of valid rows, or per row of `frame` that `keep` (a Boolean mask: Validation.valid_mask) marks: the
+    whole plan with every payload at once (tests, benchmarks; a run takes them a slice at a time)."""
+    planned = plan(frame, mapping, keep)
+    return planned.with_payloads(0, planned.height)

@@ -32,7 +32,7 @@ from pipeline.ledger import Ledger, legacy_ledgers, now_iso
 from pipeline.mapping import MappedTable, Mapping, apply_mapping, load_mapping
 from pipeline.model import ERROR_SCHEMA, ORIGIN_ROW, ROW, SUCCESS, CellError, RawTable, Status, errors_frame
 from pipeline.outcomes import Outcomes
-from pipeline.payload import plan_payloads
+from pipeline.payload import Plan, plan
 from pipeline.progress import RunProgress
 from pipeline.read import CSV_SUFFIXES, read_table
 from pipeline.report import ReportPaths, ReportWriteError, RunSummary, write_reports
@@ -84,7 +84,7 @@ class Prepared:
     mapping: Mapping
     mapped: MappedTable
     validation: Validation
-    payloads: pl.DataFrame  # ROW, ORIGIN_ROW, key, reference, payload
+    plan: Plan  # ROW, ORIGIN_ROW, key, reference per valid row; payload texts made a slice at a time
     read_s: float
     prepare_s: float
 
@@ -128,8 +128,8 @@ def prepare(options: RunOptions) -> Prepared:
     read_s = time.perf_counter() - started
     mapped = apply_mapping(raw, mapping)
     validation = validate(mapped, mapping)
-    payloads = plan_payloads(validation.frame, mapping, validation.valid_mask)
-    return Prepared(raw, mapping, mapped, validation, payloads, read_s, time.perf_counter() - started)
+    planned = plan(validation.frame, mapping, validation.valid_mask)
+    return Prepared(raw, mapping, mapped, validation, planned, read_s, time.perf_counter() - started)
 
 
 def restore_neutralised(raw: RawTable) -> RawTable:
@@ -160,9 +160,9 @@ def file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def write_payloads(path: Path, payloads: pl.DataFrame) -> None:
-    """payloads.jsonl: one line per valid row, {"row", "key", "payload"} with the payload exactly as sent; written
-    slice by slice, so the lines are never all in memory at once."""
+def write_payloads(path: Path, planned: Plan) -> None:
+    """payloads.jsonl: one line per valid row, {"row", "key", "payload"} with the payload exactly as sent; made and
+    written a slice at a time, so the lines are never all in memory at once."""
     # pl.format would read the literal braces as column names: build the line by concatenation.
     line = pl.concat_str(
         pl.lit('{"row":'),
@@ -174,8 +174,8 @@ def write_payloads(path: Path, payloads: pl.DataFrame) -> None:
         pl.lit("}\n"),
     )
     with path.open("w", encoding="utf-8", newline="") as handle:
-        for chunk in payloads.iter_slices(PLAN_SLICE):
-            handle.write("".join(chunk.select(line).to_series()))
+        for offset in range(0, planned.height, PLAN_SLICE * 64):
+            handle.write("".join(planned.with_payloads(offset, PLAN_SLICE * 64).select(line).to_series()))
 
 
 def _json_string(expr: pl.Expr) -> pl.Expr:
@@ -186,19 +186,18 @@ def _json_string(expr: pl.Expr) -> pl.Expr:
 PLAN_SLICE = 1024
 
 
-def planned_batches(payloads: pl.DataFrame, size: int = PLAN_SLICE) -> Iterator[list[PlannedRow]]:
-    """The plan as slices of PlannedRow, index = position in `payloads` (where its outcome is kept)."""
-    index = 0
-    for chunk in payloads.select(ROW, "key", "reference", "payload").iter_slices(size):
-        batch = [PlannedRow(index + i, *values) for i, values in enumerate(chunk.iter_rows())]
-        index += len(batch)
-        yield batch
+def planned_batches(planned: Plan, size: int = PLAN_SLICE) -> Iterator[list[PlannedRow]]:
+    """The plan as slices of PlannedRow (index = position in the plan, where its outcome is kept), each slice's
+    payload texts made when the slice is reached."""
+    for offset in range(0, planned.height, size):
+        chunk = planned.with_payloads(offset, size).select(ROW, "key", "reference", "payload")
+        yield [PlannedRow(offset + i, *values) for i, values in enumerate(chunk.iter_rows())]
 
 
 def _outcomes(prepared: Prepared, outcomes: Outcomes | None, dry_run: bool) -> pl.DataFrame:
     """One outcome per source row, in source order."""
     base = prepared.mapped.frame.select(ROW, ORIGIN_ROW, "reference")
-    planned = prepared.payloads.select(ROW)
+    planned = prepared.plan.rows.select(ROW)
     if outcomes is not None:
         planned = pl.concat([planned, outcomes.frame()], how="horizontal")
     else:
@@ -246,9 +245,11 @@ def _outcome_errors(prepared: Prepared, outcomes: Outcomes | None) -> pl.DataFra
     if outcomes is None:
         return errors_frame()
     found: list[CellError] = []
-    rows = prepared.payloads.get_column(ROW)
-    payload_text = prepared.payloads.get_column("payload")
-    for index in outcomes.indices({Status.REJECTED, *NEXT_STEP}):
+    rows = prepared.plan.rows.get_column(ROW)
+    attention = list(outcomes.indices({Status.REJECTED, *NEXT_STEP}))
+    rejected = [index for index in attention if outcomes.status(index) == Status.REJECTED]
+    payload_text = dict(zip(rejected, prepared.plan.payloads_at(rejected), strict=True))
+    for index in attention:
         row = rows[index]
         result = outcomes.get(index)
         problem = result.problem or {}
@@ -411,7 +412,7 @@ def _run(
     stopped: RunStopped | None = None
     if options.dry_run or ledger is None or settings is None:
         logs.configure(None)
-        write_payloads(report_dir / "payloads.jsonl", prepared.payloads)
+        write_payloads(report_dir / "payloads.jsonl", prepared.plan)
     else:
         signals.arm()
         logs.configure(report_dir / "run.log.jsonl")
@@ -421,12 +422,12 @@ def _run(
             "run_started",
             input=input_key,
             rows=prepared.raw.frame.height,
-            valid=prepared.payloads.height,
+            valid=prepared.plan.height,
             ledger=str(ledger_path),
             base_url=settings.base_url,
         )
         options.submit.timeout_grace_s = options.read_timeout_s
-        outcomes, stats, stopped = asyncio.run(_submit(prepared.payloads, settings, ledger, run_id, options, signals))
+        outcomes, stats, stopped = asyncio.run(_submit(prepared.plan, settings, ledger, run_id, options, signals))
     frame = _outcomes(prepared, outcomes, options.dry_run)
     own_errors = prepared.validation.errors.select(pl.col(n).cast(d) for n, d in ERROR_SCHEMA.items())
     errors = pl.concat([own_errors, _outcome_errors(prepared, outcomes)], how="vertical").sort(
@@ -491,7 +492,7 @@ def _run(
 
 def _run_rows(outcomes: pl.DataFrame, prepared: Prepared) -> Iterator[tuple[Any, ...]]:
     """(row, origin_row, key, status, job_id, reference, problem JSON) per source row, for the ledger."""
-    keys = prepared.payloads.select(ROW, "key")
+    keys = prepared.plan.rows.select(ROW, "key")
     frame = outcomes.join(keys, on=ROW, how="left", maintain_order="left")
     columns = ("problem_status", "problem_title", "problem_detail", "problem_type")
     for row, origin, key, status, job_id, reference, p_status, title, detail, p_type, note in frame.select(
@@ -506,7 +507,7 @@ def _run_rows(outcomes: pl.DataFrame, prepared: Prepared) -> Iterator[tuple[Any,
 
 
 async def _submit(
-    payloads: pl.DataFrame,
+    planned: Plan,
     settings: Settings,
     ledger: Ledger,
     run_id: str,
@@ -519,11 +520,11 @@ async def _submit(
         read_timeout_s=options.read_timeout_s,
     )
     async with ApiClient(settings, client_options) as client:
-        with RunProgress(payloads.height) as progress:
+        with RunProgress(planned.height) as progress:
             submitter = Submitter(client, ledger, run_id, options.submit, progress.advance, progress.console.print)
             signals.attach(asyncio.get_running_loop(), submitter, progress.console.print)
             try:
-                outcomes = await submitter.run(planned_batches(payloads), payloads.height)
+                outcomes = await submitter.run(planned_batches(planned), planned.height)
             finally:
                 signals.detach()
     return outcomes, submitter.stats, submitter.stop_error

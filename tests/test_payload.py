@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 
 from pipeline.mapping import Mapping, load_mapping
 from pipeline.model import API_FIELDS, INT_FIELDS, ORIGIN_ROW, ROW
-from pipeline.payload import plan_payloads
+from pipeline.payload import plan, plan_payloads
 
 MAPPING = """
 [fields.typeId]
@@ -287,3 +287,20 @@ def test_int64_extremes(module_mapping: Mapping) -> None:
     values = [0, -1, 2**63 - 1, -(2**63)]
     rows = [{"typeId": v, "contactId": v, "plannedDuration": v, "reference": f"R{i}"} for i, v in enumerate(values)]
     assert plan_payloads(frame(rows), module_mapping)["payload"].to_list() == [dumps(expected_body(r)) for r in rows]
+
+
+def test_a_plan_makes_the_same_payloads_a_slice_at_a_time(tmp_path: Path) -> None:
+    """A run makes payload texts per slice (never all at once): the same text, key and order as the whole plan,
+    whatever the slicing, including a slice where no cell needs escaping next to one where some do."""
+    m = make_mapping(tmp_path)
+    rows = [
+        {"typeId": 100 + i, "contactId": 5001, "reference": f"R{i}" if i % 3 else None, "description": text}
+        for i, text in enumerate(["plain", 'a "quoted" one', None, "back\\slash", "x", "tab\there", "y"])
+    ]
+    whole = plan_payloads(frame(rows), m)
+    planned = plan(frame(rows), m)
+    for size in (1, 2, 3, 7, 10):
+        pieces = [planned.with_payloads(offset, size) for offset in range(0, planned.height, size)]
+        assert pl.concat(pieces).equals(whole), size
+    assert planned.payloads_at([5, 0, 3]).to_list() == [whole["payload"][i] for i in (5, 0, 3)]
+    assert planned.rows.columns == [ROW, ORIGIN_ROW, "key", "reference"]  # no payload held
