@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import signal
+from collections.abc import Callable
 
 from aiohttp import web
 
@@ -45,16 +46,37 @@ async def run(config: SandboxConfig, stop: asyncio.Event | None = None) -> None:
     assert config.customer_id is not None and config.client_id is not None
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):  # before the ready line: whoever reads it may stop us at once
-        loop.add_signal_handler(sig, stop.set)
+    restore = _on_stop_signals(loop, stop)  # before the ready line: whoever reads it may stop us at once
     print(ready_line(f"http://{shown_host}:{port}", config.customer_id, config.client_id), flush=True)
     try:
         await stop.wait()
     finally:
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.remove_signal_handler(sig)
+        restore()
         await runner.cleanup()
     print(f"BigChange sandbox stopped ({state.created} jobs created by this run)", flush=True)
+
+
+def _on_stop_signals(loop: asyncio.AbstractEventLoop, stop: asyncio.Event) -> Callable[[], None]:
+    """SIGINT/SIGTERM set `stop`. The loop's own handlers where the platform has them; on Windows (no
+    add_signal_handler) plain signal handlers that hand over to the loop. Returns what undoes it."""
+    signals = (signal.SIGINT, signal.SIGTERM)
+    try:
+        for sig in signals:
+            loop.add_signal_handler(sig, stop.set)
+    except NotImplementedError:
+        saved = {sig: signal.signal(sig, lambda *_: loop.call_soon_threadsafe(stop.set)) for sig in signals}
+
+        def restore_plain() -> None:
+            for sig, handler in saved.items():
+                signal.signal(sig, handler)
+
+        return restore_plain
+
+    def restore_loop() -> None:
+        for sig in signals:
+            loop.remove_signal_handler(sig)
+
+    return restore_loop
 
 
 def serve(config: SandboxConfig) -> None:
