@@ -7,7 +7,7 @@ CHROMIUM ?= /usr/bin/chromium
 
 .PHONY: test demo lint typecheck unit browser bench clean
 
-$(STAMP): pyproject.toml setup.py pipeline/_csvscan.c pipeline/_jsonrows.c
+$(STAMP): pyproject.toml setup.py pipeline/_jsonrows.c
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[dev]'
