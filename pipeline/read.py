@@ -133,6 +133,7 @@ def finish_table(
     keep_rows: set[int] | None = None,
     maybe_blank: list[str] | None = None,
     trimmed: list[str] | None = None,
+    unrendered: dict[int, str] | None = None,
 ) -> RawTable:
     """Common end of both readers: header checks, blanks → null, blank rows dropped, corrections round trip.
 
@@ -141,7 +142,8 @@ def finish_table(
     person ("column C" in a workbook, "column 3" in a CSV). Rows numbered in `keep_rows` are kept even when
     blank (e.g. their only cell is an Excel error value). `maybe_blank`: the columns of `body` that can hold a
     blank but non-null cell, when the reader knows (see blank_to_null); `trimmed`: the columns of `body` known to
-    hold no cell with leading or trailing whitespace (RawTable.trimmed).
+    hold no cell with leading or trailing whitespace (RawTable.trimmed); `unrendered`: positions of the columns of
+    `body` holding numbers whose number format was not reproduced, with the format (RawTable.unrendered).
     """
     positional = body.columns
     trimmed_positional = set(trimmed or ())
@@ -221,6 +223,15 @@ def finish_table(
     else:
         frame = frame.hstack([frame.get_column(ROW).alias(ORIGIN_ROW)])
     frame = frame.select([*columns, ROW, ORIGIN_ROW])
+    shown_as = {str(names[i]): code for i, code in sorted((unrendered or {}).items()) if names[i] in columns}
+    warnings = []
+    if shown_as:
+        listed = ", ".join(f"'{name}' ({code})" for name, code in list(shown_as.items())[:5])
+        more = f" and {len(shown_as) - 5} more" if len(shown_as) > 5 else ""
+        warnings.append(
+            f"{where}: number formats not reproduced in column {listed}{more}: those cells are read as the plain "
+            "number (e.g. 0.25 for 25%); check the values, or format the cells as text in Excel"
+        )
     return RawTable(
         frame=frame,
         columns=columns,
@@ -232,6 +243,8 @@ def finish_table(
         is_corrections=is_corrections,
         cell_errors=list(cell_errors or []),
         trimmed=frozenset(str(names[i]) for i in keep if positional[i] in trimmed_positional),
+        unrendered=shown_as,
+        warnings=warnings,
     )
 
 

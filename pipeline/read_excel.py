@@ -19,10 +19,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import re
 import zipfile
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import IO
 from xml.etree import ElementTree
@@ -33,6 +35,15 @@ import polars as pl
 from pipeline.errors import InputFileError
 from pipeline.model import CellError, RawTable
 from pipeline.read import blank_candidates, blank_to_null, column_letter, finish_table
+from pipeline.read_cells import (
+    Format,
+    builtin_format,
+    classify,
+    elapsed_text,
+    number_text,
+    render_code,
+    serial_text,
+)
 
 _OLE2 = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"
 _ZIP = b"PK\x03\x04"
@@ -52,8 +63,9 @@ _TYPE = re.compile(rb'\bt="([^"]*)"')
 _VALUE = re.compile(rb"<" + _NS + rb"v>([^<]*)</" + _NS + rb"v>")
 
 Finding = tuple[int, int, str, str]  # (0-based column, sheet row, cell reference, what the cell shows)
-#: (text cells from sheet row 1, header position, absolute column indices, visible, all cells read: see _load_sheet)
-Loaded = tuple[pl.DataFrame, int, list[int], bool, bool]
+#: (text cells from sheet row 1, header position, absolute column indices, visible, all cells read, unrendered
+#: formats by absolute column: see _load_sheet)
+Loaded = tuple[pl.DataFrame, int, list[int], bool, bool, dict[int, str]]
 
 
 def read_excel(path: Path, *, sheet: str | None = None, header_row: int = 1) -> RawTable:
@@ -89,7 +101,7 @@ def read_excel(path: Path, *, sheet: str | None = None, header_row: int = 1) -> 
             found = _load_sheet(reader, path, name, header_row)
             if found is None:
                 continue
-            frame_, idx_, _, visible_, _ = found
+            frame_, idx_, _, visible_, _, _ = found
             named = sum(v is not None for v in frame_.row(idx_))
             if visible_ and named >= 2:
                 loaded, chosen = found, name
@@ -105,7 +117,7 @@ def read_excel(path: Path, *, sheet: str | None = None, header_row: int = 1) -> 
                 "check the file or header_row"
             )
     assert loaded is not None
-    frame, header_idx, abs_cols, _, all_read = loaded
+    frame, header_idx, abs_cols, _, all_read, unrendered = loaded
     suffix = path.suffix.lower()
     findings: list[Finding] = []
     if suffix in (".xlsx", ".xlsm") and not all_read:
@@ -130,6 +142,7 @@ def read_excel(path: Path, *, sheet: str | None = None, header_row: int = 1) -> 
         cell_errors=errors,
         keep_rows={e.row for e in errors},
         maybe_blank=[],  # blanks are null already (_normalise)
+        unrendered={abs_cols.index(c): code for c, code in unrendered.items() if c in abs_cols},
     )
 
 
@@ -174,7 +187,7 @@ def _load_sheet(reader: fastexcel.ExcelReader, path: Path, name: str, header_row
     calamine gave, so none is an error cell or a formula without a saved result (see the module docstring). The
     XML is counted in a thread while calamine loads the sheet (zlib and calamine release the GIL)."""
     with ThreadPoolExecutor(max_workers=1) as pool:
-        closed = pool.submit(_closed_cells, path, name) if path.suffix.lower() in (".xlsx", ".xlsm") else None
+        surveyed = pool.submit(_survey, path, name) if path.suffix.lower() in (".xlsx", ".xlsm") else None
         try:
             sheet = reader.load_sheet(name, header_row=None, skip_rows=0, dtypes="string")
             frame = sheet.to_polars()
@@ -188,13 +201,34 @@ def _load_sheet(reader: fastexcel.ExcelReader, path: Path, name: str, header_row
         if frame.width == 0 or frame.height <= header_row - 1:
             return None
         values = frame.height * frame.width - sum(frame.null_count().row(0))
-        all_read = closed is not None and closed.result() == values
-    frame = _normalise(frame)
+        survey = surveyed.result() if surveyed is not None else _Survey()
+        all_read = survey.closed == values
+    frame = _normalise(_patch(frame, abs_cols, survey.fixes))
     blank = frame.select(pl.all_horizontal(pl.all().is_null()).alias("b")).get_column("b")
     candidates = (~blank.slice(header_row - 1)).arg_true()
     if candidates.len() < 2:  # a header and at least one data row
         return None
-    return frame, header_row - 1 + int(candidates[0]), abs_cols, visible, all_read
+    return frame, header_row - 1 + int(candidates[0]), abs_cols, visible, all_read, survey.unrendered
+
+
+def _patch(frame: pl.DataFrame, abs_cols: list[int], fixes: list[tuple[int, int, str]]) -> pl.DataFrame:
+    """`frame` (sheet row r at position r - 1) with the text of `fixes` (absolute column, sheet row, text)."""
+    if not fixes:
+        return frame
+    position = {c: j for j, c in enumerate(abs_cols)}
+    by_column: dict[int, tuple[list[int], list[str]]] = {}
+    for col, row, text in fixes:
+        j = position.get(col)
+        if j is not None and 0 < row <= frame.height:
+            rows, texts = by_column.setdefault(j, ([], []))
+            rows.append(row - 1)
+            texts.append(text)
+    columns = []
+    for j, (rows, texts) in by_column.items():
+        column = frame.get_column(frame.columns[j]).clone()
+        column.scatter(rows, pl.Series(texts, dtype=pl.String))
+        columns.append(column)
+    return frame.with_columns(columns) if columns else frame
 
 
 def _normalise(frame: pl.DataFrame) -> pl.DataFrame:
@@ -349,19 +383,165 @@ def _has_ods_errors(zf: zipfile.ZipFile) -> bool:
     return False
 
 
-def _closed_cells(path: Path, sheet: str) -> int | None:
-    """The number of cells with content (`</c>` closing tags) in the sheet XML; None when it cannot be counted
-    this way (no such sheet part, or a namespace prefix on the root element: its cells would close `</x:c>`)."""
+@dataclass
+class _Survey:
+    """What one streaming pass over a sheet's XML finds (run in a thread while calamine loads the sheet)."""
+
+    closed: int | None = None  # cells with content (`</c>`); None when they cannot be counted this way
+    fixes: list[tuple[int, int, str]] = field(default_factory=list)  # (0-based column, sheet row, text)
+    unrendered: dict[int, str] = field(default_factory=dict)  # 0-based column → a number format not reproduced
+
+
+@dataclass(frozen=True)
+class _Styles:
+    """The workbook facts the survey needs: each cell style's number format, and the date system."""
+
+    formats: list[Format]
+    date1904: bool
+
+    def special(self) -> dict[int, Format]:
+        """The styles whose numbers calamine does not show as the format does (dates only in 1904 workbooks)."""
+        kinds = {"elapsed", "code", "other"} | ({"date"} if self.date1904 else set())
+        return {i: f for i, f in enumerate(self.formats) if f.kind in kinds}
+
+
+def _styles(zf: zipfile.ZipFile) -> _Styles:
+    """Cell styles' number formats (styles.xml) and the date system (workbook.xml `date1904`: "1" or "true")."""
+    date1904 = False
+    try:
+        for el in ElementTree.fromstring(zf.read("xl/workbook.xml")).iter():
+            if el.tag.rsplit("}", 1)[-1] == "workbookPr":
+                date1904 = el.get("date1904", "").strip().lower() in ("1", "true")
+    except (KeyError, ElementTree.ParseError):
+        pass
+    formats: list[Format] = []
+    try:
+        styles = ElementTree.fromstring(zf.read("xl/styles.xml"))
+    except (KeyError, ElementTree.ParseError):
+        return _Styles(formats, date1904)
+    custom: dict[int, str] = {}
+    for el in styles.iter():
+        if el.tag.rsplit("}", 1)[-1] == "numFmt" and (el.get("numFmtId") or "").isdigit():
+            custom[int(el.get("numFmtId", "0"))] = el.get("formatCode", "")
+    for el in styles:
+        if el.tag.rsplit("}", 1)[-1] != "cellXfs":
+            continue
+        for xf in el:
+            raw = xf.get("numFmtId", "0")
+            fmt_id = int(raw) if raw.isdigit() else 0
+            code = custom.get(fmt_id) or builtin_format(fmt_id) or "General"
+            formats.append(classify(code))
+    return _Styles(formats, date1904)
+
+
+_SKIP_TYPES = (b"s", b"str", b"inlineStr", b"e", b"b", b"d")
+
+
+def _survey(path: Path, sheet: str) -> _Survey:
+    """One pass over the sheet XML: the cells with content (see _load_sheet), and the text of the cells calamine
+    does not show as a person saw them: numbers it would cut to 9 decimals, and numbers with a number format it
+    does not apply (padding and literal text, elapsed time, dates of a 1904 workbook). Numbers whose format is not
+    reproduced here keep their value and their column is noted (`unrendered`)."""
+    survey = _Survey()
     with zipfile.ZipFile(path) as zf:
         member = _sheet_member(zf, sheet)
         if member is None:
-            return None
+            return survey
+        styles = _styles(zf)
+        special = styles.special()
+        dates = {i for i, f in enumerate(styles.formats) if f.kind == "date"}  # (calamine shows those)
         closed = 0
+        ns = b""
+        long_number: re.Pattern[bytes] | None = None
+        styled: re.Pattern[bytes] | None = None
         for i, piece in enumerate(_chunks(zf, member)):
-            if i == 0 and not re.search(rb"<worksheet[\s>]", piece[:4096]):
-                return None
-            closed += piece.count(b"</c>")
-    return closed
+            if i == 0:
+                root = re.search(rb"<(?:([A-Za-z_][\w.-]*):)?worksheet[\s>]", piece[:4096])
+                if root is None:
+                    return survey
+                ns = root.group(1) + b":" if root.group(1) else b""
+                long_number = re.compile(
+                    rb"<%sv>(-?\d*\.\d{10,}(?:[eE][-+]?\d+)?|-?[\d.]+[eE][-+]?\d+)</" % re.escape(ns)
+                )
+                if special:
+                    styled = re.compile(rb' s="(%s)"' % b"|".join(str(k).encode() for k in sorted(special)))
+            closed += piece.count(b"</%sc>" % ns)
+            if styled is not None:
+                for m in styled.finditer(piece):
+                    cell = _cell_at(piece, m.start(), ns)
+                    if cell is not None:
+                        _fix_styled(survey, cell, special[int(m.group(1))], styles.date1904)
+            assert long_number is not None
+            for m in long_number.finditer(piece):
+                cell = _cell_at(piece, m.start(), ns)
+                if cell is None:
+                    continue
+                col, row, kind, style, value = cell
+                if style in special or kind not in (b"", b"n") or value is None or style in dates:
+                    continue
+                with contextlib.suppress(ValueError):
+                    survey.fixes.append((col, row, number_text(float(value))))
+        survey.closed = closed if not ns else None
+    return survey
+
+
+_ATTR_R = re.compile(rb'\br="\$?([A-Z]{1,3})\$?(\d+)"')
+_ATTR_S = re.compile(rb'\bs="(\d+)"')
+
+
+def _cell_at(piece: bytes, pos: int, ns: bytes) -> tuple[int, int, bytes, int | None, bytes | None] | None:
+    """The cell whose start tag or value is at `pos`: (0-based column, row, type, style, value text)."""
+    start = piece.rfind(b"<%sc " % ns, 0, pos + 1)
+    if start < 0:
+        return None
+    tag_end = piece.find(b">", start)
+    if tag_end < 0:
+        return None
+    attrs = piece[start:tag_end]
+    if tag_end < pos and (attrs.endswith(b"/") or piece.find(b"</%sc>" % ns, start, pos) >= 0):
+        return None  # `pos` is not inside this cell (e.g. a row's style attribute)
+    ref = _ATTR_R.search(attrs)
+    if ref is None:
+        return None
+    kind_m = _TYPE.search(attrs)
+    style_m = _ATTR_S.search(attrs)
+    value = None
+    if not attrs.endswith(b"/"):
+        end = piece.find(b"</%sc>" % ns, tag_end)
+        v = re.search(rb"<%sv>([^<]*)</" % re.escape(ns), piece[tag_end : end if end >= 0 else len(piece)])
+        value = v.group(1) if v else None
+    col = 0
+    for ch in ref.group(1).decode():
+        col = col * 26 + (ord(ch) - 64)
+    return (
+        col - 1,
+        int(ref.group(2)),
+        kind_m.group(1) if kind_m else b"",
+        int(style_m.group(1)) if style_m else None,
+        value,
+    )
+
+
+def _fix_styled(
+    survey: _Survey, cell: tuple[int, int, bytes, int | None, bytes | None], fmt: Format, date1904: bool
+) -> None:
+    col, row, kind, _, raw = cell
+    if kind not in (b"", b"n") or raw is None:
+        return
+    try:
+        value = float(raw)
+    except ValueError:
+        return
+    if fmt.kind == "date":
+        survey.fixes.append((col, row, serial_text(value, date1904)))
+    elif fmt.kind == "elapsed":
+        survey.fixes.append((col, row, elapsed_text(value, fmt.code)))
+    else:
+        shown = render_code(value, fmt.code) if fmt.kind == "code" else None
+        if shown is None:
+            survey.unrendered.setdefault(col, fmt.code)
+            shown = number_text(value)
+        survey.fixes.append((col, row, shown))
 
 
 def _add(found: list[Finding], attrs: bytes, what: str) -> None:
