@@ -20,7 +20,10 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import re
+import sys
+import tempfile
 import zipfile
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -40,6 +43,8 @@ from pipeline.read_cells import (
     builtin_format,
     classify,
     elapsed_text,
+    iso_datetime_text,
+    iso_duration_text,
     number_text,
     render_code,
     serial_text,
@@ -63,16 +68,18 @@ _TYPE = re.compile(rb'\bt="([^"]*)"')
 _VALUE = re.compile(rb"<" + _NS + rb"v>([^<]*)</" + _NS + rb"v>")
 
 Finding = tuple[int, int, str, str]  # (0-based column, sheet row, cell reference, what the cell shows)
-#: (text cells from sheet row 1, header position, absolute column indices, visible, all cells read, unrendered
-#: formats by absolute column: see _load_sheet)
-Loaded = tuple[pl.DataFrame, int, list[int], bool, bool, dict[int, str]]
+#: (text cells from sheet row 1, header position, absolute column indices, visible, all cells read, what the
+#: pass over the sheet's XML found: see _load_sheet)
+Loaded = tuple[pl.DataFrame, int, list[int], bool, bool, "_Survey"]
 
 
 def read_excel(path: Path, *, sheet: str | None = None, header_row: int = 1) -> RawTable:
     """Read one sheet of a workbook as text cells; see read.read_table for the contract."""
     _check_signature(path)
+    ods = _ods_survey(path) if path.suffix.lower() == ".ods" else None
     try:
-        reader = fastexcel.read_excel(str(path))
+        with _native_output_hidden():
+            reader = fastexcel.read_excel(str(path))
         names = list(reader.sheet_names)
     except Exception as exc:
         raise InputFileError(f"{path}: {_open_problem(path, exc)}") from exc
@@ -86,7 +93,7 @@ def read_excel(path: Path, *, sheet: str | None = None, header_row: int = 1) -> 
                 f"{path}: no sheet named '{sheet}'; the sheets are {listed}; "
                 "give one of them with --sheet or `sheet` in the mapping's [source]"
             )
-        found = _load_sheet(reader, path, sheet, header_row)
+        found = _load_sheet(reader, path, sheet, header_row, ods)
         if found is None:
             raise InputFileError(
                 f"{path}, sheet '{sheet}': has headers but no data rows; check the sheet and header_row"
@@ -98,7 +105,7 @@ def read_excel(path: Path, *, sheet: str | None = None, header_row: int = 1) -> 
         chosen = names[0]
         fallback: tuple[tuple[int, int], Loaded, str] | None = None
         for name in names:
-            found = _load_sheet(reader, path, name, header_row)
+            found = _load_sheet(reader, path, name, header_row, ods)
             if found is None:
                 continue
             frame_, idx_, _, visible_, _, _ = found
@@ -117,13 +124,14 @@ def read_excel(path: Path, *, sheet: str | None = None, header_row: int = 1) -> 
                 "check the file or header_row"
             )
     assert loaded is not None
-    frame, header_idx, abs_cols, _, all_read, unrendered = loaded
+    frame, header_idx, abs_cols, _, all_read, survey = loaded
+    unrendered = survey.unrendered
     suffix = path.suffix.lower()
     findings: list[Finding] = []
     if suffix in (".xlsx", ".xlsm") and not all_read:
         findings = _scan(path, chosen)
     elif suffix == ".ods":
-        findings = _ods_errors(path, chosen)
+        findings = survey.errors
     where = f"{path}, sheet '{chosen}'"
     headers = [frame.item(header_idx, c) for c in frame.columns]
     body = frame.slice(header_idx + 1)
@@ -144,6 +152,27 @@ def read_excel(path: Path, *, sheet: str | None = None, header_row: int = 1) -> 
         maybe_blank=[],  # blanks are null already (_normalise)
         unrendered={abs_cols.index(c): code for c, code in unrendered.items() if c in abs_cols},
     )
+
+
+@contextlib.contextmanager
+def _native_output_hidden() -> Iterator[None]:
+    """Lines calamine prints itself (to the process's stderr, not through Python) go to a scratch file instead:
+    whatever it has to say that matters comes back as an exception, which becomes our one-line message."""
+    try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+    except (OSError, ValueError, AttributeError):  # no real stderr (e.g. a service): nothing to protect
+        yield
+        return
+    try:
+        with tempfile.TemporaryFile() as sink:
+            os.dup2(sink.fileno(), 2)
+            try:
+                yield
+            finally:
+                os.dup2(saved, 2)
+    finally:
+        os.close(saved)
 
 
 def _check_signature(path: Path) -> None:
@@ -180,16 +209,23 @@ def _open_problem(path: Path, exc: Exception) -> str:
     return f"cannot be opened as a workbook ({text[:160]}); open it in Excel and save it as .xlsx"
 
 
-def _load_sheet(reader: fastexcel.ExcelReader, path: Path, name: str, header_row: int) -> Loaded | None:
+def _load_sheet(
+    reader: fastexcel.ExcelReader, path: Path, name: str, header_row: int, ods: _OdsFacts | None = None
+) -> Loaded | None:
     """(text from sheet row 1, header position, absolute columns, visible, all cells read), or None without data.
 
     "All cells read" (.xlsx/.xlsm): the cells with content in the sheet XML are exactly the non-null cells
     calamine gave, so none is an error cell or a formula without a saved result (see the module docstring). The
     XML is counted in a thread while calamine loads the sheet (zlib and calamine release the GIL)."""
     with ThreadPoolExecutor(max_workers=1) as pool:
-        surveyed = pool.submit(_survey, path, name) if path.suffix.lower() in (".xlsx", ".xlsm") else None
+        surveyed = None
+        if path.suffix.lower() in (".xlsx", ".xlsm"):
+            surveyed = pool.submit(_survey, path, name)
+        elif ods is not None and (ods.errors or ods.values):
+            surveyed = pool.submit(_ods_cells, path, name)
         try:
-            sheet = reader.load_sheet(name, header_row=None, skip_rows=0, dtypes="string")
+            with _native_output_hidden():
+                sheet = reader.load_sheet(name, header_row=None, skip_rows=0, dtypes="string")
             frame = sheet.to_polars()
             abs_cols = [c.absolute_index for c in sheet.available_columns()]
             visible = str(sheet.visible).lower().rsplit(".", 1)[-1] == "visible"
@@ -208,7 +244,7 @@ def _load_sheet(reader: fastexcel.ExcelReader, path: Path, name: str, header_row
     candidates = (~blank.slice(header_row - 1)).arg_true()
     if candidates.len() < 2:  # a header and at least one data row
         return None
-    return frame, header_row - 1 + int(candidates[0]), abs_cols, visible, all_read, survey.unrendered
+    return frame, header_row - 1 + int(candidates[0]), abs_cols, visible, all_read, survey
 
 
 def _patch(frame: pl.DataFrame, abs_cols: list[int], fixes: list[tuple[int, int, str]]) -> pl.DataFrame:
@@ -326,19 +362,63 @@ _ODS_CELLS = (_ODS_TABLE + "table-cell", _ODS_TABLE + "covered-table-cell")
 _ODS_MAX_REPEAT = 1_048_576  # (a sheet's rows; a repeat beyond it is the empty rest of the sheet)
 
 
-def _ods_errors(path: Path, sheet: str) -> list[Finding]:
-    """Error cells of an .ods sheet: calamine reads them as blank."""
-    with zipfile.ZipFile(path) as zf:
-        if not _has_ods_errors(zf):  # (100,000 rows × 8 cells: 0.05 s to search the bytes, 2.1 s to parse them)
-            return []
-        with zf.open("content.xml") as xml:
-            return _ods_error_cells(xml, sheet)
+@dataclass(frozen=True)
+class _OdsFacts:
+    """What a byte search of an .ods file's content.xml finds (0.05 s per 100,000 rows; a parse takes 2.1 s)."""
+
+    errors: bool  # some cell is marked value-type="error" (calamine reads those as blank)
+    values: bool  # some cell's text calamine does not give as shown (time values, date-times, long numbers)
 
 
-def _ods_error_cells(xml: IO[bytes], sheet: str) -> list[Finding]:
-    """The error cells of `sheet` in content.xml, parsed as a stream. Rows and columns are counted as they come
-    (an empty run of rows or cells is one element with a repeat count)."""
-    found: list[Finding] = []
+_ODS_REPEATED = re.compile(rb'number-(rows|columns)-repeated="(\d+)"')
+_ODS_LIMITS = {b"rows": 1_048_576, b"columns": 16_384}
+_ODS_VALUES = re.compile(rb'(?:time-value="|date-value="[^"T]*T|office:value="(?:-?\d*\.\d{10}|-?[\d.]+[eE]))')
+
+
+def _ods_survey(path: Path) -> _OdsFacts:
+    """Search content.xml's bytes: refuse repeat counts no spreadsheet can hold (before calamine sees them: it
+    would print lines of its own and then fail), and tell whether a parse of the sheet is needed at all."""
+    errors = values = False
+    tail = b""
+    try:
+        with zipfile.ZipFile(path) as zf, zf.open("content.xml") as xml:
+            while chunk := xml.read(_CHUNK):
+                piece = tail + chunk
+                errors = errors or b'value-type="error"' in piece
+                values = values or _ODS_VALUES.search(piece) is not None
+                for m in _ODS_REPEATED.finditer(piece):
+                    if int(m.group(2)) > _ODS_LIMITS[m.group(1)]:
+                        what = m.group(1).decode()[:-1]
+                        raise InputFileError(
+                            f"{path}: is damaged or was not saved by a spreadsheet program: it repeats a {what} "
+                            f"{int(m.group(2)):,} times, more than a sheet can hold "
+                            f"({_ODS_LIMITS[m.group(1)]:,} {what}s); open it in LibreOffice and save it again"
+                        )
+                tail = piece[-64:]
+    except (KeyError, zipfile.BadZipFile, OSError):
+        pass  # (calamine says what is wrong with it)
+    return _OdsFacts(errors, values)
+
+
+def _ods_cells(path: Path, sheet: str) -> _Survey:
+    """Error cells, and the text of the cells calamine does not give as shown, of an .ods sheet."""
+    try:
+        with zipfile.ZipFile(path) as zf, zf.open("content.xml") as xml:
+            return _ods_parse(xml, sheet)
+    except InputFileError as exc:
+        raise InputFileError(f"{path}, {exc}") from exc
+
+
+_ODS_OFFICE = "{urn:oasis:names:tc:opendocument:xmlns:office:1.0}"
+_ODS_MAX_CELLS = 1_000_000  # (a run of repeated cells with a value beyond this is not a real sheet's)
+
+
+def _ods_parse(xml: IO[bytes], sheet: str) -> _Survey:
+    """`sheet` in content.xml, parsed as a stream: error cells, and the text of time values (`PT11H12M12S` →
+    `11:12:12`), date-times (one form: a space, no `T`) and numbers calamine cuts to 9 decimals. Rows and columns
+    are counted as they come (a run of rows or cells is one element with a repeat count)."""
+    survey = _Survey()
+    found = survey.errors
     in_sheet = False
     row = col = 0  # the current row (1-based, once started) and the next cell's 0-based column
     repeat_rows = 1
@@ -362,25 +442,35 @@ def _ods_error_cells(xml: IO[bytes], sheet: str) -> list[Finding]:
                 el.clear()
         elif el.tag in _ODS_CELLS and event == "end":
             repeat = min(int(el.get(_ODS_TABLE + "number-columns-repeated", "1")), _ODS_MAX_REPEAT)
+            kind = el.get(_ODS_OFFICE + "value-type")
+            text = None
             if el.get(_ODS_VALUE_TYPE) == "error":
                 shown = "".join(el.itertext()).strip() or "an error"
+                text = f"shows {shown} in the workbook"
+            elif kind == "time":
+                text = iso_duration_text(el.get(_ODS_OFFICE + "time-value", ""))
+            elif kind == "date" and "T" in el.get(_ODS_OFFICE + "date-value", ""):
+                text = iso_datetime_text(el.get(_ODS_OFFICE + "date-value", ""))
+            elif kind in ("float", "percentage", "currency"):
+                raw = el.get(_ODS_OFFICE + "value", "")
+                if "e" in raw.lower() or len(raw.partition(".")[2]) > 9:
+                    with contextlib.suppress(ValueError):
+                        text = number_text(float(raw))
+            if text is not None:
+                if repeat_rows * repeat > _ODS_MAX_CELLS:
+                    raise InputFileError(
+                        f"sheet '{sheet}' repeats one cell {repeat_rows * repeat:,} times; "
+                        "open the file in LibreOffice and save it again"
+                    )
+                error = el.get(_ODS_VALUE_TYPE) == "error"
                 for r in range(row, row + repeat_rows):
                     for c in range(col, col + repeat):
-                        found.append((c, r, f"{column_letter(c)}{r}", f"shows {shown} in the workbook"))
+                        if error:
+                            found.append((c, r, f"{column_letter(c)}{r}", text))
+                        else:
+                            survey.fixes.append((c, r, text))
             col += repeat
-    return found
-
-
-def _has_ods_errors(zf: zipfile.ZipFile) -> bool:
-    """Whether content.xml has any cell marked value-type="error" (in any sheet)."""
-    mark = b'value-type="error"'
-    tail = b""
-    with zf.open("content.xml") as xml:
-        while chunk := xml.read(_CHUNK):
-            if mark in tail + chunk[: len(mark)] or mark in chunk:
-                return True
-            tail = chunk[-len(mark) :]
-    return False
+    return survey
 
 
 @dataclass
@@ -390,6 +480,7 @@ class _Survey:
     closed: int | None = None  # cells with content (`</c>`); None when they cannot be counted this way
     fixes: list[tuple[int, int, str]] = field(default_factory=list)  # (0-based column, sheet row, text)
     unrendered: dict[int, str] = field(default_factory=dict)  # 0-based column → a number format not reproduced
+    errors: list[Finding] = field(default_factory=list)  # (.ods) error cells
 
 
 @dataclass(frozen=True)
