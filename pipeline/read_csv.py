@@ -135,8 +135,7 @@ def _parse_utf8(data: bytes, used: str, path: Path, header_row: int, delimiter: 
                 raise
             with contextlib.suppress(_Unparsable):  # "more fields" lands here: name the rows
                 _check_ragged(_field_counts(body, sep, width), width, header_rec, sep, path)
-            detail = " ".join(str(exc).split())[:160]
-            raise InputFileError(f"{path}: cannot be parsed as {_name(sep)}-separated text ({detail})") from exc
+            raise _quoting_error(body, sep, header_rec, path) from exc
         rows, frame = frame.get_column(_ROW_INDEX), frame.drop(_ROW_INDEX)
         rectangular = _surely_rectangular(frame, header, body, sep, delimiters.result())
     if not rectangular:
@@ -160,6 +159,7 @@ def _parse_utf8(data: bytes, used: str, path: Path, header_row: int, delimiter: 
         rows=rows.head(frame.height).cast(pl.Int64),
         where=str(path),
         column_labels=[f"column {i + 1}" for i in range(len(header))],
+        header_at=header_rec,
         source=path,
         kind="csv",
         encoding=used,
@@ -211,7 +211,36 @@ def _strict(raw: bytes, name: str, where: str, offset: int = 0) -> str:
 
 
 def _line_of(raw: bytes, offset: int) -> int:
-    return raw.count(b"\n", 0, offset) + 1
+    end = b"\n" if b"\n" in raw else b"\r"  # (classic Mac line ends: a file with \r alone)
+    return raw.count(end, 0, offset) + 1
+
+
+def _quoting_error(body: bytes, sep: str, header_rec: int, path: Path) -> InputFileError:
+    """The one-line refusal of a file polars cannot split into records: the first record whose quoting the csv
+    module (strict) refuses, in words; without one, the file as a whole."""
+    records = 0
+    try:
+        for _ in csv.reader(io.StringIO(body.decode("utf-8"), newline=""), delimiter=sep, strict=True):
+            records += 1
+    except csv.Error as exc:
+        text = str(exc)
+        if "expected after" in text:
+            what = "a closing quote is followed by other text before the next delimiter"
+        elif "end of data" in text or "EOF" in text or "newline inside string" in text:
+            what = "a quote is opened and never closed"
+        else:
+            what = "its quotes are not where a quoted value can have them"
+        return InputFileError(
+            f"{path}: row {header_rec + records} cannot be split into {_name(sep)}-separated fields ({what}); "
+            "fix the quotes in that row: a value with quotes must be wholly in quotes, "
+            'with each quote inside doubled ("")'
+        )
+    except UnicodeDecodeError:
+        pass
+    return InputFileError(
+        f"{path}: cannot be split into {_name(sep)}-separated fields (the quoting of some row is not understood); "
+        "check the quotes in the file, or give the right delimiter"
+    )
 
 
 def _lookup(name: str, where: str) -> str:

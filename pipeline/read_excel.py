@@ -52,6 +52,8 @@ from pipeline.read_cells import (
 
 _OLE2 = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"
 _ZIP = b"PK\x03\x04"
+#: the first record (BOF) of a worksheet saved by Excel 2.x, 3.0 and 4.0 (BIFF2-4; not in an OLE2 container)
+_OLD_BIFF = {b"\x09\x00": "Excel 2.x", b"\x09\x02": "Excel 3.0", b"\x09\x04": "Excel 4.0"}
 _CHUNK = 8 * 1024 * 1024
 
 _NS = rb"(?:[A-Za-z_][\w.-]*:)?"
@@ -94,20 +96,21 @@ def read_excel(path: Path, *, sheet: str | None = None, header_row: int = 1) -> 
                 "give one of them with --sheet or `sheet` in the mapping's [source]"
             )
         found = _load_sheet(reader, path, sheet, header_row, ods)
-        if found is None:
-            raise InputFileError(
-                f"{path}, sheet '{sheet}': has headers but no data rows; check the sheet and header_row"
-            )
+        if isinstance(found, str):
+            raise InputFileError(f"{path}, sheet '{sheet}': {found}")
         loaded, chosen = found, sheet
     else:
         # "Has data": a header row and at least one data row under it. A visible sheet whose header names two or
         # more columns wins (a Readme of prose in column A does not); then a one-column one; then hidden sheets.
         chosen = names[0]
         fallback: tuple[tuple[int, int], Loaded, str] | None = None
+        empty = True
         for name in names:
             found = _load_sheet(reader, path, name, header_row, ods)
-            if found is None:
+            if isinstance(found, str):
+                empty = empty and found == _EMPTY
                 continue
+            empty = False
             frame_, idx_, _, visible_, _, _ = found
             named = sum(v is not None for v in frame_.row(idx_))
             if visible_ and named >= 2:
@@ -118,6 +121,11 @@ def read_excel(path: Path, *, sheet: str | None = None, header_row: int = 1) -> 
                 fallback = (rank, found, name)
         if loaded is None and fallback is not None:
             _, loaded, chosen = fallback
+        if loaded is None and empty:
+            raise InputFileError(
+                f"{path}: the workbook is empty (no sheet has a cell with a value); "
+                "check it is the right file and that it was saved with its data"
+            )
         if loaded is None:
             raise InputFileError(
                 f"{path}: no sheet has data rows under a header (sheets: {', '.join(repr(n) for n in names)}); "
@@ -144,6 +152,7 @@ def read_excel(path: Path, *, sheet: str | None = None, header_row: int = 1) -> 
         rows=rows,
         where=where,
         column_labels=[f"column {column_letter(c)}" for c in abs_cols],
+        header_at=header_idx + 1,
         source=path,
         kind="excel",
         sheet=chosen,
@@ -194,6 +203,11 @@ def _check_signature(path: Path) -> None:
                 f"{path}: is not a valid {path.suffix} workbook (the file is damaged or is another kind of file); "
                 "open it in Excel and save it as .xlsx"
             )
+    elif suffix == ".xls" and head[:2] in _OLD_BIFF and head[2:4] in (b"\x04\x00", b"\x06\x00", b"\x08\x00"):
+        raise InputFileError(
+            f"{path}: is an {_OLD_BIFF[head[:2]]} file (from before 1995), a format jobimport does not support; "
+            "open it in Excel or LibreOffice and save it as .xlsx"
+        )
     elif suffix == ".xls" and not head.startswith(_OLE2) and not head.startswith(_ZIP):
         raise InputFileError(
             f"{path}: is not a valid .xls workbook (the file is damaged or is another kind of file); "
@@ -209,9 +223,12 @@ def _open_problem(path: Path, exc: Exception) -> str:
     return f"cannot be opened as a workbook ({text[:160]}); open it in Excel and save it as .xlsx"
 
 
+_EMPTY = "is empty (no cell has a value); check it is the right file and sheet, and that it was saved with its data"
+
+
 def _load_sheet(
     reader: fastexcel.ExcelReader, path: Path, name: str, header_row: int, ods: _OdsFacts | None = None
-) -> Loaded | None:
+) -> Loaded | str:
     """(text from sheet row 1, header position, absolute columns, visible, all cells read), or None without data.
 
     "All cells read" (.xlsx/.xlsm): the cells with content in the sheet XML are exactly the non-null cells
@@ -234,16 +251,27 @@ def _load_sheet(
             raise InputFileError(
                 f"{path}, sheet '{name}': cannot be read ({detail}); check the sheet in Excel"
             ) from exc
-        if frame.width == 0 or frame.height <= header_row - 1:
-            return None
+        if frame.width == 0:
+            return _EMPTY
         values = frame.height * frame.width - sum(frame.null_count().row(0))
         survey = surveyed.result() if surveyed is not None else _Survey()
         all_read = survey.closed == values
     frame = _normalise(_patch(frame, abs_cols, survey.fixes))
     blank = frame.select(pl.all_horizontal(pl.all().is_null()).alias("b")).get_column("b")
+    filled = (~blank).arg_true()
+    if filled.len() == 0:
+        return _EMPTY
     candidates = (~blank.slice(header_row - 1)).arg_true()
+    if candidates.len() == 0:
+        return (
+            f"has nothing at or below row {header_row} (the header row asked for): its last row with a value is "
+            f"row {int(filled[-1]) + 1}; give the right header row (--header-row or the mapping's [source])"
+        )
     if candidates.len() < 2:  # a header and at least one data row
-        return None
+        return (
+            f"has headers (row {header_row + int(candidates[0])}) but no data rows under them; "
+            "check the file, the sheet and header_row"
+        )
     return frame, header_row - 1 + int(candidates[0]), abs_cols, visible, all_read, survey
 
 

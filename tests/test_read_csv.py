@@ -201,7 +201,10 @@ def test_duplicate_blank_and_reserved_headers(tmp_path: Path) -> None:
     blank = write(tmp_path, b"ref,,qty\n1,2,3\n", "blank.csv")
     with pytest.raises(InputFileError) as err:
         read_table(blank)
-    assert str(err.value) == f"{blank}: 1 column with data but no header (column 2); type a header in the header row"
+    assert str(err.value) == (
+        f"{blank}: row 1 was read as the header row, but 1 column with data has no header there (column 2); "
+        "type the missing headers, or give the right header row (--header-row or the mapping's [source])"
+    )
     reserved = write(tmp_path, f"ref,{ROW}\n1,2\n".encode(), "reserved.csv")
     with pytest.raises(InputFileError, match=f"header '{ROW}' \\(column 2\\) is reserved"):
         read_table(reserved)
