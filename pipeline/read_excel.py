@@ -255,6 +255,8 @@ def _load_sheet(
             return _EMPTY
         values = frame.height * frame.width - sum(frame.null_count().row(0))
         survey = surveyed.result() if surveyed is not None else _Survey()
+        if path.suffix.lower() == ".xls":
+            survey.fixes = _xls_numbers(reader, name, frame, abs_cols)
         all_read = survey.closed == values
     frame = _normalise(_patch(frame, abs_cols, survey.fixes))
     blank = frame.select(pl.all_horizontal(pl.all().is_null()).alias("b")).get_column("b")
@@ -273,6 +275,27 @@ def _load_sheet(
             "check the file, the sheet and header_row"
         )
     return frame, header_row - 1 + int(candidates[0]), abs_cols, visible, all_read, survey
+
+
+def _xls_numbers(
+    reader: fastexcel.ExcelReader, name: str, frame: pl.DataFrame, abs_cols: list[int]
+) -> list[tuple[int, int, str]]:
+    """(.xls) The numbers calamine's text cuts to 9 decimals (or writes out past 10^16), from a second read of the
+    sheet as floats (exact; other cells null there): where the text does not read back as that float."""
+    try:
+        with _native_output_hidden():
+            floats = reader.load_sheet(name, header_row=None, skip_rows=0, dtypes="float").to_polars()
+    except Exception:  # (the text read succeeded: keep it)
+        return []
+    if floats.shape != frame.shape:
+        return []
+    fixes: list[tuple[int, int, str]] = []
+    for j, (text, number) in enumerate(zip(frame.iter_columns(), floats.iter_columns(), strict=True)):
+        as_number = text.cast(pl.Float64, strict=False)
+        wrong = number.is_not_null() & as_number.is_not_null() & ((as_number != number) | (number.abs() >= 1e16))
+        for i in wrong.fill_null(False).arg_true().to_list():
+            fixes.append((abs_cols[j], i + 1, number_text(float(number[i]))))
+    return fixes
 
 
 def _patch(frame: pl.DataFrame, abs_cols: list[int], fixes: list[tuple[int, int, str]]) -> pl.DataFrame:

@@ -348,6 +348,10 @@ def test_xls_cells(tmp_path: Path) -> None:
     rows: list[tuple[str, object, object]] = [
         ("whole", 1234, None),
         ("half", 2.5, None),
+        ("seventh", 1 / 7, None),
+        ("tiny", 1.23456789012e-10, None),
+        ("negative tiny", -4e-10, None),
+        ("boolean", True, None),
         ("text", "00123 • ’quoted’", None),
         ("date-time", datetime.datetime(2024, 12, 5, 14, 30), date_style),
     ]
@@ -361,6 +365,10 @@ def test_xls_cells(tmp_path: Path) -> None:
     assert cells(tmp_path / "x.xls") == {
         "whole": "1234",
         "half": "2.5",
+        "seventh": "0.14285714285714285",  # (calamine alone: 0.142857143)
+        "tiny": "1.23456789012e-10",
+        "negative tiny": "-4e-10",
+        "boolean": "true",
         "text": "00123 • ’quoted’",
         "date-time": "2024-12-05 14:30:00",
     }
