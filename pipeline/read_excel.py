@@ -303,10 +303,11 @@ def _patch(frame: pl.DataFrame, abs_cols: list[int], fixes: list[tuple[int, int,
     if not fixes:
         return frame
     position = {c: j for j, c in enumerate(abs_cols)}
+    height = frame.height
     by_column: dict[int, tuple[list[int], list[str]]] = {}
     for col, row, text in fixes:
         j = position.get(col)
-        if j is not None and 0 < row <= frame.height:
+        if j is not None and 0 < row <= height:
             rows, texts = by_column.setdefault(j, ([], []))
             rows.append(row - 1)
             texts.append(text)
@@ -596,12 +597,14 @@ def _survey(path: Path, sheet: str) -> _Survey:
         ns = b""
         long_number: re.Pattern[bytes] | None = None
         styled: re.Pattern[bytes] | None = None
+        cells = _Cells(b"")
         for i, piece in enumerate(_chunks(zf, member)):
             if i == 0:
                 root = re.search(rb"<(?:([A-Za-z_][\w.-]*):)?worksheet[\s>]", piece[:4096])
                 if root is None:
                     return survey
                 ns = root.group(1) + b":" if root.group(1) else b""
+                cells = _Cells(ns)
                 long_number = re.compile(
                     rb"<%sv>(-?\d*\.\d{10,}(?:[eE][-+]?\d+)?|-?[\d.]+[eE][-+]?\d+)</" % re.escape(ns)
                 )
@@ -610,63 +613,99 @@ def _survey(path: Path, sheet: str) -> _Survey:
             closed += piece.count(b"</%sc>" % ns)
             if styled is not None:
                 for m in styled.finditer(piece):
-                    cell = _cell_at(piece, m.start(), ns)
+                    cell = cells.at(piece, m.start())
                     if cell is not None:
                         _fix_styled(survey, cell, special[int(m.group(1))], styles.date1904)
             assert long_number is not None
-            for m in long_number.finditer(piece):
-                cell = _cell_at(piece, m.start(), ns)
-                if cell is None:
-                    continue
-                col, row, kind, style, value = cell
-                if style in special or kind not in (b"", b"n") or value is None or style in dates:
-                    continue
-                with contextlib.suppress(ValueError):
-                    survey.fixes.append((col, row, number_text(float(value))))
+            cells.long_numbers(piece, long_number, set(special) | dates, survey.fixes)
         survey.closed = closed if not ns else None
     return survey
 
 
 _ATTR_R = re.compile(rb'\br="\$?([A-Z]{1,3})\$?(\d+)"')
 _ATTR_S = re.compile(rb'\bs="(\d+)"')
+Cell = tuple[int, int, bytes, "int | None", "bytes | None"]  # (0-based column, row, type, style, value text)
 
 
-def _cell_at(piece: bytes, pos: int, ns: bytes) -> tuple[int, int, bytes, int | None, bytes | None] | None:
-    """The cell whose start tag or value is at `pos`: (0-based column, row, type, style, value text)."""
-    start = piece.rfind(b"<%sc " % ns, 0, pos + 1)
-    if start < 0:
-        return None
-    tag_end = piece.find(b">", start)
-    if tag_end < 0:
-        return None
-    attrs = piece[start:tag_end]
-    if tag_end < pos and (attrs.endswith(b"/") or piece.find(b"</%sc>" % ns, start, pos) >= 0):
-        return None  # `pos` is not inside this cell (e.g. a row's style attribute)
-    ref = _ATTR_R.search(attrs)
-    if ref is None:
-        return None
-    kind_m = _TYPE.search(attrs)
-    style_m = _ATTR_S.search(attrs)
-    value = None
-    if not attrs.endswith(b"/"):
-        end = piece.find(b"</%sc>" % ns, tag_end)
-        v = re.search(rb"<%sv>([^<]*)</" % re.escape(ns), piece[tag_end : end if end >= 0 else len(piece)])
-        value = v.group(1) if v else None
+def _column_index(letters: bytes) -> int:
+    """0-based column of a cell reference's letters: b"A" → 0, b"AA" → 26."""
     col = 0
-    for ch in ref.group(1).decode():
-        col = col * 26 + (ord(ch) - 64)
-    return (
-        col - 1,
-        int(ref.group(2)),
-        kind_m.group(1) if kind_m else b"",
-        int(style_m.group(1)) if style_m else None,
-        value,
-    )
+    for ch in letters:
+        col = col * 26 + (ch - 64)
+    return col - 1
 
 
-def _fix_styled(
-    survey: _Survey, cell: tuple[int, int, bytes, int | None, bytes | None], fmt: Format, date1904: bool
-) -> None:
+class _Cells:
+    """Finds the cell around a position of the sheet XML (patterns made once per namespace prefix)."""
+
+    def __init__(self, ns: bytes) -> None:
+        self.open = b"<" + ns + b"c "
+        self.close = b"</" + ns + b"c>"
+        self.value = re.compile(rb"<%sv>([^<]*)</" % re.escape(ns))
+        self.columns: dict[bytes, int] = {}
+        self.head = re.compile(rb'<%sc r="([A-Z]{1,3})(\d+)"([^>]*)>' % re.escape(ns))
+
+    def long_numbers(
+        self, piece: bytes, pattern: re.Pattern[bytes], skip_styles: set[int], fixes: list[tuple[int, int, str]]
+    ) -> None:
+        """The numbers of `piece` that calamine would cut (values matching `pattern`), as fixes; not those of text
+        cells nor of cells whose style is in `skip_styles` (dates, formats handled apart). Kept lean: a column of
+        computed amounts (`14.760000000000002`) puts every cell of it here."""
+        open_, close, head, columns = self.open, self.close, self.head, self.columns
+        for m in pattern.finditer(piece):
+            pos = m.start()
+            h = head.match(piece, piece.rfind(open_, 0, pos))
+            if h is None or piece.find(close, h.end(), pos) >= 0:
+                continue
+            attrs = h.group(3)
+            if b't="' in attrs and b't="n"' not in attrs:
+                continue
+            if b's="' in attrs:
+                style = _ATTR_S.search(attrs)
+                if style is not None and int(style.group(1)) in skip_styles:
+                    continue
+            letters = h.group(1)
+            col = columns.get(letters)
+            if col is None:
+                col = columns[letters] = _column_index(letters)
+            with contextlib.suppress(ValueError):
+                fixes.append((col, int(h.group(2)), number_text(float(m.group(1)))))
+
+    def at(self, piece: bytes, pos: int, value: bytes | None = None) -> Cell | None:
+        """The cell whose start tag or value is at `pos` (its value text given when the caller has it)."""
+        start = piece.rfind(self.open, 0, pos + 1)
+        if start < 0:
+            return None
+        tag_end = piece.find(b">", start)
+        if tag_end < 0:
+            return None
+        attrs = piece[start:tag_end]
+        empty = attrs.endswith(b"/")
+        if tag_end < pos and (empty or piece.find(self.close, start, pos) >= 0):
+            return None  # `pos` is not inside this cell (e.g. a row's style attribute)
+        ref = _ATTR_R.search(attrs)
+        if ref is None:
+            return None
+        kind_m = _TYPE.search(attrs) if b't="' in attrs else None
+        style_m = _ATTR_S.search(attrs) if b's="' in attrs else None
+        if value is None and not empty:
+            end = piece.find(self.close, tag_end)
+            v = self.value.search(piece, tag_end, end if end >= 0 else len(piece))
+            value = v.group(1) if v else None
+        letters = ref.group(1)
+        col = self.columns.get(letters)
+        if col is None:
+            col = self.columns[letters] = _column_index(letters)
+        return (
+            col,
+            int(ref.group(2)),
+            kind_m.group(1) if kind_m else b"",
+            int(style_m.group(1)) if style_m else None,
+            value,
+        )
+
+
+def _fix_styled(survey: _Survey, cell: Cell, fmt: Format, date1904: bool) -> None:
     col, row, kind, _, raw = cell
     if kind not in (b"", b"n") or raw is None:
         return
