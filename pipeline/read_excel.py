@@ -2,9 +2,19 @@
 
 - Sheets are loaded with `header_row=None, skip_rows=0`, which makes calamine start at the sheet's row 1, so
   frame position i is sheet row i + 1; `available_columns()[j].absolute_index` gives the real column letter.
-- Cells: text as typed (leading zeros kept); integer-valued numbers as `1234`; dates as `2024-01-01`;
-  date-times as `2024-01-01 09:30:00` (space, no `T`); time-only cells as `09:30:00`; booleans `true`/`false`.
-  A number shown as `00123` only through a number format reads as `123` (the zeros are not in the file).
+- Cells: the forms of pipeline/read_cells.py (README "How cells are read"). calamine's text is right for most
+  cells; the ones it gets wrong are found apart and their text replaced (`_patch`):
+  - .xlsx/.xlsm: one streaming pass over the sheet XML (`_survey`, in a thread while calamine loads the sheet)
+    finds numbers stored with more than 9 decimals or an exponent (calamine cuts them: `0.142857143`, `0`,
+    `-0`) and numbers whose style has a number format calamine does not apply (styles.xml: padding/literal
+    formats, elapsed time, and every date of a 1904 workbook); formats not reproduced keep the number and
+    their columns are noted (RawTable.unrendered and a warning);
+  - .ods: content.xml is parsed (`_ods_parse`) only when a byte search finds time values (calamine: blank),
+    date-times (calamine: with a `T`), long numbers or error cells; repeat counts beyond a sheet's size are
+    refused before calamine sees the file (it would print lines of its own, then fail);
+  - .xls: a second read of the sheet as floats gives the exact numbers (`_xls_numbers`); number formats are
+    not known there (gap).
+  Whatever calamine prints itself goes to a scratch file, never to the terminal (`_native_output_hidden`).
 - Error cells (#N/A, #REF!, ...) and formulas without a saved result read as null in calamine; for .xlsx/.xlsm
   they are found by a streaming regex scan of the sheet XML, for .ods by a streaming parse of content.xml (the
   cells LibreOffice marks calcext:value-type="error"), and reported as `cell_errors` (check "error_cell").
@@ -643,7 +653,7 @@ class _Cells:
         self.close = b"</" + ns + b"c>"
         self.value = re.compile(rb"<%sv>([^<]*)</" % re.escape(ns))
         self.columns: dict[bytes, int] = {}
-        self.head = re.compile(rb'<%sc r="([A-Z]{1,3})(\d+)"([^>]*)>' % re.escape(ns))
+        self.head = re.compile(rb'<%sc (?:r="([A-Z]{1,3})(\d+)")?([^>]*)>' % re.escape(ns))
 
     def long_numbers(
         self, piece: bytes, pattern: re.Pattern[bytes], skip_styles: set[int], fixes: list[tuple[int, int, str]]
@@ -660,16 +670,21 @@ class _Cells:
             attrs = h.group(3)
             if b't="' in attrs and b't="n"' not in attrs:
                 continue
+            letters, row = h.group(1), h.group(2)
+            if letters is None:  # (attributes in another order)
+                ref = _ATTR_R.search(attrs)
+                if ref is None:
+                    continue
+                letters, row = ref.group(1), ref.group(2)
             if b's="' in attrs:
                 style = _ATTR_S.search(attrs)
                 if style is not None and int(style.group(1)) in skip_styles:
                     continue
-            letters = h.group(1)
             col = columns.get(letters)
             if col is None:
                 col = columns[letters] = _column_index(letters)
             with contextlib.suppress(ValueError):
-                fixes.append((col, int(h.group(2)), number_text(float(m.group(1)))))
+                fixes.append((col, int(row), number_text(float(m.group(1)))))
 
     def at(self, piece: bytes, pos: int, value: bytes | None = None) -> Cell | None:
         """The cell whose start tag or value is at `pos` (its value text given when the caller has it)."""

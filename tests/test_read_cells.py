@@ -421,3 +421,25 @@ def test_dry_run_payload_carries_the_text_as_shown(tmp_path: Path) -> None:
         {"definitionId": 432632, "value": "0.14285714285714285"},
         {"definitionId": 432633, "value": "255:10:10"},
     ]
+
+
+def test_formula_results_and_unusual_attribute_order(tmp_path: Path) -> None:
+    path = tmp_path / "f.xlsx"
+    wb = xlsxwriter.Workbook(path)
+    ws = wb.add_worksheet("Jobs")
+    ws.write_row(0, 0, ["kind", "value"])
+    ws.write_string(1, 0, "computed amount")
+    ws.write_formula(1, 1, "=12.3*1.2", None, 14.760000000000002)
+    ws.write_string(2, 0, "reordered")
+    ws.write_number(2, 1, 1 / 3)
+    wb.close()
+    with_values(path, {"B2": "14.760000000000002", "B3": "0.33333333333333331"})
+    with zipfile.ZipFile(path) as zin:
+        items = [(i, zin.read(i.filename)) for i in zin.infolist()]
+    with zipfile.ZipFile(path, "w") as zout:
+        for info, data in items:
+            if info.filename == "xl/worksheets/sheet1.xml":
+                assert b'<c r="B3">' in data
+                data = data.replace(b'<c r="B3">', b'<c t="n" r="B3">')
+            zout.writestr(info, data)
+    assert cells(path) == {"computed amount": "14.760000000000002", "reordered": "0.3333333333333333"}
