@@ -603,6 +603,7 @@ def _survey(path: Path, sheet: str) -> _Survey:
         styles = _styles(zf)
         special = styles.special()
         dates = {i for i, f in enumerate(styles.formats) if f.kind == "date"}  # (calamine shows those)
+        skip = set(special) | dates
         closed = 0
         ns = b""
         long_number: re.Pattern[bytes] | None = None
@@ -627,7 +628,8 @@ def _survey(path: Path, sheet: str) -> _Survey:
                     if cell is not None:
                         _fix_styled(survey, cell, special[int(m.group(1))], styles.date1904)
             assert long_number is not None
-            cells.long_numbers(piece, long_number, set(special) | dates, survey.fixes)
+            if b"." in piece or any(e in piece for e in (b"E-", b"E+", b"e-", b"e+")):  # (else none to find)
+                cells.long_numbers(piece, long_number, skip, survey.fixes)
         survey.closed = closed if not ns else None
     return survey
 
