@@ -30,6 +30,7 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import re
 import sys
@@ -78,6 +79,13 @@ _FORMULA_NO_VALUE = re.compile(
 _REF = re.compile(rb'\br="\$?([A-Z]{1,3})\$?(\d+)"')
 _TYPE = re.compile(rb'\bt="([^"]*)"')
 _VALUE = re.compile(rb"<" + _NS + rb"v>([^<]*)</" + _NS + rb"v>")
+
+# calamine and fastexcel warn through Python's logging (e.g. "ods row repeat count capped …"): with no handler
+# configured, Python prints such warnings on stderr itself. What they say that matters is refused or reported in
+# our words (see _ods_survey); the records themselves go nowhere.
+for _name in ("calamine", "fastexcel"):
+    logging.getLogger(_name).addHandler(logging.NullHandler())
+    logging.getLogger(_name).propagate = False
 
 Finding = tuple[int, int, str, str]  # (0-based column, sheet row, cell reference, what the cell shows)
 #: (text cells from sheet row 1, header position, absolute column indices, visible, all cells read, what the
@@ -175,8 +183,8 @@ def read_excel(path: Path, *, sheet: str | None = None, header_row: int = 1) -> 
 
 @contextlib.contextmanager
 def _native_output_hidden() -> Iterator[None]:
-    """Lines calamine prints itself (to the process's stderr, not through Python) go to a scratch file instead:
-    whatever it has to say that matters comes back as an exception, which becomes our one-line message."""
+    """Lines the native code would print itself (to the process's stderr, not through Python's logging: e.g. a
+    panic's message) go to a scratch file instead: what matters comes back as an exception, worded by us."""
     try:
         sys.stderr.flush()
         saved = os.dup(2)
@@ -230,7 +238,19 @@ def _open_problem(path: Path, exc: Exception) -> str:
     low = text.lower()
     if "password" in low or "encrypt" in low:
         return "is encrypted (password protected); remove the password in Excel and try again"
-    return f"cannot be opened as a workbook ({text[:160]}); open it in Excel and save it as .xlsx"
+    cells = re.search(r"cell limit exceeded \((\d+) cells requested, max (\d+)\)", low)
+    if cells:
+        return (
+            f"is damaged or too large: it asks for {int(cells.group(1)):,} cells, more than the "
+            f"{int(cells.group(2)):,} jobimport reads; open it in Excel or LibreOffice and save it again"
+        )
+    if "unsupported" in low or "biff" in low:
+        return "is in an old Excel format jobimport does not support; open it in Excel and save it as .xlsx"
+    # calamine's own words, without its context lines (which repeat the path) and never cut inside a word
+    detail = re.sub(r"^calamine error: ", "", text.split(" Context:")[0], flags=re.I)
+    if len(detail) > 160:
+        detail = detail[:160].rsplit(" ", 1)[0] + " …"
+    return f"cannot be opened as a workbook ({detail}); open it in Excel and save it as .xlsx"
 
 
 _EMPTY = "is empty (no cell has a value); check it is the right file and sheet, and that it was saved with its data"
@@ -433,15 +453,21 @@ class _OdsFacts:
 
 
 _ODS_REPEATED = re.compile(rb'number-(rows|columns)-repeated="(\d+)"')
+#: the largest sheet calamine reads (and Excel's); a longer run of repeated rows or cells is cut to it
 _ODS_LIMITS = {b"rows": 1_048_576, b"columns": 16_384}
 _ODS_VALUES = re.compile(rb'(?:time-value="|date-value="[^"T]*T|office:value="(?:-?\d*\.\d{10}|-?[\d.]+[eE]))')
 
 
 def _ods_survey(path: Path) -> _OdsFacts:
-    """Search content.xml's bytes: refuse repeat counts no spreadsheet can hold (before calamine sees them: it
-    would print lines of its own and then fail), and tell whether a parse of the sheet is needed at all."""
+    """Search content.xml's bytes: refuse what calamine would cut silently (it cuts a run of repeated rows or
+    cells to the sheet's size, printing a line of its own, and drops what lies beyond): a row or cell with values
+    repeated past the sheet's end, or values below an empty run that went past it. (An empty run past the end
+    is the blank rest of a sheet: fine.) And tell whether a parse of the sheet is needed at all."""
     errors = values = False
     tail = b""
+    at = 0  # offset in content.xml of the current piece
+    past_end: int | None = None  # offset where an empty run of rows went past the sheet's end (in this table)
+    limit = _ODS_LIMITS[b"rows"]
     try:
         with zipfile.ZipFile(path) as zf, zf.open("content.xml") as xml:
             while chunk := xml.read(_CHUNK):
@@ -449,17 +475,52 @@ def _ods_survey(path: Path) -> _OdsFacts:
                 errors = errors or b'value-type="error"' in piece
                 values = values or _ODS_VALUES.search(piece) is not None
                 for m in _ODS_REPEATED.finditer(piece):
-                    if int(m.group(2)) > _ODS_LIMITS[m.group(1)]:
-                        what = m.group(1).decode()[:-1]
+                    what, count = m.group(1), int(m.group(2))
+                    if count <= _ODS_LIMITS[what]:
+                        continue
+                    if _ods_run_has_values(piece, m.end(), what):
+                        name = what.decode()[:-1]
                         raise InputFileError(
-                            f"{path}: is damaged or was not saved by a spreadsheet program: it repeats a {what} "
-                            f"{int(m.group(2)):,} times, more than a sheet can hold "
-                            f"({_ODS_LIMITS[m.group(1)]:,} {what}s); open it in LibreOffice and save it again"
+                            f"{path}: is damaged or was not saved by a spreadsheet program: it repeats a {name} with "
+                            f"values {count:,} times, more than a sheet can hold ({_ODS_LIMITS[what]:,} {name}s); "
+                            "open it in LibreOffice and save it again"
                         )
-                tail = piece[-64:]
+                    if what == b"rows" and past_end is None:
+                        past_end = at + m.end()
+                if past_end is not None:
+                    start = max(past_end - at, 0)
+                    run_end = piece.find(b"table-row>", start)
+                    table_end = piece.find(b"</table:table>", start)
+                    value = _ODS_A_VALUE.search(piece, run_end) if run_end >= 0 else None
+                    if value is not None and (table_end < 0 or value.start() < table_end):
+                        raise InputFileError(
+                            f"{path}: has values below row {limit:,}, more rows than jobimport can read; "
+                            "split the sheet into smaller files"
+                        )
+                    if table_end >= 0 and run_end >= 0:
+                        past_end = None  # (the next table starts afresh)
+                tail = piece[-_ODS_TAIL:]
+                at += len(piece) - len(tail)
     except (KeyError, zipfile.BadZipFile, OSError):
         pass  # (calamine says what is wrong with it)
     return _OdsFacts(errors, values)
+
+
+_ODS_A_VALUE = re.compile(rb"value-type=|<text:p[ >]")
+_ODS_TAIL = 64 * 1024  # (a repeated element is looked at whole: one that straddles two pieces is seen again)
+
+
+def _ods_run_has_values(piece: bytes, start: int, what: bytes) -> bool:
+    """Whether the repeated row (what=b"rows") or cell starting before `start` holds a value; False when its end
+    is not in `piece` yet (it is looked at again with the next piece)."""
+    tag_end = piece.find(b">", start)
+    if tag_end > 0 and piece[tag_end - 1 : tag_end] == b"/":
+        return False  # <table:table-row .../>, <table:table-cell .../>: empty
+    end = piece.find(b"table-row>" if what == b"rows" else b"table-cell>", start)
+    if end < 0:
+        return False
+    run = piece[start:end]
+    return b"value-type=" in run or b"<text:p" in run or b"formula=" in run
 
 
 def _ods_cells(path: Path, sheet: str) -> _Survey:

@@ -11,6 +11,8 @@ import datetime
 import json
 import os
 import re
+import subprocess
+import sys
 import zipfile
 from pathlib import Path
 
@@ -320,6 +322,54 @@ def test_ods_time_cells_make_rows_different(tmp_path: Path) -> None:
     assert t.frame.select("ref", "at").rows() == [("A", "08:00:00"), ("A", "09:30:00")]
 
 
+def test_ods_too_many_cells_is_refused_in_one_message(tmp_path: Path) -> None:
+    # within a sheet's rows and columns, but 100,000 × 16,384 cells: calamine refuses it; said in our words
+    rows = (
+        f"<table:table-row>{ods_text('a')}{ods_text('b')}</table:table-row>"
+        '<table:table-row table:number-rows-repeated="100000">'
+        '<table:table-cell table:number-columns-repeated="16384" office:value-type="string">'
+        "<text:p>x</text:p></table:table-cell></table:table-row>"
+    )
+    path = ods(tmp_path / "big.ods", rows)
+    with pytest.raises(InputFileError) as err:
+        read_table(path)
+    assert str(err.value) == (
+        f"{path}: is damaged or too large: it asks for 1,638,416,384 cells, more than the 100,000,000 jobimport "
+        "reads; open it in Excel or LibreOffice and save it again"
+    )
+
+
+def test_ods_blank_rest_of_a_sheet_is_read_quietly(tmp_path: Path) -> None:
+    # empty runs longer than a sheet (the blank rest of it): calamine cuts them and warns about it through
+    # Python's logging ("ods column repeat count capped (20000 -> 16382 …)"), which Python would print on stderr
+    rows = ods_rows([("ref", ods_text("qty"))])
+    rows += (
+        f"<table:table-row>{ods_text('A1')}{ods_text('2')}"
+        '<table:table-cell table:number-columns-repeated="20000"/></table:table-row>'
+        '<table:table-row table:number-rows-repeated="2000000"><table:table-cell/></table:table-row>'
+    )
+    path = ods(tmp_path / "rest.ods", rows)
+    t = read_table(path)
+    assert t.frame.select("ref", "qty").rows() == [("A1", "2")]
+    # as a user's process meets it (pytest installs logging handlers of its own)
+    code = "import sys; from pipeline.read import read_table; print(read_table(sys.argv[1]).frame.height)"
+    done = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True, text=True, check=True)
+    assert (done.stdout, done.stderr) == ("1\n", "")
+
+
+def test_ods_values_past_a_sheet_s_end_are_refused(tmp_path: Path) -> None:
+    # calamine would drop the row below the long empty run (silently but for a line of its own): refused
+    rows = ods_rows([("ref", ods_text("qty")), ("A1", ods_text("2"))])
+    rows += '<table:table-row table:number-rows-repeated="2000000"><table:table-cell/></table:table-row>'
+    rows += ods_rows([("A2", ods_text("3"))])
+    path = ods(tmp_path / "past.ods", rows)
+    with pytest.raises(InputFileError) as err:
+        read_table(path)
+    assert str(err.value) == (
+        f"{path}: has values below row 1,048,576, more rows than jobimport can read; split the sheet into smaller files"
+    )
+
+
 def test_hostile_ods_is_refused_in_one_message(tmp_path: Path) -> None:
     rows = (
         f"<table:table-row>{ods_text('a')}{ods_text('b')}</table:table-row>"
@@ -331,8 +381,8 @@ def test_hostile_ods_is_refused_in_one_message(tmp_path: Path) -> None:
     with pytest.raises(InputFileError) as err:
         read_table(path)
     assert str(err.value) == (
-        f"{path}: is damaged or was not saved by a spreadsheet program: it repeats a row 999,999,999 times, more "
-        "than a sheet can hold (1,048,576 rows); open it in LibreOffice and save it again"
+        f"{path}: is damaged or was not saved by a spreadsheet program: it repeats a row with values 999,999,999 "
+        "times, more than a sheet can hold (1,048,576 rows); open it in LibreOffice and save it again"
     )
 
 

@@ -213,6 +213,6 @@ def test_hostile_ods_is_one_line_on_stderr(tmp_path: Path) -> None:
     code, stderr = validate(tmp_path, path)
     assert code == 2
     assert stderr.splitlines() == [
-        f"jobimport: {path}: is damaged or was not saved by a spreadsheet program: it repeats a row 999,999,999 "
-        "times, more than a sheet can hold (1,048,576 rows); open it in LibreOffice and save it again"
+        f"jobimport: {path}: is damaged or was not saved by a spreadsheet program: it repeats a row with values "
+        "999,999,999 times, more than a sheet can hold (1,048,576 rows); open it in LibreOffice and save it again"
     ]
