@@ -206,6 +206,11 @@ def _check_signature(path: Path) -> None:
     with path.open("rb") as f:
         head = f.read(8)
     suffix = path.suffix.lower()
+    if head[:2] in _OLD_BIFF and head[2:4] in (b"\x04\x00", b"\x06\x00", b"\x08\x00"):  # (whatever its name)
+        raise InputFileError(
+            f"{path}: is an {_OLD_BIFF[head[:2]]} file (from before 1995), a format jobimport does not support; "
+            "open it in Excel or LibreOffice and save it as .xlsx"
+        )
     if suffix in (".xlsx", ".xlsm", ".ods"):
         if head.startswith(_OLE2):
             if suffix == ".ods":
@@ -221,11 +226,6 @@ def _check_signature(path: Path) -> None:
                 f"{path}: is not a valid {path.suffix} workbook (the file is damaged or is another kind of file); "
                 "open it in Excel and save it as .xlsx"
             )
-    elif suffix == ".xls" and head[:2] in _OLD_BIFF and head[2:4] in (b"\x04\x00", b"\x06\x00", b"\x08\x00"):
-        raise InputFileError(
-            f"{path}: is an {_OLD_BIFF[head[:2]]} file (from before 1995), a format jobimport does not support; "
-            "open it in Excel or LibreOffice and save it as .xlsx"
-        )
     elif suffix == ".xls" and not head.startswith(_OLE2) and not head.startswith(_ZIP):
         raise InputFileError(
             f"{path}: is not a valid .xls workbook (the file is damaged or is another kind of file); "

@@ -150,14 +150,15 @@ def test_header_row_below_the_data(tmp_path: Path) -> None:
     [(b"\x09\x00\x04\x00\x02\x00\x10\x00", "Excel 2.x"), (b"\x09\x04\x06\x00\x00\x00\x10\x00", "Excel 4.0")],
 )
 def test_very_old_excel_files_are_unsupported_not_damaged(tmp_path: Path, head: bytes, version: str) -> None:
-    path = tmp_path / "old.xls"
-    path.write_bytes(head + b"\x00" * 200)
-    with pytest.raises(InputFileError) as err:
-        read_table(path)
-    assert str(err.value) == (
-        f"{path}: is an {version} file (from before 1995), a format jobimport does not support; "
-        "open it in Excel or LibreOffice and save it as .xlsx"
-    )
+    for name in ("old.xls", "renamed.xlsx"):
+        path = tmp_path / name
+        path.write_bytes(head + b"\x00" * 200)
+        with pytest.raises(InputFileError) as err:
+            read_table(path)
+        assert str(err.value) == (
+            f"{path}: is an {version} file (from before 1995), a format jobimport does not support; "
+            "open it in Excel or LibreOffice and save it as .xlsx"
+        )
 
 
 @pytest.mark.parametrize(
