@@ -9,7 +9,7 @@ CHROMIUM ?= /usr/bin/chromium
 
 # pip and setuptools talk a lot (an editable install prints a banner even with --quiet): their output goes to
 # $(VENV)/install.log, shown only when the install fails.
-$(STAMP): pyproject.toml setup.py pipeline/_csvscan.c
+$(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
 	@echo "installing jobimport and its dependencies into $(VENV) (log: $(VENV)/install.log)"
 	@{ $(BIN)/pip install --upgrade pip && $(BIN)/pip install -e '.[dev]'; } > $(VENV)/install.log 2>&1 \

@@ -109,3 +109,8 @@ class RawTable:
     cell_errors: list[CellError] = field(default_factory=list)  # e.g. Excel error cells (#N/A) → check "error_cell"
     # columns known to hold no cell with leading or trailing whitespace (trimming them would change nothing)
     trimmed: frozenset[str] = frozenset()
+    # columns holding numbers shown through a number format the reader does not reproduce (column → format code):
+    # their cells hold the number itself (e.g. `0.25` for a cell shown as `25%`)
+    unrendered: dict[str, str] = field(default_factory=dict)
+    # things a person should know about the read that are not errors (one line each, without the file name)
+    warnings: list[str] = field(default_factory=list)

@@ -58,10 +58,19 @@ def read_table(
         if suffix in CSV_SUFFIXES:
             from pipeline.read_csv import read_csv
 
-            return read_csv(path, header_row=header_row, encoding=encoding, delimiter=delimiter)
-        from pipeline.read_excel import read_excel
+            table = read_csv(path, header_row=header_row, encoding=encoding, delimiter=delimiter)
+        else:
+            from pipeline.read_excel import read_excel
 
-        return read_excel(path, sheet=sheet, header_row=header_row)
+            table = read_excel(path, sheet=sheet, header_row=header_row)
+        lock = open_lock_file(path)
+        if lock is not None:
+            table.warnings.insert(
+                0,
+                f"{path}: may be open in Excel or LibreOffice with changes not saved (its lock file {lock.name} "
+                "is beside it): what was read is the file as last saved; save and close it, then run again",
+            )
+        return table
     except InputFileError:
         raise
     except PermissionError as exc:
@@ -71,6 +80,17 @@ def read_table(
     except Exception as exc:  # never let a library traceback reach the user
         detail = " ".join(str(exc).split())[:200] or type(exc).__name__
         raise InputFileError(f"{path}: cannot be read as a table ({detail}); check the file opens in Excel") from exc
+
+
+def open_lock_file(path: Path) -> Path | None:
+    """The lock file Excel (`~$name`, or `~$` over the first two letters of a long name) or LibreOffice
+    (`.~lock.name#`) keeps beside a file while it is open, if there is one."""
+    names = ("~$" + path.name, "~$" + path.name[2:], f".~lock.{path.name}#")
+    for name in names:
+        lock = path.with_name(name)
+        if name != "~$" and lock != path and lock.is_file():
+            return lock
+    return None
 
 
 def column_letter(index: int) -> str:
@@ -133,6 +153,8 @@ def finish_table(
     keep_rows: set[int] | None = None,
     maybe_blank: list[str] | None = None,
     trimmed: list[str] | None = None,
+    unrendered: dict[int, str] | None = None,
+    header_at: int | None = None,
 ) -> RawTable:
     """Common end of both readers: header checks, blanks → null, blank rows dropped, corrections round trip.
 
@@ -141,7 +163,9 @@ def finish_table(
     person ("column C" in a workbook, "column 3" in a CSV). Rows numbered in `keep_rows` are kept even when
     blank (e.g. their only cell is an Excel error value). `maybe_blank`: the columns of `body` that can hold a
     blank but non-null cell, when the reader knows (see blank_to_null); `trimmed`: the columns of `body` known to
-    hold no cell with leading or trailing whitespace (RawTable.trimmed).
+    hold no cell with leading or trailing whitespace (RawTable.trimmed); `unrendered`: positions of the columns of
+    `body` holding numbers whose number format was not reproduced, with the format (RawTable.unrendered);
+    `header_at`: the row the headers were read from (named in messages about them).
     """
     positional = body.columns
     trimmed_positional = set(trimmed or ())
@@ -158,9 +182,23 @@ def finish_table(
             continue
         keep.append(i)
     if blank_with_data:
+        listed = ", ".join(blank_with_data[:10])
+        if header_at is None:
+            raise InputFileError(
+                f"{where}: {_count(len(blank_with_data), 'column')} with data but no header ({listed}); "
+                "type a header in the header row"
+            )
+        # a title above the table (one cell named, the rest blank) rather than one missing header: look lower
+        lower = _header_candidate(body, rows) if len(blank_with_data) >= len(keep) else None
+        hint = (
+            f"the headers seem to be lower down: row {lower} is the first with a value in every column; give "
+            f"--header-row {lower} (or header_row = {lower} in the mapping's [source]), or type the missing headers"
+            if lower is not None
+            else "type the missing headers, or give the right header row (--header-row or the mapping's [source])"
+        )
         raise InputFileError(
-            f"{where}: {_count(len(blank_with_data), 'column')} with data but no header "
-            f"({', '.join(blank_with_data[:10])}); type a header in the header row"
+            f"{where}: row {header_at} was read as the header row, but {_count(len(blank_with_data), 'column')} "
+            f"with data {'has' if len(blank_with_data) == 1 else 'have'} no header there ({listed}); {hint}"
         )
     kept_names = [names[i] for i in keep]
     if not kept_names:
@@ -221,6 +259,15 @@ def finish_table(
     else:
         frame = frame.hstack([frame.get_column(ROW).alias(ORIGIN_ROW)])
     frame = frame.select([*columns, ROW, ORIGIN_ROW])
+    shown_as = {str(names[i]): code for i, code in sorted((unrendered or {}).items()) if names[i] in columns}
+    warnings = []
+    if shown_as:
+        listed = ", ".join(f"'{name}' ({code})" for name, code in list(shown_as.items())[:5])
+        more = f" and {len(shown_as) - 5} more" if len(shown_as) > 5 else ""
+        warnings.append(
+            f"{where}: number formats not reproduced in column {listed}{more}: those cells are read as the plain "
+            "number (e.g. 0.25 for 25%); check the values, or format the cells as text in Excel"
+        )
     return RawTable(
         frame=frame,
         columns=columns,
@@ -232,7 +279,32 @@ def finish_table(
         is_corrections=is_corrections,
         cell_errors=list(cell_errors or []),
         trimmed=frozenset(str(names[i]) for i in keep if positional[i] in trimmed_positional),
+        unrendered=shown_as,
+        warnings=warnings,
     )
+
+
+def _header_candidate(body: pl.DataFrame, rows: pl.Series, look: int = 200) -> int | None:
+    """The row number of the first of the next `look` rows that looks like a header row: a value in every column
+    that has data, none of them a number, all different."""
+    head = body.head(look)
+    filled = [c for c in head.columns if head.get_column(c).null_count() < head.height]
+    if not filled:
+        return None
+    full = head.select(pl.all_horizontal(pl.col(c).is_not_null() for c in filled).alias("f")).get_column("f")
+    for i in full.arg_true().to_list():
+        values = [str(head.item(i, c)).strip() for c in filled]
+        if len(set(values)) == len(values) and not any(_looks_numeric(v) for v in values):
+            return int(rows[i])
+    return None
+
+
+def _looks_numeric(text: str) -> bool:
+    try:
+        float(text.replace(",", ""))
+    except ValueError:
+        return False
+    return True
 
 
 def _count(n: int, noun: str) -> str:

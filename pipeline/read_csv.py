@@ -9,19 +9,14 @@ a blank line does). Line ends are \n or \r\n (or \r alone in a file without any 
 cell text, as polars reads it.
 
 Ragged rows: polars refuses records with more fields than the header but silently pads records with fewer, so
-every read is checked. Fastest proof first: a one-pass C scan of the bytes (pipeline/_csvscan.c, built when the
-package is installed, run in a thread while polars parses) checks that the quoting is well formed and counts
-the fields of every record; it also tells which columns can hold whitespace-only cells. A UTF-8 file that needs
-no change (no BOM, header on the first line, one line end at the end) is then never copied into memory: polars
-reads it from disk and the scan reads it mapped. When the scan finds the quoting odd, or when the extension is
-not built, the pure-polars proof (`_surely_rectangular`): the delimiters of the file minus those inside
-cell values must be exactly (width - 1) per record (no record can have more, so none has fewer), and when a cell
-holds a delimiter or a line break, the quoting must be well formed (`_well_quoted`: a quote-by-quote check, so
-that polars splits the records as the csv module does). Only when that proof fails (a blank line, a short
-record, odd quoting) are the fields of each record counted, vectorised over lines (virtual quotes where a quoted
-field spans lines); the stdlib csv module is the last resort for quoting that defeats the regexes. A record
-whose fields are all blank is a blank row (dropped), not a ragged one, unless it has more fields than the
-header (polars then refuses the file, so it is named).
+every read is checked. Fastest proof first (`_surely_rectangular`, pure polars, the delimiters counted in a thread
+while polars parses): the delimiters of the file minus those inside cell values must be exactly (width - 1) per
+record (no record can have more, so none has fewer), and when a cell holds a delimiter or a line break, the
+quoting must be well formed (`_well_quoted`: a quote-by-quote check, so that polars splits the records as the csv
+module does). Only when that proof fails (a blank line, a short record, odd quoting) are the fields of each record
+counted, vectorised over lines (virtual quotes where a quoted field spans lines); the stdlib csv module is the last
+resort for quoting that defeats the regexes. A record whose fields are all blank is a blank row (dropped), not a
+ragged one, unless it has more fields than the header (polars then refuses the file, so it is named).
 """
 
 from __future__ import annotations
@@ -29,27 +24,16 @@ from __future__ import annotations
 import codecs
 import contextlib
 import csv
-import functools
 import io
-import mmap
 import re
-from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
-from types import ModuleType
 
 import polars as pl
 
 from pipeline.errors import InputFileError
 from pipeline.model import RawTable
 from pipeline.read import finish_table
-
-_csvscan: ModuleType | None
-try:
-    from pipeline import _csvscan
-except ImportError:  # built without a C compiler: the pure-polars proof below does the same, slower
-    _csvscan = None
 
 DELIMITERS = (",", ";", "\t", "|")
 _DELIMITER_NAMES = {",": "comma", ";": "semicolon", "\t": "tab", "|": "pipe"}
@@ -72,28 +56,18 @@ _SNIFF_RECORDS = 50
 def read_csv(path: Path, *, header_row: int = 1, encoding: str | None = None, delimiter: str | None = None) -> RawTable:
     """Read a delimited text file as text cells; see read.read_table for the contract.
 
-    Fast paths: a file polars can read as it is goes to polars from disk (see _whole_file_head); other bytes
-    without a BOM (or after a UTF-8 BOM) go to polars as they are (polars refuses invalid UTF-8 itself); only
-    when that fails are they decoded in Python (strictly, for the message naming the bad byte) with the declared
-    encoding or cp1252 and transcoded to UTF-8.
+    Fast path: bytes without a BOM (or after a UTF-8 BOM) go to polars as they are (polars refuses invalid UTF-8
+    itself); only when that fails are they decoded in Python (strictly, for the message naming the bad byte)
+    with the declared encoding or cp1252 and transcoded to UTF-8.
     """
     declared = _lookup(encoding, str(path)) if encoding else None
     wide = (declared or "").startswith(("utf-16", "utf-32"))
-    not_utf8 = False
-    if _csvscan is not None and header_row == 1 and not wide:
-        try:
-            with path.open("rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as mapped:
-                return _parse(_whole_file_head(mapped), "utf-8", path, header_row, delimiter, mapped)
-        except _NotUtf8:
-            not_utf8 = True
-        except (_NotWhole, OSError, ValueError):
-            pass  # read it the ordinary way
     raw = path.read_bytes()
     bom = any(raw.startswith(b) for b, _ in _BOMS)
     if raw.startswith(codecs.BOM_UTF8):
         with contextlib.suppress(_NotUtf8):
             return _parse(raw[len(codecs.BOM_UTF8) :], "utf-8-sig", path, header_row, delimiter)
-    elif not bom and not wide and not not_utf8:
+    elif not bom and not wide:
         with contextlib.suppress(_NotUtf8):
             return _parse(raw, "utf-8", path, header_row, delimiter)
     data, used = decode(raw, encoding, where=str(path))
@@ -112,36 +86,9 @@ class _NotUtf8(Exception):
     """The bytes given to polars are not valid UTF-8."""
 
 
-class _NotWhole(Exception):
-    """The file is not one polars can read as it is (see _whole_file_head)."""
-
-
-def _whole_file_head(mapped: mmap.mmap) -> bytes:
-    """The first bytes of a file polars can parse straight from disk, with the C scan reading the same bytes
-    mapped in memory (no copy of the file); _NotWhole when the file needs any change first: a BOM, blank lines
-    before the header or after the last record, no line end after it, classic Mac line ends."""
-    head = mapped[: 4 * _SNIFF_BYTES]
-    tail = mapped[-8:]
-    end = len(tail)
-    while end and tail[end - 1] in b"\r\n":
-        end -= 1
-    header_end = _record_end(head, 0)
-    if (
-        any(head.startswith(bom) for bom, _ in _BOMS)
-        or not end
-        or tail.count(b"\n", end) != 1
-        or header_end >= len(head)
-        or not head[:header_end].strip()
-    ):
-        raise _NotWhole
-    return head
-
-
-def _parse(
-    data: bytes, used: str, path: Path, header_row: int, delimiter: str | None, mapped: mmap.mmap | None = None
-) -> RawTable:
+def _parse(data: bytes, used: str, path: Path, header_row: int, delimiter: str | None) -> RawTable:
     try:
-        return _parse_utf8(data, used, path, header_row, delimiter, mapped)
+        return _parse_utf8(data, used, path, header_row, delimiter)
     except UnicodeDecodeError as exc:
         raise _NotUtf8 from exc
     except pl.exceptions.PolarsError as exc:
@@ -150,12 +97,8 @@ def _parse(
         raise
 
 
-def _parse_utf8(
-    data: bytes, used: str, path: Path, header_row: int, delimiter: str | None, mapped: mmap.mmap | None = None
-) -> RawTable:
-    """Parse UTF-8 `data`; or, when the file is `mapped`, `data` is only its head (see _whole_file_head): polars
-    reads the file itself and the C scan reads it mapped, and it is copied into memory only if a slow check needs
-    it."""
+def _parse_utf8(data: bytes, used: str, path: Path, header_row: int, delimiter: str | None) -> RawTable:
+    """Parse UTF-8 `data` (the whole file, BOM removed)."""
     if b"\n" not in data and b"\r" in data:  # classic Mac line ends: polars only splits on \n
         data = data.replace(b"\r", b"\n")
     start, header_rec = _header_offset(data, header_row)
@@ -171,16 +114,11 @@ def _parse_utf8(
     except csv.Error as exc:
         raise InputFileError(f"{path}: the header row {header_rec} cannot be parsed ({exc}); fix its quoting") from exc
     width = len(header)
-    if mapped is not None:
-        scanned_bytes: bytes | mmap.mmap = mapped
-        whole: Callable[[], bytes] = functools.cache(lambda: mapped[:])
-    else:
-        scanned_bytes, whole = body, lambda: body
     with ThreadPoolExecutor(max_workers=1) as pool:
-        checked = pool.submit(_check, scanned_bytes, sep, width)  # while polars parses (both release the GIL)
+        delimiters = pool.submit(body.count, sep.encode())  # while polars parses (both release the GIL)
         try:
             frame = pl.read_csv(
-                body if mapped is None else path,
+                body,
                 glob=False,
                 has_header=True,
                 separator=sep,
@@ -196,15 +134,13 @@ def _parse_utf8(
             if "utf" in str(exc).lower():
                 raise
             with contextlib.suppress(_Unparsable):  # "more fields" lands here: name the rows
-                _check_ragged(_field_counts(whole(), sep, width), width, header_rec, sep, path)
-            detail = " ".join(str(exc).split())[:160]
-            raise InputFileError(f"{path}: cannot be parsed as {_name(sep)}-separated text ({detail})") from exc
+                _check_ragged(_field_counts(body, sep, width), width, header_rec, sep, path)
+            raise _quoting_error(body, sep, header_rec, path) from exc
         rows, frame = frame.get_column(_ROW_INDEX), frame.drop(_ROW_INDEX)
-        scanned = checked.result()
-        rectangular = _rectangular(frame, header, whole, sep, scanned)
+        rectangular = _surely_rectangular(frame, header, body, sep, delimiters.result())
     if not rectangular:
         try:
-            counts = _field_counts(whole(), sep, width)
+            counts = _field_counts(body, sep, width)
         except _Unparsable as exc:
             raise InputFileError(
                 f"{path}: row {header_rec + exc.index} cannot be split into fields ({exc}); fix the quotes in that row"
@@ -223,12 +159,11 @@ def _parse_utf8(
         rows=rows.head(frame.height).cast(pl.Int64),
         where=str(path),
         column_labels=[f"column {i + 1}" for i in range(len(header))],
+        header_at=header_rec,
         source=path,
         kind="csv",
         encoding=used,
         delimiter=sep,
-        maybe_blank=scanned.maybe_blank(frame.columns) if isinstance(scanned, _Scan) else None,
-        trimmed=scanned.trimmed(frame.columns) if isinstance(scanned, _Scan) else None,
     )
 
 
@@ -276,7 +211,36 @@ def _strict(raw: bytes, name: str, where: str, offset: int = 0) -> str:
 
 
 def _line_of(raw: bytes, offset: int) -> int:
-    return raw.count(b"\n", 0, offset) + 1
+    end = b"\n" if b"\n" in raw else b"\r"  # (classic Mac line ends: a file with \r alone)
+    return raw.count(end, 0, offset) + 1
+
+
+def _quoting_error(body: bytes, sep: str, header_rec: int, path: Path) -> InputFileError:
+    """The one-line refusal of a file polars cannot split into records: the first record whose quoting the csv
+    module (strict) refuses, in words; without one, the file as a whole."""
+    records = 0
+    try:
+        for _ in csv.reader(io.StringIO(body.decode("utf-8"), newline=""), delimiter=sep, strict=True):
+            records += 1
+    except csv.Error as exc:
+        text = str(exc)
+        if "expected after" in text:
+            what = "a closing quote is followed by other text before the next delimiter"
+        elif "end of data" in text or "EOF" in text or "newline inside string" in text:
+            what = "a quote is opened and never closed"
+        else:
+            what = "its quotes are not where a quoted value can have them"
+        return InputFileError(
+            f"{path}: row {header_rec + records} cannot be split into {_name(sep)}-separated fields ({what}); "
+            "fix the quotes in that row: a value with quotes must be wholly in quotes, "
+            'with each quote inside doubled ("")'
+        )
+    except UnicodeDecodeError:
+        pass
+    return InputFileError(
+        f"{path}: cannot be split into {_name(sep)}-separated fields (the quoting of some row is not understood); "
+        "check the quotes in the file, or give the right delimiter"
+    )
 
 
 def _lookup(name: str, where: str) -> str:
@@ -371,46 +335,6 @@ def _body_end(body: bytes) -> bytes:
     if body.count(b"\n", end) == 1:
         return body
     return body[:end] + b"\n"
-
-
-@dataclass(frozen=True)
-class _Scan:
-    """What the C scan (pipeline/_csvscan.c) found in the bytes polars parses."""
-
-    well_formed: bool  # every quote well placed: polars and the csv module split the records alike
-    records: int  # records, header included (0 when not well formed)
-    ragged: int  # records with the wrong number of fields, empty lines aside
-    spaced: bytes  # per column, flags: 1 some field starts like whitespace or is "", 2 some field ends like it
-
-    def maybe_blank(self, columns: list[str]) -> list[str] | None:
-        """The columns that can hold a blank but non-null cell; None when the scan cannot tell."""
-        return [c for c, flag in zip(columns, self.spaced, strict=True) if flag & 1] if self.well_formed else None
-
-    def trimmed(self, columns: list[str]) -> list[str]:
-        """The columns none of whose cells starts or ends with whitespace (none when the scan cannot tell)."""
-        return [c for c, flag in zip(columns, self.spaced, strict=True) if not flag] if self.well_formed else []
-
-
-def _check(body: bytes | mmap.mmap, sep: str, width: int) -> _Scan | int:
-    """What the proof of rectangularity needs from the bytes: the C scan when the extension is built, else the
-    number of delimiters in `body` (for `_surely_rectangular`; a mapped file comes only with the extension)."""
-    if _csvscan is None:
-        assert isinstance(body, bytes)
-        return body.count(sep.encode())
-    return _Scan(*_csvscan.scan(body, sep, width))
-
-
-def _rectangular(
-    frame: pl.DataFrame, header: list[str], whole: Callable[[], bytes], sep: str, checked: _Scan | int
-) -> bool:
-    """True when no record has fewer fields than the header (False: count them to find out). The scan decides
-    when the quoting is well formed; otherwise (or without the extension) the pure-polars proof does."""
-    if isinstance(checked, int):
-        return _surely_rectangular(frame, header, whole(), sep, checked)
-    if checked.well_formed:
-        return checked.ragged == 0 and checked.records == frame.height + 1 and frame.width == len(header)
-    body = whole()
-    return _surely_rectangular(frame, header, body, sep, body.count(sep.encode()))
 
 
 def _surely_rectangular(frame: pl.DataFrame, header: list[str], body: bytes, sep: str, delimiters: int) -> bool:

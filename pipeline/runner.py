@@ -123,6 +123,8 @@ def prepare(options: RunOptions) -> Prepared:
         encoding=options.encoding or mapping.encoding,
         delimiter=options.delimiter or mapping.delimiter,
     )
+    for warning in raw.warnings:  # (e.g. the workbook is open in Excel; number formats not reproduced)
+        print(f"jobimport: warning: {warning}", file=sys.stderr)
     if raw.is_corrections and raw.kind == "csv":
         raw = restore_neutralised(raw)
     read_s = time.perf_counter() - started
@@ -149,6 +151,8 @@ def restore_neutralised(raw: RawTable) -> RawTable:
         delimiter=raw.delimiter,
         is_corrections=raw.is_corrections,
         cell_errors=raw.cell_errors,
+        unrendered=raw.unrendered,
+        warnings=raw.warnings,
     )
 
 

@@ -11,21 +11,9 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from pipeline import read_csv as read_csv_module
 from pipeline.errors import InputFileError
 from pipeline.model import ORIGIN_ROW, ROW
 from pipeline.read import read_table
-
-
-@pytest.fixture(autouse=True, params=["c-scan", "polars-only"])
-def scanner(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
-    """Every test runs with the C scan (pipeline/_csvscan.c) and without it (the pure-polars proof a machine
-    without a C compiler uses): both must read every file alike."""
-    if request.param == "polars-only":
-        monkeypatch.setattr(read_csv_module, "_csvscan", None)
-    else:
-        assert read_csv_module._csvscan is not None, "pipeline._csvscan is not built: run `make test` (needs gcc)"
-    return str(request.param)
 
 
 def write(tmp_path: Path, data: bytes, name: str = "jobs.csv") -> Path:
@@ -64,11 +52,11 @@ def test_blank_and_whitespace_cells_are_null_blank_rows_dropped(tmp_path: Path) 
     assert rows(t.frame) == [("1", None, 2, 2), ("2", None, 6, 6)]
 
 
-def test_columns_known_to_be_trimmed(tmp_path: Path, scanner: str) -> None:
-    # (the mapping skips trimming these; only the C scan knows them, else none is)
+def test_surrounding_whitespace_is_kept_in_the_read(tmp_path: Path) -> None:
+    # (the mapping trims; the reader claims no column trimmed already, so none is skipped)
     data = 'ref,lead,trail,nbsp,quoted,crlf\r\nA," x",y ,z\u00a0,"q\t",w\r\nB,x,y,z,"q",w\r\n'.encode()
     t = read_table(write(tmp_path, data))
-    assert t.trimmed == ({"ref", "crlf"} if scanner == "c-scan" else set())
+    assert t.trimmed == frozenset()
     assert rows(t.frame)[0][:6] == ("A", " x", "y ", "z\u00a0", "q\t", "w")
 
 
@@ -213,7 +201,10 @@ def test_duplicate_blank_and_reserved_headers(tmp_path: Path) -> None:
     blank = write(tmp_path, b"ref,,qty\n1,2,3\n", "blank.csv")
     with pytest.raises(InputFileError) as err:
         read_table(blank)
-    assert str(err.value) == f"{blank}: 1 column with data but no header (column 2); type a header in the header row"
+    assert str(err.value) == (
+        f"{blank}: row 1 was read as the header row, but 1 column with data has no header there (column 2); "
+        "type the missing headers, or give the right header row (--header-row or the mapping's [source])"
+    )
     reserved = write(tmp_path, f"ref,{ROW}\n1,2\n".encode(), "reserved.csv")
     with pytest.raises(InputFileError, match=f"header '{ROW}' \\(column 2\\) is reserved"):
         read_table(reserved)

@@ -131,7 +131,10 @@ def test_named_sheet_without_data_rows(tmp_path: Path) -> None:
     path = workbook(tmp_path / "s.xlsx", {"Readme": {"A1": "x"}, "Jobs": {"A1": "ref", "A2": "1"}})
     with pytest.raises(InputFileError) as err:
         read_table(path, sheet="Readme")
-    assert str(err.value) == (f"{path}, sheet 'Readme': has headers but no data rows; check the sheet and header_row")
+    assert str(err.value) == (
+        f"{path}, sheet 'Readme': has headers (row 1) but no data rows under them; "
+        "check the file, the sheet and header_row"
+    )
 
 
 def test_no_sheet_has_data(tmp_path: Path) -> None:
@@ -210,7 +213,8 @@ def test_duplicate_blank_and_reserved_headers(tmp_path: Path) -> None:
     with pytest.raises(InputFileError) as err:
         read_table(blank)
     assert str(err.value) == (
-        f"{blank}, sheet 'Jobs': 1 column with data but no header (column B); type a header in the header row"
+        f"{blank}, sheet 'Jobs': row 1 was read as the header row, but 1 column with data has no header there "
+        "(column B); type the missing headers, or give the right header row (--header-row or the mapping's [source])"
     )
     reserved = workbook(tmp_path / "res.xlsx", {"Jobs": {"A1": ORIGIN_ROW, "A2": 1}})
     with pytest.raises(InputFileError, match=f"header '{ORIGIN_ROW}' \\(column A\\) is reserved"):

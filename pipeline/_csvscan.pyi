@@ -1,3 +1,0 @@
-"""Type stub of the C extension pipeline/_csvscan.c (see its header comment)."""
-
-def scan(data: bytes, sep: str, width: int, /) -> tuple[bool, int, int, bytes]: ...
