@@ -33,7 +33,12 @@ class InputFileError(JobImportError):
 
 
 class NoDataRows(InputFileError):
-    """The file has a header row but no data rows: for a nightly drop, a normal empty night."""
+    """The file has a header row but no data rows: for a nightly drop, a normal empty night. `columns` are its
+    headers (so a drop can still tell an empty night from a file whose headers no longer match the mapping)."""
+
+    def __init__(self, message: str, columns: list[str] | None = None) -> None:
+        super().__init__(message)
+        self.columns = list(columns or [])
 
 
 class MappingError(JobImportError):

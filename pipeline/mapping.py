@@ -388,6 +388,12 @@ def _check_column(mapping: Mapping, raw: RawTable, where: str, column: str) -> N
     )
 
 
+def source_columns(mapping: Mapping) -> list[str]:
+    """Every column of the input that the mapping reads."""
+    named = [spec.column for spec in mapping.fields.values() if spec.column is not None]
+    return list(dict.fromkeys([*named, *mapping.template_columns(), *(cf.column for cf in mapping.custom_fields)]))
+
+
 def _check_columns(mapping: Mapping, raw: RawTable) -> None:
     for spec in mapping.fields.values():
         if spec.column is not None:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import polars as pl
 
-from pipeline.errors import InputFileError
+from pipeline.errors import InputFileError, NoDataRows
 from pipeline.model import ORIGIN_ROW, REPORT_COLUMNS, ROW, CellError, RawTable
 
 CSV_SUFFIXES = (".csv", ".tsv", ".txt")
@@ -230,7 +230,9 @@ def finish_table(
         if not keep_mask.all():  # filtering copies every column: only when there is a blank row to drop
             frame = frame.filter(keep_mask)
     if frame.height == 0:
-        raise InputFileError(f"{where}: has headers but no data rows; check the file, the sheet and header_row")
+        raise NoDataRows(
+            f"{where}: has headers but no data rows; check the file, the sheet and header_row", columns=data_cols
+        )
 
     columns = data_cols
     # Our corrections files end with row, status, errors; an analyst may have deleted the errors column.

@@ -290,3 +290,17 @@ def test_routes_and_usage_errors_are_one_line(
     assert code == 2 and "mapping file not found" in err  # says so at once, not later
     code, err = jobimport(folder, "--mapping", "x=")
     assert code == 2 and "PATTERN=MAPPING" in err
+
+
+def test_a_header_only_file_whose_headers_drifted_is_failed_not_an_empty_night(tmp_path: Path, sandbox: Any) -> None:
+    env = drop_env(sandbox, tmp_path / "home")
+    mapping = mapping_file(tmp_path / "maps")
+    folder = tmp_path / "drop"
+    write_csv(folder / "quiet.csv", [], age_s=600)
+    write_csv(folder / "renamed.csv", [], header=["Ref", "Type", "Client", "Notes", "Access Code"], age_s=600)
+    done = drop(folder, mapping, env=env, cwd=tmp_path)
+    assert done.returncode == 2, (done.stdout, done.stderr)
+    lines = by_name(folder)
+    assert (lines["quiet.csv"]["outcome"], lines["renamed.csv"]["outcome"]) == ("done", "failed")
+    error = (folder / "failed" / TODAY / "renamed.csv.error.txt").read_text(encoding="utf-8").strip()
+    assert "no data rows" in error and "missing 'Customer'" in error and "\n" not in error

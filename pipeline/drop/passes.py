@@ -38,6 +38,7 @@ from pipeline.drop.housekeeping import prune
 from pipeline.drop.notify import Notifier, message_text
 from pipeline.drop.record import DropLog, DropRecord, now_iso
 from pipeline.errors import InputFileError, JobImportError, MappingError, NoDataRows, RunStopped, UsageError
+from pipeline.mapping import load_mapping, source_columns
 from pipeline.runner import file_sha256
 from pipeline.state import TenantIdentity
 
@@ -263,7 +264,12 @@ class DropSession:
             )
         try:
             result = self._import(path, route.mapping)
-        except NoDataRows:
+        except NoDataRows as exc:
+            missing = [c for c in source_columns(load_mapping(route.mapping)) if exc.columns and c not in exc.columns]
+            if missing:  # an empty night all the same, but the export changed: it would fail on the first row
+                listed = ", ".join(f"'{c}'" for c in missing)
+                reason = f"{name}: no data rows, and its headers no longer match the mapping: missing {listed}"
+                return self._failed(path, name, reason, base)
             return self._empty_night(path, name, base)
         except (InputFileError, MappingError) as exc:
             if _no_data_rows(exc):
@@ -524,8 +530,7 @@ def _interrupted(result: RunResult) -> bool:
 
 
 def _no_data_rows(exc: JobImportError) -> bool:
-    # Until the reader raises NoDataRows itself, recognise its message for a header-only table.
-    return isinstance(exc, NoDataRows) or "has headers but no data rows" in str(exc)
+    return isinstance(exc, NoDataRows)
 
 
 def _problems(report_dir: Path, limit: int = 5) -> list[str]:
