@@ -80,7 +80,10 @@ def test_pure_wheel_installs_and_runs_the_demo_and_the_sandbox_anywhere(tmp_path
     started = time.monotonic()
     source = tmp_path / "source"  # a copy: an in-tree build would leave build/ (stale files) in the repository
     shutil.copytree(ROOT, source, ignore=_SOURCE_IGNORE)
-    no_compiler = {**os.environ, "CC": "/bin/false", "CXX": "/bin/false"}
+    # nothing of this test's environment leaks in (a PYTHONPATH to the repository would make pip see it installed)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("BIGCHANGE_", "PYTHON", "JOBIMPORT_"))}
+    env |= {"HOME": str(tmp_path / "home"), "JOBIMPORT_HOME": str(tmp_path / "state")}
+    no_compiler = {**env, "CC": "/bin/false", "CXX": "/bin/false"}
     built = _run([sys.executable, "-m", "pip", "wheel", str(source), "--no-deps", "-w", str(tmp_path)], env=no_compiler)
     assert built.returncode == 0, built.stderr[-2000:]
     (wheel,) = tmp_path.glob("jobimport-*.whl")
@@ -106,19 +109,18 @@ def test_pure_wheel_installs_and_runs_the_demo_and_the_sandbox_anywhere(tmp_path
     bin_dir = env_dir / ("Scripts" if os.name == "nt" else "bin")
     python = bin_dir / ("python.exe" if os.name == "nt" else "python")
     pip = [sys.executable, "-m", "pip", "--python", str(python)]
-    installed = _run([*pip, "install", "--no-deps", "--no-index", str(wheel)])
+    installed = _run([*pip, "install", "--no-deps", "--no-index", str(wheel)], env=env)
     assert installed.returncode == 0, installed.stderr[-2000:]
-    site = Path(_run([str(python), "-c", "import sysconfig; print(sysconfig.get_path('purelib'))"]).stdout.strip())
+    purelib = _run([str(python), "-c", "import sysconfig; print(sysconfig.get_path('purelib'))"], env=env)
+    site = Path(purelib.stdout.strip())
     dists = _closure(runtime)
     _link_distributions(dists, tmp_path / "runtime-deps")
     (site / "runtime-deps.pth").write_text(str(tmp_path / "runtime-deps") + "\n", encoding="utf-8")
-    checked = _run([*pip, "check"])
+    checked = _run([*pip, "check"], env=env)
     assert checked.returncode == 0, checked.stdout + checked.stderr
 
     elsewhere = tmp_path / "elsewhere"  # not the repository: nothing found through the working directory
     elsewhere.mkdir()
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("BIGCHANGE_", "PYTHON", "JOBIMPORT_"))}
-    env |= {"HOME": str(tmp_path / "home"), "JOBIMPORT_HOME": str(tmp_path / "state")}
     where = _run([str(python), "-c", "import pipeline; print(pipeline.__file__)"], cwd=elsewhere, env=env)
     assert Path(where.stdout.strip()).is_relative_to(site), where.stdout + where.stderr
     for module in _DEV_ONLY:

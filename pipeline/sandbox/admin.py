@@ -1,7 +1,7 @@
 """The sandbox's inspection and control endpoints under /_sandbox (no auth, no latency, no faults, not counted):
 
 - GET  /_sandbox/health  → {"status": "ok"}
-- GET  /_sandbox/stats   → requests by path and status, jobs created, faults by kind, tokens issued,
+- GET  /_sandbox/stats   → requests by path and status, jobs created, faults by kind, tokens issued, clients gone,
                            creations_per_reference, duplicates (references created more than once)
 - GET  /_sandbox/jobs    → {"jobs": [every created job with its full body]} (optional ?reference= filters)
 - POST /_sandbox/reset   → forget jobs and counters, reseed the fault generator (ids keep growing)
@@ -36,6 +36,7 @@ def stats_body(state: SandboxState) -> dict[str, Any]:
         "next_id": store.next_id,
         "faults": dict(state.faults.counts),
         "tokens_issued": state.auth.issued,
+        "clients_gone": state.clients_gone,
         "creations_per_reference": store.creations_per_reference(),
         "duplicates": store.duplicates(),
     }

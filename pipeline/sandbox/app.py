@@ -55,6 +55,7 @@ class SandboxState:
         self.auth = TokenIssuer(config.client_id, config.client_secret.reveal(), config.customer_id)
         self.requests: Counter[tuple[str, str]] = Counter()
         self.created = 0
+        self.clients_gone = 0  # connections lost while a request was read (a killed client)
 
     def reset(self) -> None:
         self.store.reset()
@@ -62,6 +63,7 @@ class SandboxState:
         self.auth.reset()
         self.requests.clear()
         self.created = 0
+        self.clients_gone = 0
 
 
 def _int_text(text: str) -> int | None:
@@ -304,6 +306,7 @@ async def problem_middleware(request: web.Request, handler: Handler) -> web.Stre
         return await handler(request)
     except ConnectionError as exc:
         _log.debug("client %s went away during %s %s: %s", request.remote, request.method, request.path, exc)
+        request.app[STATE].clients_gone += 1
         if request.transport is not None:
             request.transport.abort()
         raise ConnectionDropped() from None
