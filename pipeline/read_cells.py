@@ -14,6 +14,7 @@ The text forms (the same for .xlsx, .xls and .ods):
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 from dataclasses import dataclass
@@ -90,6 +91,7 @@ def builtin_format(num_fmt_id: int) -> str | None:
     return BUILTIN_FORMATS.get(num_fmt_id)
 
 
+@functools.lru_cache(maxsize=256)
 def _first_section(code: str) -> str:
     out, quoted, escaped = [], False, False
     for ch in code:
@@ -105,7 +107,8 @@ def _first_section(code: str) -> str:
     return "".join(out)
 
 
-def _code_tokens(section: str) -> list[tuple[str, str]] | None:
+@functools.lru_cache(maxsize=256)
+def _code_tokens(section: str) -> tuple[tuple[str, str], ...] | None:
     """The tokens of a format that only pads or decorates a number: ("lit", text), ("digit", "0" or "#"),
     ("point", "."); None for anything else (thousands separators, %, E+, fractions, colours, conditions)."""
     tokens: list[tuple[str, str]] = []
@@ -147,7 +150,7 @@ def _code_tokens(section: str) -> list[tuple[str, str]] | None:
         first = after.index(decimals[0]) if decimals else 0
         if not decimals or any(t[0] != "digit" for t in after[first : first + len(decimals)]):
             return None
-    return tokens
+    return tuple(tokens)
 
 
 def number_text(value: float) -> str:

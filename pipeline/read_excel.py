@@ -650,9 +650,6 @@ def _styles(zf: zipfile.ZipFile) -> _Styles:
     return _Styles(formats, date1904)
 
 
-_SKIP_TYPES = (b"s", b"str", b"inlineStr", b"e", b"b", b"d")
-
-
 def _survey(path: Path, sheet: str) -> _Survey:
     """One pass over the sheet XML: the cells with content (see _load_sheet), and the text of the cells calamine
     does not show as a person saw them: numbers it would cut to 9 decimals, and numbers with a number format it
@@ -666,7 +663,8 @@ def _survey(path: Path, sheet: str) -> _Survey:
         styles = _styles(zf)
         special = styles.special()
         dates = {i for i, f in enumerate(styles.formats) if f.kind == "date"}  # (calamine shows those)
-        skip = set(special) | dates
+        # (numbers in a format not reproduced keep their value: only the long ones need a fix, found there)
+        skip = {k for k, f in special.items() if f.kind != "other"} | dates
         closed = 0
         ns = b""
         long_number: re.Pattern[bytes] | None = None
@@ -682,14 +680,15 @@ def _survey(path: Path, sheet: str) -> _Survey:
                 long_number = re.compile(
                     rb"<%sv>(-?\d*\.\d{10,}(?:[eE][-+]?\d+)?|-?[\d.]+[eE][-+]?\d+)</" % re.escape(ns)
                 )
-                if special:
-                    styled = re.compile(rb' s="(%s)"' % b"|".join(str(k).encode() for k in sorted(special)))
+                styled = _styled_pattern(special, ns)
+            elif i == 1 and any(f.kind == "other" for f in special.values()):
+                # the columns of formats not reproduced are noted from the first piece (~18,000 rows) only: their
+                # values need no fix (a long one is found by long_numbers), and a money column formatted
+                # `#,##0.00` would otherwise cost ~1 µs a cell for the note alone
+                styled = _styled_pattern({k: f for k, f in special.items() if f.kind != "other"}, ns)
             closed += piece.count(b"</%sc>" % ns)
             if styled is not None:
-                for m in styled.finditer(piece):
-                    cell = cells.at(piece, m.start())
-                    if cell is not None:
-                        _fix_styled(survey, cell, special[int(m.group(1))], styles.date1904)
+                cells.styled(piece, styled, special, styles.date1904, survey)
             assert long_number is not None
             # (~0.07 s of CPU per 1M cells, in this thread; measured cheaper than any pre-search for "E-", "e+"…,
             # which costs ~0.04 s each on text with many e's)
@@ -700,7 +699,6 @@ def _survey(path: Path, sheet: str) -> _Survey:
 
 _ATTR_R = re.compile(rb'\br="\$?([A-Z]{1,3})\$?(\d+)"')
 _ATTR_S = re.compile(rb'\bs="(\d+)"')
-Cell = tuple[int, int, bytes, "int | None", "bytes | None"]  # (0-based column, row, type, style, value text)
 
 
 def _column_index(letters: bytes) -> int:
@@ -712,12 +710,11 @@ def _column_index(letters: bytes) -> int:
 
 
 class _Cells:
-    """Finds the cell around a position of the sheet XML (patterns made once per namespace prefix)."""
+    """The cells of the sheet XML whose text calamine gets wrong (patterns made once per namespace prefix)."""
 
     def __init__(self, ns: bytes) -> None:
         self.open = b"<" + ns + b"c "
         self.close = b"</" + ns + b"c>"
-        self.value = re.compile(rb"<%sv>([^<]*)</" % re.escape(ns))
         self.columns: dict[bytes, int] = {}
         self.head = re.compile(rb'<%sc (?:r="([A-Z]{1,3})(\d+)")?([^>]*)>' % re.escape(ns))
 
@@ -728,6 +725,7 @@ class _Cells:
         cells nor of cells whose style is in `skip_styles` (dates, formats handled apart). Kept lean: a column of
         computed amounts (`14.760000000000002`) puts every cell of it here."""
         open_, close, head, columns = self.open, self.close, self.head, self.columns
+        texts: dict[bytes, str] = {}  # (computed amounts repeat: 14.760000000000002)
         for m in pattern.finditer(piece):
             pos = m.start()
             h = head.match(piece, piece.rfind(open_, 0, pos))
@@ -749,61 +747,76 @@ class _Cells:
             col = columns.get(letters)
             if col is None:
                 col = columns[letters] = _column_index(letters)
-            with contextlib.suppress(ValueError):
-                fixes.append((col, int(row), number_text(float(m.group(1)))))
+            raw = m.group(1)
+            text = texts.get(raw)
+            if text is None:
+                try:
+                    text = texts[raw] = number_text(float(raw))
+                except ValueError:
+                    continue
+            fixes.append((col, int(row), text))
 
-    def at(self, piece: bytes, pos: int, value: bytes | None = None) -> Cell | None:
-        """The cell whose start tag or value is at `pos` (its value text given when the caller has it)."""
-        start = piece.rfind(self.open, 0, pos + 1)
-        if start < 0:
-            return None
-        tag_end = piece.find(b">", start)
-        if tag_end < 0:
-            return None
-        attrs = piece[start:tag_end]
-        empty = attrs.endswith(b"/")
-        if tag_end < pos and (empty or piece.find(self.close, start, pos) >= 0):
-            return None  # `pos` is not inside this cell (e.g. a row's style attribute)
-        ref = _ATTR_R.search(attrs)
-        if ref is None:
-            return None
-        kind_m = _TYPE.search(attrs) if b't="' in attrs else None
-        style_m = _ATTR_S.search(attrs) if b's="' in attrs else None
-        if value is None and not empty:
-            end = piece.find(self.close, tag_end)
-            v = self.value.search(piece, tag_end, end if end >= 0 else len(piece))
-            value = v.group(1) if v else None
-        letters = ref.group(1)
-        col = self.columns.get(letters)
-        if col is None:
-            col = self.columns[letters] = _column_index(letters)
-        return (
-            col,
-            int(ref.group(2)),
-            kind_m.group(1) if kind_m else b"",
-            int(style_m.group(1)) if style_m else None,
-            value,
-        )
+    def styled(
+        self, piece: bytes, pattern: re.Pattern[bytes], special: dict[int, Format], date1904: bool, survey: _Survey
+    ) -> None:
+        """The text of the number cells of `piece` whose style (`special`) has a format calamine does not apply.
+        `pattern` matches from a cell's style attribute to its value (group 1: style, 2: the attributes after it,
+        3: the value). Kept lean: a padded or formatted column puts every cell of it here."""
+        open_, columns, fixes, unrendered = self.open, self.columns, survey.fixes, survey.unrendered
+        shown: dict[tuple[bytes, bytes], str | None] = {}  # (style, value) → text (None: not reproduced)
+        for m in pattern.finditer(piece):
+            style, after, raw = m.group(1, 2, 3)
+            pos = m.start()
+            start = piece.rfind(b"<", 0, pos)
+            if not piece.startswith(open_, start):
+                continue  # not a cell's start tag (e.g. a row's)
+            before = piece[start:pos]
+            if (b't="' in after or b't="' in before) and b't="n"' not in before + after:
+                continue  # text, boolean, error, shared string index
+            ref = _ATTR_R.search(before) or _ATTR_R.search(after)
+            if ref is None:
+                continue
+            letters = ref.group(1)
+            col = columns.get(letters)
+            if col is None:
+                col = columns[letters] = _column_index(letters)
+            fmt = special[int(style)]
+            if fmt.kind == "other":
+                unrendered.setdefault(col, fmt.code)  # (the value: kept; a long one is fixed by long_numbers)
+                continue
+            key = (style, raw)
+            if key in shown:
+                text = shown[key]
+            else:
+                try:
+                    text = shown[key] = _styled_text(float(raw), fmt, date1904)
+                except ValueError:
+                    continue
+            if text is None:
+                unrendered.setdefault(col, fmt.code)
+                text = number_text(float(raw))
+            fixes.append((col, int(ref.group(2)), text))
 
 
-def _fix_styled(survey: _Survey, cell: Cell, fmt: Format, date1904: bool) -> None:
-    col, row, kind, _, raw = cell
-    if kind not in (b"", b"n") or raw is None:
-        return
-    try:
-        value = float(raw)
-    except ValueError:
-        return
+def _styled_pattern(special: dict[int, Format], ns: bytes) -> re.Pattern[bytes] | None:
+    """From a cell's style attribute (one of `special`) to its value: group 1 the style, 2 the attributes after
+    it, 3 the value text; None without such styles."""
+    if not special:
+        return None
+    return re.compile(
+        rb' s="(%(ids)s)"([^>]*)>'
+        rb"(?:<%(ns)sf\b[^>]*/>|<%(ns)sf\b[^>]*>[^<]*</%(ns)sf>)?<%(ns)sv>([^<]*)</"
+        % {b"ids": b"|".join(str(k).encode() for k in sorted(special)), b"ns": re.escape(ns)}
+    )
+
+
+def _styled_text(value: float, fmt: Format, date1904: bool) -> str | None:
+    """The text of a number in a format calamine does not apply; None when it is not reproduced."""
     if fmt.kind == "date":
-        survey.fixes.append((col, row, serial_text(value, date1904)))
-    elif fmt.kind == "elapsed":
-        survey.fixes.append((col, row, elapsed_text(value, fmt.code)))
-    else:
-        shown = render_code(value, fmt.code) if fmt.kind == "code" else None
-        if shown is None:
-            survey.unrendered.setdefault(col, fmt.code)
-            shown = number_text(value)
-        survey.fixes.append((col, row, shown))
+        return serial_text(value, date1904)
+    if fmt.kind == "elapsed":
+        return elapsed_text(value, fmt.code)
+    return render_code(value, fmt.code) if fmt.kind == "code" else None
 
 
 def _add(found: list[Finding], attrs: bytes, what: str) -> None:

@@ -493,3 +493,28 @@ def test_formula_results_and_unusual_attribute_order(tmp_path: Path) -> None:
                 data = data.replace(b'<c r="B3">', b'<c t="n" r="B3">')
             zout.writestr(info, data)
     assert cells(path) == {"computed amount": "14.760000000000002", "reordered": "0.3333333333333333"}
+
+
+def test_every_cell_across_pieces_of_the_sheet_xml(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # the sheet XML is read in pieces (8 MB; 16 KB here): cells on both sides of every cut are read as shown
+    import pipeline.read_excel as read_excel_module
+
+    monkeypatch.setattr(read_excel_module, "_CHUNK", 16 * 1024)
+    path = tmp_path / "many.xlsx"
+    wb = xlsxwriter.Workbook(path)
+    ws = wb.add_worksheet("Jobs")
+    pad, money = wb.add_format({"num_format": "000000"}), wb.add_format({"num_format": "#,##0.00"})
+    ws.write_row(0, 0, ["Code", "Amount", "Ratio"])
+    for r in range(1, 3001):
+        ws.write_number(r, 0, r, pad)
+        ws.write_number(r, 1, r / 4, money)
+        ws.write_number(r, 2, r / 7)
+    wb.close()
+    t = read_table(path)
+    assert t.frame.get_column("Code").to_list() == [f"{r:06d}" for r in range(1, 3001)]
+    assert t.frame.get_column("Amount").to_list() == [str(r / 4).removesuffix(".0") for r in range(1, 3001)]
+    # (xlsxwriter stores 16 significant digits: the text is the stored number's, read back exactly)
+    ratios = t.frame.get_column("Ratio").to_list()
+    assert all(float(text) == float(f"{r / 7:.16g}") for r, text in zip(range(1, 3001), ratios, strict=True))
+    assert all(len(text.partition(".")[2]) > 9 for text in ratios if "." in text and float(text) % 1)
+    assert t.unrendered == {"Amount": "#,##0.00"}
