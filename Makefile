@@ -36,8 +36,9 @@ unit: $(STAMP) browser
 
 test: lint typecheck unit
 
+# The sample has mistakes on purpose, so the import answers 1 (some rows need attention): that is the demo working.
 demo: $(STAMP)
-	$(BIN)/jobimport demo
+	@$(BIN)/jobimport demo || [ $$? -eq 1 ]
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_sandbox.py

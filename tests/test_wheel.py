@@ -134,7 +134,7 @@ def test_pure_wheel_installs_and_runs_the_demo_and_the_sandbox_anywhere(tmp_path
     assert "Traceback" not in output, output
     # the sample's deliberate mistakes: the import's own exit code is 1; the demo itself succeeded
     assert "40 rows: 30 created, 6 invalid, 4 rejected" in demo.stdout, output
-    assert "the import's own exit code would be 1" in demo.stdout and demo.returncode == 0, output
+    assert "exit 1: some rows need attention" in demo.stdout and demo.returncode == 1, output
     assert list((elsewhere / "demo-reports").glob("*/corrections.xlsx")), output
 
     sandbox = subprocess.Popen(
