@@ -12,6 +12,7 @@ import hashlib
 import json
 import secrets
 import signal
+import sqlite3
 import sys
 import threading
 import time
@@ -483,13 +484,19 @@ def _run(
             f"`jobimport report {run_id}` writes the reports"
         ) from None
     if ledger is not None:
-        ledger.finish_run(
-            run_id,
-            json.loads((report_dir / "summary.json").read_text(encoding="utf-8")),
-            exit_code,
-            _run_rows(frame, prepared),
-            errors.iter_rows(),
-        )
+        try:
+            ledger.finish_run(
+                run_id,
+                json.loads((report_dir / "summary.json").read_text(encoding="utf-8")),
+                exit_code,
+                _run_rows(frame, prepared),
+                errors.iter_rows(),
+            )
+        except (OSError, sqlite3.Error) as exc:
+            raise RunStopped(
+                f"the reports are in {report_dir}, but the run could not be recorded in the ledger {ledger_path} "
+                f"({exc}): `status` will not list it; every row sent is in the ledger or looked up by the next run"
+            ) from None
         log.info("run_finished", exit_code=exit_code, counts=counts, stop_reason=stats.stop_reason)
     return RunResult(run_id, report_dir, summary, paths, counts, exit_code, stats.stop_reason)
 

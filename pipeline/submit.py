@@ -162,6 +162,7 @@ class Submitter:
         self._hurry = False
         self._stale: dict[str, LedgerRow] = {}  # `sending` rows an interrupted run left, still unresolved
         self._write_error: BaseException | None = None
+        self._forbidden_stop = False  # the run stopped because every row so far got 403
 
     # --- public ------------------------------------------------------------------------------------------------
 
@@ -190,17 +191,25 @@ class Submitter:
         # Whatever was not fed (a stop, or nothing to send): settled from the ledger alone, never sent.
         await self._settle_rest(batches)
         state = self._state
-        forbidden_stop = isinstance(self._stop_error, AuthRefused) and "answered 403" in str(self._stop_error)
         if (
             state.forbidden_streak
             and not state.any_success
             and not state.other_answers
-            and (self._stop_error is None or forbidden_stop)
+            and (self._stop_error is None or self._forbidden_stop)
         ):
-            # Fewer rows than the streak threshold, all refused with 403: still the credentials or the tenant.
+            # Fewer rows than the streak threshold (or 403s still in flight after that stop), all refused with
+            # 403: still the credentials or the tenant.
             self._forbidden_everywhere(state.last_forbidden)
-        self._flush()
-        await asyncio.to_thread(self.ledger.flush)
+        try:
+            self._flush()
+            await asyncio.to_thread(self.ledger.flush)
+        except Exception as exc:  # the disk is full, the file was taken away...: stop; the reports still come
+            self.stop(
+                RunStopped(
+                    f"cannot write the ledger {self.ledger.path} ({exc}); rows sent are looked up by the next run: "
+                    "free the disk or fix the file's permissions, then run again"
+                )
+            )
         self.stats.max_concurrency_seen = self.gate.stats.max_limit_seen
         self.stats.paused_s = self.gate.stats.paused_s
         return self.outcomes
@@ -552,6 +561,7 @@ class Submitter:
             self.outcomes.record(planned.index, RowResult(Status.PENDING, None, answer.problem))
             self._state.pending_updates.append(Update(planned.key, Status.PENDING, problem=answer.problem))
         self._state.forbidden_streak.clear()  # 403s still in flight start a new streak, handled the same way
+        self._forbidden_stop = True
         self.progress(Status.REJECTED, -streak)  # what the bar counted as rejected is pending after all
         self.progress(Status.PENDING, streak)
         title = (answer.problem or {}).get("title") or "Forbidden"
