@@ -20,7 +20,7 @@ import aiohttp
 import httpx
 import structlog
 
-from pipeline.errors import AuthRefused, TransientError
+from pipeline.errors import AuthRefused, RunStopped, TransientError
 from pipeline.settings import Settings
 
 log = structlog.get_logger(__name__)
@@ -358,3 +358,40 @@ class ApiClient:
             if last_page:
                 return found
             page += 1
+
+    async def get_page(self, path: str, params: list[tuple[str, str | int]]) -> tuple[dict[str, Any], float]:
+        """GET one page of a list endpoint (`/jobTypes`, `/contacts`, `/persons`): its JSON body and latency.
+
+        Raises AuthRefused on 401/403 (a scope is missing), TransientError(status, retry_after) on 429/5xx and
+        network errors (the caller may retry: a GET changes nothing), RunStopped on any other status.
+        """
+        url = f"{self.settings.base_url}{path}"
+        started = time.perf_counter()
+        try:
+            response = await self._authorised("GET", url, params=params)
+        except httpx.HTTPError as exc:
+            raise TransientError(f"GET {path} failed: {_cause_name(exc)}") from None
+        latency = time.perf_counter() - started
+        status = response.status_code
+        if status == 200:
+            try:
+                body = response.json()
+                if not isinstance(body, dict) or not isinstance(body.get("items"), list):
+                    raise ValueError("no items")
+            except ValueError:
+                excerpt = " ".join(response.text.split())[:EXCERPT_CHARS]
+                raise TransientError(f"GET {path} answered 200 with an unreadable body: {excerpt}") from None
+            return body, latency
+        problem = problem_from_response(response)
+        if status in (401, 403):
+            raise AuthRefused(f"the API refused GET {path} ({status} {problem.get('title') or ''})")
+        if status in TRANSIENT_STATUSES or status >= 500:
+            raise TransientError(
+                f"GET {path} answered {status}",
+                status=status,
+                retry_after=parse_retry_after(response.headers.get("retry-after")),
+            )
+        raise RunStopped(
+            f"GET {url} answered {status} {problem.get('title') or ''}: {problem.get('detail') or ''}".rstrip(": ")
+            + "; check BIGCHANGE_BASE_URL"
+        )

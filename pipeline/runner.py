@@ -28,9 +28,10 @@ from pipeline.client import ApiClient, ClientOptions
 from pipeline.errors import InputFileError, Interrupted, RunStopped
 from pipeline.field_errors import problem_errors
 from pipeline.ledger import Ledger, default_ledger_path, now_iso
-from pipeline.mapping import MappedTable, Mapping, apply_mapping, load_mapping
+from pipeline.mapping import MappedTable, Mapping, apply_mapping, bind_tenant, load_mapping
 from pipeline.model import ERROR_SCHEMA, ORIGIN_ROW, ROW, SUCCESS, CellError, RawTable, Status, errors_frame
 from pipeline.payload import plan_payloads
+from pipeline.preflight import check_rows, tenant_for
 from pipeline.progress import RunProgress
 from pipeline.read import CSV_SUFFIXES, read_table
 from pipeline.report import ReportPaths, RunSummary, write_reports
@@ -69,6 +70,9 @@ class RunOptions:
     transport: str = "aiohttp"
     read_timeout_s: float = 30.0
     settings: Settings | None = None  # given directly (demo, tests) instead of the environment
+    online: bool = False  # use the tenant's reference data (always when the mapping has "bigchange:" look-ups)
+    preflight: bool = True  # with reference data: check rows against the tenant's rules before sending
+    refdata_max_age_s: float = 3600.0  # reuse cached reference data younger than this, else fetch it
 
 
 @dataclass
@@ -82,6 +86,7 @@ class Prepared:
     payloads: pl.DataFrame  # ROW, ORIGIN_ROW, key, reference, payload
     read_s: float
     prepare_s: float
+    preflight_caught: int | None = None  # rows the pre-flight against the tenant made invalid (None: no pre-flight)
 
 
 @dataclass
@@ -104,6 +109,9 @@ def new_run_id() -> str:
 def prepare(options: RunOptions) -> Prepared:
     """Read, map, validate and plan. Raises InputFileError / MappingError (exit 2) for unusable input."""
     mapping = load_mapping(options.mapping)
+    settings = options.settings or (lambda: load_settings(options.env_file))
+    source = tenant_for(mapping, online=options.online, settings=settings, max_age_s=options.refdata_max_age_s)
+    mapping = bind_tenant(mapping, source) if source is not None else mapping
     suffix = Path(options.input).suffix.lower()
     if options.sheet is not None and suffix in CSV_SUFFIXES:  # (a mapping's sheet is for its workbooks: ignored)
         raise InputFileError(
@@ -123,8 +131,11 @@ def prepare(options: RunOptions) -> Prepared:
     read_s = time.perf_counter() - started
     mapped = apply_mapping(raw, mapping)
     validation = validate(mapped, mapping)
+    checked = check_rows(validation, mapping, source) if source is not None and options.preflight else None
+    validation = checked.validation if checked is not None else validation
     payloads = plan_payloads(validation.frame, mapping, validation.valid_mask)
-    return Prepared(raw, mapping, mapped, validation, payloads, read_s, time.perf_counter() - started)
+    caught = checked.caught if checked is not None else None
+    return Prepared(raw, mapping, mapped, validation, payloads, read_s, time.perf_counter() - started, caught)
 
 
 def restore_neutralised(raw: RawTable) -> RawTable:
@@ -231,6 +242,11 @@ def _notes(prepared: Prepared) -> list[str]:
         notes.append(f"{raw.source.name} is not UTF-8: it was read as {raw.encoding}.")
     if raw.is_corrections:
         notes.append("The input is a corrections file: its `row` column gives each row's original source row.")
+    if prepared.preflight_caught is not None:
+        notes.append(
+            f"Pre-flight against the tenant's reference data: {prepared.preflight_caught} rows caught before sending "
+            "(job type, order number, contact, person or custom field the API would refuse)."
+        )
     return notes
 
 
