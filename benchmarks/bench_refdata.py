@@ -23,6 +23,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from pipeline import logs
 from pipeline.sandbox.data import generate_reference_data
 from pipeline.sandbox.process import SandboxProcess
 from pipeline.settings import load_settings
@@ -44,6 +45,7 @@ def main() -> int:
     parser.add_argument("--repeat", type=int, default=3)
     args = parser.parse_args()
 
+    logs.configure(None)
     folder = Path(tempfile.mkdtemp(prefix="bench_refdata-"))
     data_file = folder / "tenant.json"
     doc = generate_reference_data(args.contacts, args.persons)
@@ -58,7 +60,7 @@ def main() -> int:
             for _ in range(args.repeat):
                 before = requests_of(sandbox.stats())
                 started = time.perf_counter()
-                data, stats = pull(settings, all_persons=True, home=folder / "home", concurrency=window)
+                data, _ = pull(settings, all_persons=True, home=folder / "home", concurrency=window)
                 seconds = time.perf_counter() - started
                 got = (len(data.job_types), len(data.contacts), len(data.persons))
                 assert got == expected, f"{label}: pulled {got}, expected {expected}"

@@ -230,7 +230,7 @@ def _run(args: argparse.Namespace, dry_run: bool) -> int:
         ledger=getattr(args, "ledger", None),
         transport=getattr(args, "transport", "aiohttp"),
         read_timeout_s=float(getattr(args, "timeout", 30)),
-        online=args.online or (not dry_run and not args.no_preflight) if args.command == "run" else args.online,
+        online=args.online,
         preflight=not getattr(args, "no_preflight", False),
         refdata_max_age_s=args.refdata_max_age,
         submit=SubmitOptions(

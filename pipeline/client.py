@@ -151,6 +151,7 @@ class TokenSource:
         self._failure: TransientError | None = None  # the last fetch's failure, shared with waiting workers
         self._failed_at = 0.0
         self.refreshes = 0
+        self.attempts = 5  # tries per token fetch (a best-effort caller, like the pre-flight, may want fewer)
 
     async def get(self) -> str:
         if self._token is not None and time.monotonic() < self._expires_at:
@@ -188,11 +189,12 @@ class TokenSource:
             "client_secret": self._settings.client_secret.reveal(),
         }
         url = self._settings.token_url
-        for attempt in range(5):
+        last = self.attempts - 1
+        for attempt in range(self.attempts):
             try:
                 response = await self._http.post(url, data=form)
             except httpx.HTTPError as exc:
-                if attempt == 4:
+                if attempt == last:
                     raise TransientError(
                         f"cannot reach the token endpoint {url}: {_cause_name(exc)}; check BIGCHANGE_TOKEN_URL "
                         "and the network, then run again"
@@ -200,9 +202,10 @@ class TokenSource:
                 await asyncio.sleep(0.5 * 2**attempt)
                 continue
             if response.status_code in TRANSIENT_STATUSES or response.status_code >= 500:
-                if attempt == 4:
+                if attempt == last:
                     raise TransientError(
-                        f"the token endpoint {url} answered {response.status_code} five times; try again later",
+                        f"the token endpoint {url} answered {response.status_code} {self.attempts} times; "
+                        "try again later",
                         status=response.status_code,
                     )
                 await asyncio.sleep(parse_retry_after(response.headers.get("retry-after")) or 0.5 * 2**attempt)

@@ -155,17 +155,29 @@ def tenant_for(
     mapping: Mapping,
     *,
     online: bool,
+    best_effort: bool,
     settings: Any,
     max_age_s: float,
     say: Any = None,
-) -> Any:
-    """The tenant's reference data for a run (pipeline.tenant.TenantSource), or None when the run is offline and
-    the mapping has no look-up against the tenant. `settings` is a Settings or a callable returning one."""
-    if not online and not mapping.tenant_fields:
-        return None
+) -> tuple[Any, str | None]:
+    """The tenant's reference data for a run (pipeline.tenant.TenantSource) or None, and why it is missing.
+
+    Needed (failure ends the run, exit 3) with `online` or when the mapping looks values up against the tenant;
+    with `best_effort` (a real run's pre-flight) a failure to fetch it only skips the pre-flight: the API stays
+    the final word, and the run stops on the same problem in its usual way if it really is one. `settings` is a
+    Settings or a callable returning one."""
+    required = online or bool(mapping.tenant_fields)
+    if not required and not best_effort:
+        return None, None
     from pipeline import logs
+    from pipeline.errors import RunStopped, TransientError
     from pipeline.tenant import TenantSource
 
     logs.quiet_unless_configured()
     resolved = settings() if callable(settings) else settings
-    return TenantSource(resolved, max_age_s=max_age_s, say=say)
+    if required:
+        return TenantSource(resolved, max_age_s=max_age_s, say=say), None
+    try:
+        return TenantSource(resolved, max_age_s=max_age_s, say=say, attempts=2), None
+    except (RunStopped, TransientError) as exc:  # AuthRefused is a RunStopped
+        return None, f"Pre-flight skipped: the tenant's reference data could not be fetched ({exc})."

@@ -71,7 +71,7 @@ class RunOptions:
     read_timeout_s: float = 30.0
     settings: Settings | None = None  # given directly (demo, tests) instead of the environment
     online: bool = False  # use the tenant's reference data (always when the mapping has "bigchange:" look-ups)
-    preflight: bool = True  # with reference data: check rows against the tenant's rules before sending
+    preflight: bool = True  # check rows against the tenant's rules (real runs: best effort; dry runs: with online)
     refdata_max_age_s: float = 3600.0  # reuse cached reference data younger than this, else fetch it
 
 
@@ -87,6 +87,7 @@ class Prepared:
     read_s: float
     prepare_s: float
     preflight_caught: int | None = None  # rows the pre-flight against the tenant made invalid (None: no pre-flight)
+    preflight_note: str | None = None  # why a real run's pre-flight was skipped
 
 
 @dataclass
@@ -110,7 +111,10 @@ def prepare(options: RunOptions) -> Prepared:
     """Read, map, validate and plan. Raises InputFileError / MappingError (exit 2) for unusable input."""
     mapping = load_mapping(options.mapping)
     settings = options.settings or (lambda: load_settings(options.env_file))
-    source = tenant_for(mapping, online=options.online, settings=settings, max_age_s=options.refdata_max_age_s)
+    best_effort = options.preflight and not options.dry_run
+    source, skipped = tenant_for(
+        mapping, online=options.online, best_effort=best_effort, settings=settings, max_age_s=options.refdata_max_age_s
+    )
     mapping = bind_tenant(mapping, source) if source is not None else mapping
     suffix = Path(options.input).suffix.lower()
     if options.sheet is not None and suffix in CSV_SUFFIXES:  # (a mapping's sheet is for its workbooks: ignored)
@@ -135,7 +139,7 @@ def prepare(options: RunOptions) -> Prepared:
     validation = checked.validation if checked is not None else validation
     payloads = plan_payloads(validation.frame, mapping, validation.valid_mask)
     caught = checked.caught if checked is not None else None
-    return Prepared(raw, mapping, mapped, validation, payloads, read_s, time.perf_counter() - started, caught)
+    return Prepared(raw, mapping, mapped, validation, payloads, read_s, time.perf_counter() - started, caught, skipped)
 
 
 def restore_neutralised(raw: RawTable) -> RawTable:
@@ -247,6 +251,8 @@ def _notes(prepared: Prepared) -> list[str]:
             f"Pre-flight against the tenant's reference data: {prepared.preflight_caught} rows caught before sending "
             "(job type, order number, contact, person or custom field the API would refuse)."
         )
+    if prepared.preflight_note:
+        notes.append(prepared.preflight_note)
     return notes
 
 

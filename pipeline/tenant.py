@@ -131,23 +131,24 @@ class RefData:
 class _Puller:
     """Every page of the list endpoints through one client and one adaptive gate."""
 
-    def __init__(self, api: ApiClient, concurrency: int, stats: PullStats) -> None:
+    def __init__(self, api: ApiClient, concurrency: int, stats: PullStats, attempts: int = MAX_ATTEMPTS) -> None:
         self.api = api
+        self.attempts = attempts
         self.window = max(1, concurrency)
         self.gate = Gate(self.window, initial=self.window)
         self.stats = stats
 
     async def page(self, path: str, params: list[tuple[str, str | int]], number: int, size: int) -> dict[str, Any]:
         query: list[tuple[str, str | int]] = [*params, ("pageNumber", number), ("pageSize", size)]
-        for attempt in range(MAX_ATTEMPTS):
+        for attempt in range(self.attempts):
             await self.gate.acquire()
             try:
                 self.stats.requests += 1
                 body, latency = await self.api.get_page(path, query)
             except TransientError as exc:
-                if attempt == MAX_ATTEMPTS - 1:
+                if attempt == self.attempts - 1:
                     raise RunStopped(
-                        f"{exc} ({MAX_ATTEMPTS} attempts): the tenant's reference data could not be fetched; "
+                        f"{exc} ({self.attempts} attempts): the tenant's reference data could not be fetched; "
                         "try again later (or run with --no-preflight)"
                     ) from None
                 self.stats.retries += 1
@@ -214,16 +215,23 @@ def _short(body: dict[str, Any], size: int) -> bool:
     return int(body.get("pageItemCount", len(items)) or 0) < size or not items
 
 
-def _client(settings: Settings, concurrency: int) -> ApiClient:
-    return ApiClient(settings, ClientOptions(max_connections=max(1, concurrency)))
+def _client(settings: Settings, concurrency: int, attempts: int) -> ApiClient:
+    api = ApiClient(settings, ClientOptions(max_connections=max(1, concurrency)))
+    api.tokens.attempts = min(api.tokens.attempts, attempts)
+    return api
 
 
 async def _pull(
-    settings: Settings, contact_ids: Iterable[int] | None, all_persons: bool, concurrency: int, stats: PullStats
+    settings: Settings,
+    contact_ids: Iterable[int] | None,
+    all_persons: bool,
+    concurrency: int,
+    stats: PullStats,
+    attempts: int = MAX_ATTEMPTS,
 ) -> RefData:
     started = time.time()
-    async with _client(settings, concurrency) as api:
-        puller = _Puller(api, concurrency, stats)
+    async with _client(settings, concurrency, attempts) as api:
+        puller = _Puller(api, concurrency, stats, attempts)
         ids = None if all_persons else sorted(set(contact_ids or ()))
         job_types, contacts, persons = await asyncio.gather(
             puller.all_pages("/jobTypes"),
@@ -238,9 +246,11 @@ async def _nothing() -> list[dict[str, Any]]:
     return []
 
 
-async def _pull_persons(settings: Settings, contact_ids: list[int], concurrency: int, stats: PullStats) -> list[Any]:
-    async with _client(settings, concurrency) as api:
-        return await _Puller(api, concurrency, stats).persons(contact_ids)
+async def _pull_persons(
+    settings: Settings, contact_ids: list[int], concurrency: int, stats: PullStats, attempts: int
+) -> list[Any]:
+    async with _client(settings, concurrency, attempts) as api:
+        return await _Puller(api, concurrency, stats, attempts).persons(contact_ids)
 
 
 def pull(
@@ -250,11 +260,12 @@ def pull(
     all_persons: bool = False,
     home: Path | None = None,
     concurrency: int = DEFAULT_CONCURRENCY,
+    attempts: int = MAX_ATTEMPTS,
 ) -> tuple[RefData, PullStats]:
     """Fetch the tenant's reference data now and cache it. Raises AuthRefused / RunStopped (exit 3)."""
     stats = PullStats()
     started = time.perf_counter()
-    data = asyncio.run(_pull(settings, contact_ids, all_persons, concurrency, stats))
+    data = asyncio.run(_pull(settings, contact_ids, all_persons, concurrency, stats, attempts))
     stats.seconds = time.perf_counter() - started
     save(data, home)
     return data, stats
@@ -302,8 +313,10 @@ class TenantSource:
         home: Path | None = None,
         say: Callable[[str], None] | None = None,
         concurrency: int = DEFAULT_CONCURRENCY,
+        attempts: int = MAX_ATTEMPTS,
     ) -> None:
         self.settings = settings
+        self.attempts = attempts
         self.home = home
         self.say = say or (lambda text: None)
         self.concurrency = concurrency
@@ -314,7 +327,7 @@ class TenantSource:
             self.data = cached
             self.pulled = False
         else:
-            self.data, self.stats = pull(settings, home=home, concurrency=concurrency)
+            self.data, self.stats = pull(settings, home=home, concurrency=concurrency, attempts=attempts)
             self.pulled = True
             self.say(
                 f"reference data of {self.identity}: {len(self.data.job_types)} job types, "
@@ -329,7 +342,7 @@ class TenantSource:
             return self.data
         stats = PullStats()
         started = time.perf_counter()
-        persons = asyncio.run(_pull_persons(self.settings, missing, self.concurrency, stats))
+        persons = asyncio.run(_pull_persons(self.settings, missing, self.concurrency, stats, self.attempts))
         self.stats.requests += stats.requests
         self.stats.retries += stats.retries
         self.stats.seconds += time.perf_counter() - started
