@@ -53,6 +53,18 @@ VOCABULARIES: list[dict[str, str]] = [
         "Priority": "Priority",
         "_raised": "Logged",
     },
+    {  # words the synonym lists do not hold as such
+        "reference": "Job Ref No",
+        "typeId": "Kind of Visit",
+        "contactId": "Cust. Code",
+        "personId": "Contact UUID",
+        "plannedDuration": "Visit Length",
+        "orderNumber": "P.O. Ref",
+        "description": "Remarks",
+        "Access Code": "Key Safe",
+        "Priority": "Urgency",
+        "_raised": "Date Raised",
+    },
 ]
 
 ACCESS_CODE, PRIORITY = 432632, 432634
