@@ -374,7 +374,7 @@ def init_mapping_command(args: argparse.Namespace) -> int:
     from pipeline.read import read_table
 
     if args.output is not None and args.output.exists() and not args.force:
-        raise UsageError(f"jobimport init-mapping: {args.output} exists; choose another -o or add --force")
+        raise UsageError(f"init-mapping: {args.output} exists; choose another -o or add --force")
     raw = read_table(args.input, sheet=args.sheet, header_row=args.header_row or 1)
     keys = _tenant_keys(args) if args.online else None
     text, chosen = draft(raw, keys, args.header_row or 1)

@@ -88,6 +88,7 @@ class Prepared:
     prepare_s: float
     preflight_caught: int | None = None  # rows the pre-flight against the tenant made invalid (None: no pre-flight)
     preflight_note: str | None = None  # why a real run's pre-flight was skipped
+    refdata_when: str = ""  # " (fetched …)": when the reference data used was fetched
 
 
 @dataclass
@@ -139,7 +140,10 @@ def prepare(options: RunOptions) -> Prepared:
     validation = checked.validation if checked is not None else validation
     payloads = plan_payloads(validation.frame, mapping, validation.valid_mask)
     caught = checked.caught if checked is not None else None
-    return Prepared(raw, mapping, mapped, validation, payloads, read_s, time.perf_counter() - started, caught, skipped)
+    when = f" (fetched {source.data.fetched_at_iso})" if source is not None else ""
+    return Prepared(
+        raw, mapping, mapped, validation, payloads, read_s, time.perf_counter() - started, caught, skipped, when
+    )
 
 
 def restore_neutralised(raw: RawTable) -> RawTable:
@@ -247,9 +251,10 @@ def _notes(prepared: Prepared) -> list[str]:
     if raw.is_corrections:
         notes.append("The input is a corrections file: its `row` column gives each row's original source row.")
     if prepared.preflight_caught is not None:
+        n = prepared.preflight_caught
         notes.append(
-            f"Pre-flight against the tenant's reference data: {prepared.preflight_caught} rows caught before sending "
-            "(job type, order number, contact, person or custom field the API would refuse)."
+            f"Pre-flight against the tenant's reference data{prepared.refdata_when}: {n} row{'s' if n != 1 else ''} "
+            "caught before sending (job type, order number, contact, person or custom field the API would refuse)."
         )
     if prepared.preflight_note:
         notes.append(prepared.preflight_note)

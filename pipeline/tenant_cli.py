@@ -31,9 +31,9 @@ def _contacts_of_file(args: argparse.Namespace, source: TenantSource) -> set[int
 
 def pull_command(args: argparse.Namespace) -> int:
     if args.input is not None and args.mapping is None:
-        raise UsageError("jobimport tenant pull: INPUT needs --mapping (to find the contacts it uses) (see --help)")
+        raise UsageError("tenant pull: INPUT needs --mapping (to find the contacts it uses) (see --help)")
     if args.mapping is not None and args.input is None:
-        raise UsageError("jobimport tenant pull: --mapping needs the INPUT file it maps (see --help)")
+        raise UsageError("tenant pull: --mapping needs the INPUT file it maps (see --help)")
     logs.quiet_unless_configured()
     settings = load_settings(args.env_file)
     stats: PullStats

@@ -263,3 +263,24 @@ def test_tenant_lookup_without_settings_is_one_line(tmp_path: Path) -> None:
     done = run_cli(["validate", jobs, "-m", mapping, "--report-dir", tmp_path], env, tmp_path)
     assert done.returncode == 2 and len(done.stderr.strip().splitlines()) == 1, done.stderr
     assert "BIGCHANGE_" in done.stderr
+
+
+def test_run_preflight_is_best_effort(sandbox: SandboxProcess, tmp_path: Path) -> None:
+    """Reference data refused (another tenant: 403): the pre-flight is skipped with a note saying why, and the
+    run stops on the same refusal its usual way (exit 3, reports written, rows pending)."""
+    jobs = tmp_path / "jobs.csv"
+    jobs.write_text("Ref,Type,Customer\nB-1,101,5001\n", encoding="utf-8")
+    mapping = tmp_path / "m.toml"
+    mapping.write_text(
+        '[fields.reference]\ncolumn = "Ref"\n[fields.typeId]\ncolumn = "Type"\n'
+        '[fields.contactId]\ncolumn = "Customer"\n',
+        encoding="utf-8",
+    )
+    env = {**sandbox.env(), "BIGCHANGE_CUSTOMER_ID": "999", "JOBIMPORT_HOME": str(tmp_path / "home")}
+    done = run_cli(["run", jobs, "-m", mapping, "--report-dir", tmp_path / "r"], env, tmp_path)
+    assert done.returncode == 3, done.stdout + done.stderr
+    assert "jobimport: stopped:" in done.stderr
+    summary = json.loads((latest_run(tmp_path / "r") / "summary.json").read_text(encoding="utf-8"))
+    skipped = [n for n in summary["notes"] if n.startswith("Pre-flight skipped")]
+    assert skipped and "403" in skipped[0], summary["notes"]
+    assert summary["counts"]["pending"] == 1
