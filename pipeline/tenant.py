@@ -147,10 +147,7 @@ class _Puller:
                 body, latency = await self.api.get_page(path, query)
             except TransientError as exc:
                 if attempt == self.attempts - 1:
-                    raise RunStopped(
-                        f"{exc} ({self.attempts} attempts): the tenant's reference data could not be fetched; "
-                        "try again later (or run with --no-preflight)"
-                    ) from None
+                    raise RunStopped(f"the tenant's reference data could not be fetched: {exc}") from None
                 self.stats.retries += 1
                 if exc.status == 429:
                     self.gate.on_throttled(exc.retry_after)
@@ -159,10 +156,12 @@ class _Puller:
                 # a Retry-After pauses the gate for every worker; otherwise back off before this page again
                 delay = 0.0 if exc.retry_after is not None or exc.status == 429 else 0.25 * 2**attempt
             except AuthRefused as exc:
+                if not str(exc).startswith("the API refused GET"):
+                    raise  # the credentials themselves (the token endpoint): its message says what to check
                 scope = SCOPES.get(path, "jobs:read")
                 raise AuthRefused(
-                    f"{exc}: the API key needs the {scope} scope to read the tenant's reference data; "
-                    "add it in the portal (or run with --no-preflight)"
+                    f"{exc}: check BIGCHANGE_CUSTOMER_ID, and that the API key has the {scope} scope to read the "
+                    "tenant's reference data (add it in the portal; a run without it: --no-preflight)"
                 ) from None
             else:
                 self.gate.on_success(latency)
