@@ -45,6 +45,7 @@ class Lookup:
     what: str | None = None  # "the tenant's contacts by name"
     ambiguous: dict[str, str] = field(default_factory=dict)  # normalised key → its candidates, for the message
     shown: dict[str, str] = field(default_factory=dict)  # normalised key → the key as the tenant writes it
+    grams: dict[str, list[str]] = field(default_factory=dict)  # trigram → keys, built at the first miss if large
 
     @property
     def tenant(self) -> bool:
@@ -64,7 +65,9 @@ class Lookup:
                 f"'{cell}' matches more than one of {self.what}: {self.ambiguous[key]}; "
                 "nothing is guessed: use a value that names one of them, or correct the cell"
             )
-        return "lookup", f"'{cell}' is not one of {self.what}{closest(key, self.shown)}; correct the cell"
+        if len(self.shown) > INDEX_ABOVE and not self.grams:
+            self.grams.update(trigram_index(self.shown))
+        return "lookup", f"'{cell}' is not one of {self.what}{closest(key, self.shown, self.grams)}; correct the cell"
 
     def translate(self, text: pl.Expr) -> pl.Expr:
         """The id (text) of each key of `text`; null when blank or not in the table."""
@@ -164,9 +167,36 @@ TENANT_LOOKUPS: dict[str, tuple[str, tuple[str, ...]]] = {
 _NOUNS = {"bigchange:contacts": "contacts", "bigchange:jobTypes": "job types", "bigchange:persons": "persons"}
 
 
-def closest(key: str, shown: dict[str, str], n: int = 3) -> str:
-    """ "; closest: 'A', 'B'" for the existing keys nearest to normalised `key` (difflib), or ""."""
-    found = difflib.get_close_matches(key, list(shown), n=n, cutoff=0.6)
+#: Above this many keys, `closest` compares a miss with the keys sharing most trigrams with it only.
+INDEX_ABOVE = 1000
+_CANDIDATES = 200
+
+
+def _trigrams(key: str) -> set[str]:
+    padded = f"  {key} "
+    return {padded[i : i + 3] for i in range(len(padded) - 2)}
+
+
+def trigram_index(keys: Iterable[str]) -> dict[str, list[str]]:
+    index: dict[str, list[str]] = {}
+    for key in keys:
+        for gram in _trigrams(key):
+            index.setdefault(gram, []).append(key)
+    return index
+
+
+def closest(key: str, shown: dict[str, str], grams: dict[str, list[str]] | None = None, n: int = 3) -> str:
+    """The existing keys nearest to normalised `key` (difflib) as "; closest: 'A', 'B'", or "; nothing close".
+    With a trigram index, difflib only sees the keys sharing most trigrams with `key` (25,000 contacts: 0.3 s
+    per miss otherwise)."""
+    candidates: list[str] = list(shown)
+    if grams:
+        counts: dict[str, int] = {}
+        for gram in _trigrams(key):
+            for other in grams.get(gram, ()):
+                counts[other] = counts.get(other, 0) + 1
+        candidates = sorted(counts, key=lambda k: -counts[k])[:_CANDIDATES]
+    found = difflib.get_close_matches(key, candidates, n=n, cutoff=0.6)
     return ("; closest: " + ", ".join(f"'{shown[k]}'" for k in found)) if found else "; nothing close"
 
 

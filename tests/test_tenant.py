@@ -284,3 +284,25 @@ def test_run_preflight_is_best_effort(sandbox: SandboxProcess, tmp_path: Path) -
     skipped = [n for n in summary["notes"] if n.startswith("Pre-flight skipped")]
     assert skipped and "403" in skipped[0], summary["notes"]
     assert summary["counts"]["pending"] == 1
+
+
+def test_near_miss_among_25000_contacts_is_quick_and_as_close_as_difflib_over_all() -> None:
+    import difflib
+    import time
+
+    from pipeline.lookups import closest, tenant_lookup
+
+    contacts = generate_reference_data(25_000, 0)["contacts"]
+    lookup = tenant_lookup("bigchange:contacts", "reference", contacts)
+    misses = ["G0123456", "g 12345", "GO1234S", "C0O007"]
+    assert not any("".join(m.lower().split()) in lookup.table for m in misses)
+    started = time.perf_counter()
+    found = [lookup.miss(m) for m in misses]
+    assert time.perf_counter() - started < 2.0  # the trigram index: not difflib over 25,000 keys per miss
+    for miss, (check, message) in zip(misses, found, strict=True):
+        key = "".join(miss.lower().split())
+        best = difflib.get_close_matches(key, list(lookup.shown), n=1, cutoff=0.6)
+        ratio = difflib.SequenceMatcher(None, key, best[0]).ratio()
+        shown = closest(key, lookup.shown, lookup.grams, n=1)
+        first = shown.split("'")[1].lower()
+        assert check == "lookup" and difflib.SequenceMatcher(None, key, first).ratio() == ratio, (miss, message)
