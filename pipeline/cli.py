@@ -124,6 +124,7 @@ def build_parser() -> argparse.ArgumentParser:
     pull.add_argument("--export", type=Path, metavar="DIR", help="also write job_types.csv, contacts.csv, persons.csv")
     pull.add_argument("--env-file", type=Path, help="a .env-style file with the BIGCHANGE_* settings")
     pull.add_argument("--sheet", help="Excel sheet of INPUT")
+    pull.add_argument("--state-dir", type=Path, help="where caches live (default: $JOBIMPORT_HOME, else the user's)")
 
     draft = sub.add_parser("init-mapping", help="draft a mapping file from a job file's headers and contents")
     draft.add_argument("input", type=Path, help="the .csv/.xlsx/… file of job rows")
@@ -133,6 +134,7 @@ def build_parser() -> argparse.ArgumentParser:
     draft.add_argument("--sheet", help="Excel sheet to read")
     draft.add_argument("--header-row", type=_positive, help="row holding the headers (default 1)")
     draft.add_argument("--force", action="store_true", help="overwrite --output if it exists")
+    draft.add_argument("--state-dir", type=Path, help="where caches live (--online; default: $JOBIMPORT_HOME)")
 
     sandbox = sub.add_parser("sandbox", help="run the local BigChange API sandbox in the foreground")
     from pipeline.sandbox.config import add_sandbox_arguments

@@ -301,7 +301,7 @@ def _tenant_keys(args: argparse.Namespace) -> dict[str, set[str]]:
     from pipeline.tenant import TenantSource, normalise
 
     logs.quiet_unless_configured()
-    data = TenantSource(load_settings(args.env_file)).data
+    data = TenantSource(load_settings(args.env_file), home=args.state_dir).data
     return {
         "jobTypes:name": {normalise(t.get("name")) for t in data.job_types if t.get("name")},
         "contacts:reference": {normalise(c.get("reference")) for c in data.contacts if c.get("reference")},

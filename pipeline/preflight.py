@@ -159,6 +159,7 @@ def tenant_for(
     settings: Any,
     max_age_s: float,
     say: Any = None,
+    home: Any = None,
 ) -> tuple[Any, str | None]:
     """The tenant's reference data for a run (pipeline.tenant.TenantSource) or None, and why it is missing.
 
@@ -176,8 +177,8 @@ def tenant_for(
     logs.quiet_unless_configured()
     resolved = settings() if callable(settings) else settings
     if required:
-        return TenantSource(resolved, max_age_s=max_age_s, say=say), None
+        return TenantSource(resolved, max_age_s=max_age_s, say=say, home=home), None
     try:
-        return TenantSource(resolved, max_age_s=max_age_s, say=say, attempts=2), None
+        return TenantSource(resolved, max_age_s=max_age_s, say=say, attempts=2, home=home), None
     except (RunStopped, TransientError) as exc:  # AuthRefused is a RunStopped
         return None, f"Pre-flight skipped: the tenant's reference data could not be fetched ({exc})."

@@ -27,6 +27,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
+from pipeline import logs
 from pipeline.client import ApiClient, ClientOptions
 from pipeline.errors import AuthRefused, RunStopped, TransientError
 from pipeline.settings import Settings
@@ -215,6 +216,7 @@ def _short(body: dict[str, Any], size: int) -> bool:
 
 
 def _client(settings: Settings, concurrency: int, attempts: int) -> ApiClient:
+    logs.quiet_unless_configured()  # the client logs token refreshes: into a run's log, else nowhere
     api = ApiClient(settings, ClientOptions(max_connections=max(1, concurrency)))
     api.tokens.attempts = min(api.tokens.attempts, attempts)
     return api

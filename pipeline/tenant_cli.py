@@ -5,6 +5,7 @@ files written)."""
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from pipeline import logs
 from pipeline.errors import UsageError
@@ -38,13 +39,13 @@ def pull_command(args: argparse.Namespace) -> int:
     settings = load_settings(args.env_file)
     stats: PullStats
     if args.all_persons:
-        data, stats = pull(settings, all_persons=True)
+        data, stats = pull(settings, all_persons=True, home=args.state_dir)
     else:
-        source = TenantSource(settings, max_age_s=0.0)
+        source = TenantSource(settings, max_age_s=0.0, home=args.state_dir)
         if args.input is not None:
             source.persons_of(_contacts_of_file(args, source))
         data, stats = source.data, source.stats
-    _print(data, stats)
+    _print(data, stats, args.state_dir)
     if args.export is not None:
         for path, written, left_out in export_csv(data, args.export).values():
             why = f" ({left_out} left out: blank or shared key; use a bigchange: look-up for those)" if left_out else ""
@@ -52,9 +53,9 @@ def pull_command(args: argparse.Namespace) -> int:
     return 0
 
 
-def _print(data: RefData, stats: PullStats) -> None:
+def _print(data: RefData, stats: PullStats, home: Path | None) -> None:
     scope = "every contact" if data.persons_scope is None else f"{len(data.persons_scope)} contacts"
     print(f"reference data of {data.identity}, fetched {data.fetched_at_iso}:")
     print(f"  {len(data.job_types)} job types, {len(data.contacts)} contacts, {len(data.persons)} persons (of {scope})")
     print(f"  {stats.requests} requests, {stats.retries} retries, {stats.seconds:.2f} s")
-    print(f"  cached in {cache_path(data.identity)}")
+    print(f"  cached in {cache_path(data.identity, home)}")
