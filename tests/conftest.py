@@ -183,17 +183,3 @@ def sandbox_api(openapi_contract: OpenApiContract) -> Iterator[Callable[[Sandbox
     yield connect
     for api in clients:
         api.close()
-
-
-@pytest.fixture(scope="session", autouse=True)
-def _state_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
-    """Ledgers and reference-data caches of the tests go to a temporary state home, not the user's."""
-    import os
-
-    saved = os.environ.get("JOBIMPORT_HOME")
-    os.environ["JOBIMPORT_HOME"] = str(tmp_path_factory.mktemp("state-home"))
-    yield
-    if saved is None:
-        os.environ.pop("JOBIMPORT_HOME", None)
-    else:
-        os.environ["JOBIMPORT_HOME"] = saved
