@@ -79,9 +79,6 @@ class RefData:
     def fetched_at_iso(self) -> str:
         return datetime.fromtimestamp(self.fetched_at, UTC).isoformat(timespec="seconds")
 
-    def covers(self, contact_ids: Iterable[int]) -> bool:
-        return self.persons_scope is None or all(c in self.persons_scope for c in contact_ids)
-
     @cached_property
     def job_type_by_id(self) -> dict[int, dict[str, Any]]:
         return {int(t["id"]): t for t in self.job_types if t.get("id") is not None}
