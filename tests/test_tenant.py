@@ -16,7 +16,7 @@ import pytest
 from pipeline.errors import MappingError
 from pipeline.lookups import load_lookup
 from pipeline.mapping import load_mapping
-from pipeline.sandbox.data import generate_reference_data
+from pipeline.sandbox.data import DEFAULT_DATA_PATH, generate_reference_data
 from pipeline.sandbox.process import SandboxProcess
 from pipeline.settings import load_settings
 from pipeline.tenant import TenantSource, cache_path, export_csv, load, pull
@@ -133,7 +133,7 @@ def test_1200_row_export_preflight_catches_what_the_sandbox_refuses(
 
 
 def _lookup_tenant(tmp_path: Path) -> Path:
-    doc = json.loads(Path("samples/sandbox_data.json").read_text(encoding="utf-8"))
+    doc = json.loads(DEFAULT_DATA_PATH.read_text(encoding="utf-8"))
     doc["contacts"] += [
         {"id": 6001, "reference": "AC-N", "name": "Acme  housing"},  # the same name as 5001, other spacing/case
         {"id": 6002, "reference": "GF-2", "name": "Greenfield Parish Council"},
