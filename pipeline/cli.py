@@ -54,6 +54,41 @@ def _seconds(text: str) -> float:
     return value
 
 
+def _age(text: str) -> float:
+    """--refdata-max-age: seconds, or with a unit: 90s, 30m, 2h."""
+    units = {"s": 1, "m": 60, "h": 3600}
+    number, unit = (text[:-1], units[text[-1]]) if text[-1:] in units else (text, 1)
+    try:
+        value = float(number) * unit
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected seconds or a duration like 30m or 2h, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a duration >= 0, got {text!r}")
+    return value
+
+
+def _add_tenant_arguments(parser: argparse.ArgumentParser, run: bool) -> None:
+    """--online / --no-preflight and --refdata-max-age: the tenant's reference data (pipeline/tenant.py)."""
+    if run:
+        parser.add_argument(
+            "--no-preflight",
+            action="store_true",
+            help="do not check rows against the tenant's job types, contacts and persons before sending",
+        )
+    parser.add_argument(
+        "--online",
+        action="store_true",
+        help="check rows against the tenant's reference data (fetched, or cached): what the API would refuse",
+    )
+    parser.add_argument(
+        "--refdata-max-age",
+        type=_age,
+        default=3600.0,
+        metavar="AGE",
+        help="reuse cached reference data younger than this (seconds, or 30m, 2h; default 1h), else fetch it",
+    )
+
+
 def _add_input_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("input", type=Path, help="the .csv/.tsv/.txt/.xlsx/.xlsm/.xls/.ods file of job rows")
     parser.add_argument("--mapping", "-m", type=Path, required=True, help="the mapping file (mappings/*.toml)")
@@ -94,9 +129,33 @@ def build_parser() -> argparse.ArgumentParser:
         help="send again rows the API refused earlier even if unchanged (e.g. a job type was fixed in BigChange)",
     )
     run.add_argument("--transport", choices=("aiohttp", "httpx"), default="aiohttp", help=argparse.SUPPRESS)
+    _add_tenant_arguments(run, run=True)
 
     check = sub.add_parser("validate", help="check a file against a mapping, write the report; send nothing")
     _add_input_arguments(check)
+    check.add_argument("--env-file", type=Path, help="a .env-style file with the BIGCHANGE_* settings (--online)")
+    _add_tenant_arguments(check, run=False)
+
+    tenant = sub.add_parser("tenant", help="the tenant's reference data (job types, contacts, persons)")
+    tenant_sub = tenant.add_subparsers(dest="tenant_command", required=True, parser_class=_Parser)
+    pull = tenant_sub.add_parser("pull", help="fetch and cache the tenant's job types, contacts and persons")
+    pull.add_argument("input", type=Path, nargs="?", help="a job file: fetch the persons of the contacts it uses")
+    pull.add_argument("--mapping", "-m", type=Path, help="the mapping of INPUT (to find its contacts)")
+    pull.add_argument("--all-persons", action="store_true", help="fetch the persons of every contact")
+    pull.add_argument("--export", type=Path, metavar="DIR", help="also write job_types.csv, contacts.csv, persons.csv")
+    pull.add_argument("--env-file", type=Path, help="a .env-style file with the BIGCHANGE_* settings")
+    pull.add_argument("--sheet", help="Excel sheet of INPUT")
+    pull.add_argument("--state-dir", type=Path, help="where caches live (default: $JOBIMPORT_HOME, else the user's)")
+
+    draft = sub.add_parser("init-mapping", help="draft a mapping file from a job file's headers and contents")
+    draft.add_argument("input", type=Path, help="the .csv/.xlsx/… file of job rows")
+    draft.add_argument("--output", "-o", type=Path, help="where to write the draft (default: print it)")
+    draft.add_argument("--online", action="store_true", help="compare values with the tenant's reference data")
+    draft.add_argument("--env-file", type=Path, help="a .env-style file with the BIGCHANGE_* settings (--online)")
+    draft.add_argument("--sheet", help="Excel sheet to read")
+    draft.add_argument("--header-row", type=_positive, help="row holding the headers (default 1)")
+    draft.add_argument("--force", action="store_true", help="overwrite --output if it exists")
+    draft.add_argument("--state-dir", type=Path, help="where caches live (--online; default: $JOBIMPORT_HOME)")
 
     sandbox = sub.add_parser("sandbox", help="run the local BigChange API sandbox in the foreground")
     from pipeline.sandbox.config import add_sandbox_arguments
@@ -188,6 +247,14 @@ def main(argv: list[str] | None = None) -> int:
 def _dispatch(args: argparse.Namespace) -> int:
     if args.command in ("run", "validate"):
         return _run(args, dry_run=args.command == "validate" or args.dry_run)
+    if args.command == "tenant":
+        from pipeline.tenant_cli import pull_command
+
+        return pull_command(args)
+    if args.command == "init-mapping":
+        from pipeline.draft_mapping import init_mapping_command
+
+        return init_mapping_command(args)
     if args.command == "sandbox":
         from pipeline.sandbox.config import config_from_args
         from pipeline.sandbox.server import serve
@@ -252,6 +319,9 @@ def _run(args: argparse.Namespace, dry_run: bool) -> int:
         state_dir=getattr(args, "state_dir", None),
         transport=getattr(args, "transport", "aiohttp"),
         read_timeout_s=float(getattr(args, "timeout", 30)),
+        online=args.online,
+        preflight=not getattr(args, "no_preflight", False),
+        refdata_max_age_s=args.refdata_max_age,
         submit=SubmitOptions(
             max_concurrency=getattr(args, "max_concurrency", 32),
             max_attempts=getattr(args, "max_attempts", 6),
@@ -301,6 +371,9 @@ def _render(result: object, demo: bool = False) -> int:
             f"  sent {summary.rows_sent} requests in {summary.duration_s:.1f} s "
             f"({summary.throughput_rows_per_s:.0f}/s), {summary.retries} retries, {summary.http_429} throttled"
         )
+    for note in summary.notes:
+        if note.startswith("Pre-flight"):
+            print(f"  {note}")
     if result.stop_reason:
         print(f"jobimport: stopped: {result.stop_reason}", file=sys.stderr)
     print(f"  reports: {result.report_dir}{os.sep}")

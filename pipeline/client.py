@@ -20,7 +20,7 @@ import aiohttp
 import httpx
 import structlog
 
-from pipeline.errors import AuthRefused, TokenUnavailable, TransientError
+from pipeline.errors import AuthRefused, RunStopped, TokenUnavailable, TransientError
 from pipeline.settings import Settings
 
 log = structlog.get_logger(__name__)
@@ -160,6 +160,7 @@ class TokenSource:
         self._failure: TransientError | None = None  # the last fetch's failure, shared with waiting workers
         self._failed_at = 0.0
         self.refreshes = 0
+        self.attempts = 5  # tries per token fetch (a best-effort caller, like the pre-flight, may want fewer)
 
     async def get(self) -> str:
         if self._token is not None and time.monotonic() < self._expires_at:
@@ -197,11 +198,12 @@ class TokenSource:
             "client_secret": self._settings.client_secret.reveal(),
         }
         url = self._settings.token_url
-        for attempt in range(5):
+        last = self.attempts - 1
+        for attempt in range(self.attempts):
             try:
                 response = await self._http.post(url, data=form)
             except httpx.HTTPError as exc:
-                if attempt == 4:
+                if attempt == last:
                     raise TokenUnavailable(
                         f"cannot reach the token endpoint {url}: {_cause_name(exc)}; check BIGCHANGE_TOKEN_URL "
                         "and the network, then run again"
@@ -209,9 +211,10 @@ class TokenSource:
                 await asyncio.sleep(0.5 * 2**attempt)
                 continue
             if response.status_code in TRANSIENT_STATUSES or response.status_code >= 500:
-                if attempt == 4:
+                if attempt == last:
                     raise TokenUnavailable(
-                        f"the token endpoint {url} answered {response.status_code} five times; try again later",
+                        f"the token endpoint {url} answered {response.status_code} {self.attempts} times; "
+                        "try again later",
                         status=response.status_code,
                     )
                 await asyncio.sleep(parse_retry_after(response.headers.get("retry-after")) or 0.5 * 2**attempt)
@@ -386,3 +389,40 @@ class ApiClient:
                     jobs.sort(key=lambda job: job.id)
                 return found
             page += 1
+
+    async def get_page(self, path: str, params: list[tuple[str, str | int]]) -> tuple[dict[str, Any], float]:
+        """GET one page of a list endpoint (`/jobTypes`, `/contacts`, `/persons`): its JSON body and latency.
+
+        Raises AuthRefused on 401/403 (a scope is missing), TransientError(status, retry_after) on 429/5xx and
+        network errors (the caller may retry: a GET changes nothing), RunStopped on any other status.
+        """
+        url = f"{self.settings.base_url}{path}"
+        started = time.perf_counter()
+        try:
+            response = await self._authorised("GET", url, params=params)
+        except httpx.HTTPError as exc:
+            raise TransientError(f"GET {path} failed: {_cause_name(exc)}") from None
+        latency = time.perf_counter() - started
+        status = response.status_code
+        if status == 200:
+            try:
+                body = response.json()
+                if not isinstance(body, dict) or not isinstance(body.get("items"), list):
+                    raise ValueError("no items")
+            except ValueError:
+                excerpt = " ".join(response.text.split())[:EXCERPT_CHARS]
+                raise TransientError(f"GET {path} answered 200 with an unreadable body: {excerpt}") from None
+            return body, latency
+        problem = problem_from_response(response)
+        if status in (401, 403):
+            raise AuthRefused(f"the API refused GET {path} ({status} {problem.get('title') or ''})")
+        if status in TRANSIENT_STATUSES or status >= 500:
+            raise TransientError(
+                f"GET {path} answered {status}",
+                status=status,
+                retry_after=parse_retry_after(response.headers.get("retry-after")),
+            )
+        raise RunStopped(
+            f"GET {url} answered {status} {problem.get('title') or ''}: {problem.get('detail') or ''}".rstrip(": ")
+            + "; check BIGCHANGE_BASE_URL"
+        )

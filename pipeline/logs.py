@@ -50,3 +50,9 @@ def close() -> None:
         _handle.flush()
         _handle.close()
         _handle = None
+
+
+def quiet_unless_configured() -> None:
+    """Drop log lines until a run configures its log (the tenant's reference data is fetched before that)."""
+    if _handle is None:
+        configure(None)

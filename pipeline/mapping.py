@@ -11,14 +11,21 @@ from __future__ import annotations
 import difflib
 import string
 import tomllib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import polars as pl
 
 from pipeline.errors import MappingError
-from pipeline.lookups import Lookup, load_lookup
+from pipeline.lookups import (
+    TENANT_LOOKUPS,
+    TENANT_PREFIX,
+    Lookup,
+    load_lookup,
+    resolve_persons,
+    tenant_lookup,
+)
 from pipeline.model import (
     API_FIELDS,
     CUSTOM_PREFIX,
@@ -35,8 +42,8 @@ from pipeline.parsers import FIELD_HINT, UUID_PATTERN, bad_value_expr, parse_sca
 
 SECTIONS = ("source", "fields", "custom_fields", "lookups", "limits")
 SOURCE_KEYS = ("sheet", "header_row", "encoding", "delimiter")
-FIELD_KEYS = ("column", "value", "default", "parse", "lookup", "trim", "template")
-CUSTOM_KEYS = ("definition_id", "required", "trim")
+FIELD_KEYS = ("column", "value", "default", "parse", "lookup", "by", "trim", "template")
+CUSTOM_KEYS = ("definition_id", "required", "trim", "job_types")
 LIMIT_KEYS = ("reference", "description", "custom_field", "order_number")
 
 #: parse kinds each field accepts; the first is the default.
@@ -63,6 +70,17 @@ class FieldSpec:
     lookup: str | None = None
     trim: bool = True
     template: str | None = None  # reference only: used when the column is blank or absent
+    by: str | None = None  # look-ups against the tenant ("bigchange:…"): the key ("reference", "name", "email")
+
+    @property
+    def tenant_lookup(self) -> bool:
+        return self.lookup is not None and self.lookup.startswith(TENANT_PREFIX)
+
+    @property
+    def lookup_key(self) -> str:
+        """The name of this field's look-up in Mapping.lookups ("bigchange:contacts:name" for the tenant's)."""
+        assert self.lookup is not None
+        return f"{self.lookup}:{self.by}" if self.tenant_lookup else self.lookup
 
 
 @dataclass(frozen=True)
@@ -73,6 +91,7 @@ class CustomField:
     definition_id: int
     required: bool = False
     trim: bool = True
+    job_types: tuple[int, ...] | None = None  # the job types this definition belongs to, when declared
 
     @property
     def key(self) -> str:
@@ -102,6 +121,12 @@ class Mapping:
     custom_fields: tuple[CustomField, ...] = ()
     limits: Limits = Limits()
     lookups: dict[str, Lookup] = field(default_factory=dict)
+    tenant: Any = None  # the tenant's reference data (pipeline.tenant.TenantSource) once bound, else None
+
+    @property
+    def tenant_fields(self) -> list[FieldSpec]:
+        """The fields looked up against the tenant ("bigchange:…" look-ups): they need its reference data."""
+        return [spec for spec in self.fields.values() if spec.tenant_lookup]
 
     def source_column(self, field: str) -> str | None:
         """The column feeding an API field or "cf:<id>"; None when constant, generated or unmapped."""
@@ -190,6 +215,8 @@ def _load_source(path: Path, doc: dict[str, Any]) -> dict[str, Any]:
 
 def _check_value(path: Path, where: str, spec: FieldSpec, text: str, lookups: dict[str, Lookup], what: str) -> Any:
     """Run a constant/default through the field's lookup and parser; MappingError if it would fail."""
+    if spec.tenant_lookup:  # checked against the tenant when a run has its reference data
+        return text
     if spec.lookup:
         hit = lookups[spec.lookup].table.get("".join(text.lower().split()))
         if hit is None:
@@ -226,7 +253,12 @@ def _load_field(path: Path, name: str, raw: Any, lookups: dict[str, Lookup]) -> 
             f"{path}: {where} parse = '{kind}' is not allowed for {name}; use one of: {', '.join(allowed)}"
         )
     lookup = raw.get("lookup")
-    if lookup is not None and lookup not in lookups:
+    by = raw.get("by")
+    if isinstance(lookup, str) and lookup.startswith(TENANT_PREFIX):
+        by, kind = _check_tenant_lookup(path, where, name, lookup, by, raw), allowed[0]
+    elif by is not None:
+        raise MappingError(f"{path}: {where} 'by' is for look-ups against the tenant (lookup = \"bigchange:…\")")
+    elif lookup is not None and lookup not in lookups:
         raise MappingError(
             f"{path}: {where} lookup '{lookup}' is not defined{_suggest(str(lookup), list(lookups))}; "
             f"add a [lookups.{lookup}] section or fix the name"
@@ -237,7 +269,7 @@ def _load_field(path: Path, name: str, raw: Any, lookups: dict[str, Lookup]) -> 
     default = raw.get("default")
     if default is not None and column is None:
         raise MappingError(f"{path}: {where} 'default' needs a 'column' (it fills the column's blank cells)")
-    spec = FieldSpec(name=name, column=column, parse=kind, lookup=lookup, trim=trim, template=template)
+    spec = FieldSpec(name=name, column=column, parse=kind, lookup=lookup, trim=trim, template=template, by=by)
     if template is not None:
         _check_template(path, template)
     if default is not None:
@@ -250,6 +282,30 @@ def _load_field(path: Path, name: str, raw: Any, lookups: dict[str, Lookup]) -> 
         parsed = _check_value(path, where, spec, str(value), lookups, "value")
         spec = FieldSpec(**{**spec.__dict__, "value": parsed})
     return spec
+
+
+def _check_tenant_lookup(path: Path, where: str, name: str, lookup: str, by: Any, raw: dict[str, Any]) -> str:
+    """The `by` of a look-up against the tenant (its default when absent); MappingError when it does not fit."""
+    if lookup not in TENANT_LOOKUPS:
+        raise MappingError(
+            f"{path}: {where} lookup '{lookup}' is not a look-up against the tenant"
+            f"{_suggest(lookup, list(TENANT_LOOKUPS))}; use one of: {', '.join(TENANT_LOOKUPS)}"
+        )
+    field_name, accepted = TENANT_LOOKUPS[lookup]
+    if field_name != name:
+        raise MappingError(
+            f"{path}: {where} lookup '{lookup}' gives {field_name} ids; use it under [fields.{field_name}]"
+        )
+    by = accepted[0] if by is None else by
+    if by not in accepted:
+        raise MappingError(
+            f"{path}: {where} by = '{by}' is not possible for {lookup}; use one of: {', '.join(accepted)}"
+        )
+    if "value" in raw:
+        raise MappingError(f"{path}: {where} a constant 'value' cannot be looked up: give the BigChange id itself")
+    if "parse" in raw:
+        raise MappingError(f"{path}: {where} 'parse' does not go with lookup '{lookup}' (it gives ids); remove it")
+    return str(by)
 
 
 def _check_template(path: Path, template: Any) -> None:
@@ -291,13 +347,29 @@ def _load_custom_fields(path: Path, doc: dict[str, Any]) -> tuple[CustomField, .
             )
         if not isinstance(required, bool) or not isinstance(trim, bool):
             raise MappingError(f"{path}: {where} required and trim must be true or false")
+        types = spec.get("job_types")
+        if types is not None and (
+            not isinstance(types, list) or not types or not all(type(t) is int and t > 0 for t in types)
+        ):
+            raise MappingError(
+                f"{path}: {where} job_types must be a list of job type ids like [101, 102] (the types this "
+                "custom field belongs to)"
+            )
         if def_id in seen:
             raise MappingError(
                 f'{path}: [custom_fields] definition id {def_id} is mapped twice ("{seen[def_id]}" and "{column}"); '
                 "keep one"
             )
         seen[def_id] = column
-        out.append(CustomField(column=column, definition_id=def_id, required=required, trim=trim))
+        out.append(
+            CustomField(
+                column=column,
+                definition_id=def_id,
+                required=required,
+                trim=trim,
+                job_types=tuple(types) if types is not None else None,
+            )
+        )
     return tuple(out)
 
 
@@ -353,7 +425,7 @@ def load_mapping(path: Path) -> Mapping:
                 f"valid fields: {', '.join(API_FIELDS)} (custom fields go under [custom_fields])"
             )
         fields[name] = _load_field(path, name, raw, lookups)
-        if fields[name].lookup:
+        if fields[name].lookup and not fields[name].tenant_lookup:
             _check_lookup_ids(path, fields[name], lookups[fields[name].lookup or ""])
     for name in REQUIRED_FIELDS:
         if name not in fields:
@@ -435,7 +507,10 @@ def _dtype(name: str) -> pl.DataType:
 
 
 def _keyed(spec: FieldSpec) -> bool:
-    """True when the field's cells are parsed or looked up (on their distinct values), not taken as text."""
+    """True when the field's cells are parsed or looked up (on their distinct values), not taken as text.
+    (Persons looked up against the tenant are taken as text here, then looked up within their row's contact.)"""
+    if spec.lookup == "bigchange:persons":
+        return False
     return spec.column is not None and (spec.parse != "text" or spec.lookup is not None)
 
 
@@ -460,7 +535,7 @@ def _conversion_table(spec: FieldSpec, mapping: Mapping, keys: pl.Series) -> tup
         cell = cell.fill_null(pl.lit(spec.default))
     table = pl.DataFrame({"k": keys}, schema={"k": pl.String}).with_columns(cell.alias("cell"))
     if spec.lookup:
-        lookup = mapping.lookups[spec.lookup]
+        lookup = mapping.lookups[spec.lookup_key]
         table = table.with_columns(lookup.translate(pl.col("cell")).alias("text"))
     else:
         table = table.with_columns(pl.col("cell").alias("text"))
@@ -479,7 +554,7 @@ def _conversion_table(spec: FieldSpec, mapping: Mapping, keys: pl.Series) -> tup
     bad = pl.col("text").is_not_null() & pl.col("value").is_null()
     lookup_msg = pl.lit(None, dtype=pl.String)
     if spec.lookup:
-        where = mapping.lookups[spec.lookup].where()
+        where = mapping.lookups[spec.lookup_key].where()
         lookup_msg = text_of(
             "'", quoted(pl.col("cell")), f"' is not in {where}; add the code to that file or correct the cell"
         )
@@ -491,7 +566,21 @@ def _conversion_table(spec: FieldSpec, mapping: Mapping, keys: pl.Series) -> tup
         .otherwise(bad_value_expr(spec.name, spec.parse, pl.col("text")))
         .alias("message"),
     )
+    if spec.lookup and mapping.lookups[spec.lookup_key].tenant and failed.height:
+        failed = _tenant_misses(failed, table, mapping.lookups[spec.lookup_key])
     return table.select("k", "value"), failed
+
+
+def _tenant_misses(failed: pl.DataFrame, table: pl.DataFrame, lookup: Lookup) -> pl.DataFrame:
+    """The messages of a tenant look-up's misses: ambiguous (its candidates) or not found (the closest values)."""
+    cells = dict(table.select("k", "cell").iter_rows())
+    checks, messages = [], []
+    for k, check, message in failed.iter_rows():
+        if check == "lookup":
+            check, message = lookup.miss(cells[k])
+        checks.append(check)
+        messages.append(message)
+    return failed.with_columns(pl.Series("check", checks, pl.String), pl.Series("message", messages, pl.String))
 
 
 def _value(
@@ -563,6 +652,12 @@ def apply_mapping(raw: RawTable, mapping: Mapping) -> MappedTable:
     every output column (the conversion tables in between are small: one row per distinct cell).
     """
     _check_columns(mapping, raw)
+    if mapping.tenant_fields and mapping.tenant is None:
+        first = mapping.tenant_fields[0]
+        raise MappingError(
+            f"{mapping.path}: [fields.{first.name}] lookup '{first.lookup}' needs the tenant's reference data; "
+            "run `jobimport validate --online` (or `run`), with the BIGCHANGE_* settings"
+        )
     frame = raw.frame
     keyed = [spec for spec in mapping.fields.values() if _keyed(spec)]
     distinct = frame.select(_distinct(spec).alias(spec.name) for spec in keyed) if keyed else pl.DataFrame()
@@ -592,9 +687,59 @@ def apply_mapping(raw: RawTable, mapping: Mapping) -> MappedTable:
             fails = out.get_column(spec.name).is_null()
             if fails.any():
                 errors.append(_template_errors(frame, spec, fails, needed))
+    person = mapping.fields.get("personId")
+    if person is not None and person.lookup == "bigchange:persons":
+        out, person_errors = _persons(out, person, mapping)
+        errors.append(person_errors)
     errors.append(_raw_cell_errors(raw, mapping))
     all_errors = pl.concat([e.cast(ERROR_SCHEMA) for e in errors], how="vertical")  # type: ignore[arg-type]
     return MappedTable(frame=out, errors=all_errors.sort("row", maintain_order=True))
+
+
+def bind_tenant(mapping: Mapping, source: Any) -> Mapping:
+    """The mapping with its look-ups against the tenant built from `source` (pipeline.tenant.TenantSource)."""
+    lookups = dict(mapping.lookups)
+    for spec in mapping.tenant_fields:
+        if spec.lookup == "bigchange:jobTypes":
+            lookups[spec.lookup_key] = tenant_lookup(spec.lookup, spec.by or "name", source.data.job_types)
+        elif spec.lookup == "bigchange:contacts":
+            lookups[spec.lookup_key] = tenant_lookup(spec.lookup, spec.by or "reference", source.data.contacts)
+    return replace(mapping, lookups=lookups, tenant=source)
+
+
+def _persons(out: pl.DataFrame, spec: FieldSpec, mapping: Mapping) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """personId looked up by email or name among the persons of each row's contact (fetched for those contacts)."""
+    pairs_frame = out.select("contactId", "personId").drop_nulls().unique()
+    pairs = [(int(c), str(p)) for c, p in pairs_frame.iter_rows()]
+    data = mapping.tenant.persons_of({c for c, _ in pairs}) if pairs else mapping.tenant.data
+    found, failed = resolve_persons(pairs, spec.by or "email", data.persons)
+    table = pl.DataFrame(
+        {
+            "contactId": [c for c, _ in pairs],
+            "personId": [p for _, p in pairs],
+            "__id": [found.get(pair) for pair in pairs],
+            "__check": [failed[pair][0] if pair in failed else None for pair in pairs],
+            "__message": [failed[pair][1] if pair in failed else None for pair in pairs],
+        },
+        schema={
+            "contactId": pl.Int64,
+            "personId": pl.String,
+            "__id": pl.String,
+            "__check": pl.String,
+            "__message": pl.String,
+        },
+    )
+    joined = out.join(table, on=["contactId", "personId"], how="left", maintain_order="left")
+    errors = joined.filter(pl.col("__check").is_not_null()).select(
+        pl.col(ROW).alias("row"),
+        pl.lit("personId").alias("field"),
+        pl.lit(spec.column, dtype=pl.String).alias("column"),
+        pl.col("__check").alias("check"),
+        pl.col("__message").alias("message"),
+    )
+    # a person whose contact did not convert stays unresolved (null): the contact's error says what to fix
+    resolved = joined.with_columns(pl.col("__id").alias("personId")).drop("__id", "__check", "__message")
+    return resolved.select(out.columns), errors
 
 
 def _raw_cell_errors(raw: RawTable, mapping: Mapping) -> pl.DataFrame:

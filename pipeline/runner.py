@@ -30,10 +30,11 @@ from pipeline.client import ApiClient, ClientOptions
 from pipeline.errors import InputFileError, Interrupted, RunStopped, SettingsError
 from pipeline.field_errors import problem_errors
 from pipeline.ledger import Ledger, legacy_ledgers, now_iso
-from pipeline.mapping import MappedTable, Mapping, apply_mapping, load_mapping
+from pipeline.mapping import MappedTable, Mapping, apply_mapping, bind_tenant, load_mapping
 from pipeline.model import ERROR_SCHEMA, ORIGIN_ROW, ROW, SUCCESS, CellError, RawTable, Status, errors_frame
 from pipeline.outcomes import Outcomes
 from pipeline.payload import Plan, plan
+from pipeline.preflight import check_rows, tenant_for
 from pipeline.progress import RunProgress
 from pipeline.read import CSV_SUFFIXES, read_table
 from pipeline.report import ReportPaths, ReportWriteError, RunSummary, write_reports
@@ -75,6 +76,9 @@ class RunOptions:
     transport: str = "aiohttp"
     read_timeout_s: float = 30.0
     settings: Settings | None = None  # given directly (demo, tests) instead of the environment
+    online: bool = False  # use the tenant's reference data (always when the mapping has "bigchange:" look-ups)
+    preflight: bool = True  # check rows against the tenant's rules (real runs: best effort; dry runs: with online)
+    refdata_max_age_s: float = 3600.0  # reuse cached reference data younger than this, else fetch it
 
 
 @dataclass
@@ -88,6 +92,9 @@ class Prepared:
     plan: Plan  # ROW, ORIGIN_ROW, key, reference per valid row; payload texts made a slice at a time
     read_s: float
     prepare_s: float
+    preflight_caught: int | None = None  # rows the pre-flight against the tenant made invalid (None: no pre-flight)
+    preflight_note: str | None = None  # why a real run's pre-flight was skipped
+    refdata_when: str = ""  # " (fetched …)": when the reference data used was fetched
 
 
 @dataclass
@@ -110,6 +117,12 @@ def new_run_id() -> str:
 def prepare(options: RunOptions) -> Prepared:
     """Read, map, validate and plan. Raises InputFileError / MappingError (exit 2) for unusable input."""
     mapping = load_mapping(options.mapping)
+    settings = options.settings or (lambda: load_settings(options.env_file))
+    best_effort = options.preflight and not options.dry_run
+    source, skipped = tenant_for(
+        mapping, online=options.online, best_effort=best_effort, settings=settings, max_age_s=options.refdata_max_age_s
+    )
+    mapping = bind_tenant(mapping, source) if source is not None else mapping
     suffix = Path(options.input).suffix.lower()
     if options.sheet is not None and suffix in CSV_SUFFIXES:  # (a mapping's sheet is for its workbooks: ignored)
         raise InputFileError(
@@ -131,8 +144,14 @@ def prepare(options: RunOptions) -> Prepared:
     read_s = time.perf_counter() - started
     mapped = apply_mapping(raw, mapping)
     validation = validate(mapped, mapping)
+    checked = check_rows(validation, mapping, source) if source is not None and options.preflight else None
+    validation = checked.validation if checked is not None else validation
     planned = plan(validation.frame, mapping, validation.valid_mask)
-    return Prepared(raw, mapping, mapped, validation, planned, read_s, time.perf_counter() - started)
+    caught = checked.caught if checked is not None else None
+    when = f" (fetched {source.data.fetched_at_iso})" if source is not None else ""
+    return Prepared(
+        raw, mapping, mapped, validation, planned, read_s, time.perf_counter() - started, caught, skipped, when
+    )
 
 
 def restore_neutralised(raw: RawTable) -> RawTable:
@@ -233,6 +252,14 @@ def _notes(prepared: Prepared, stats: SubmitStats | None = None) -> list[str]:
             f"{stats.conflicts} row(s) have a reference BigChange already uses for a job of another type or contact: "
             "rejected, not sent."
         )
+    if prepared.preflight_caught is not None:
+        n = prepared.preflight_caught
+        notes.append(
+            f"Pre-flight against the tenant's reference data{prepared.refdata_when}: {n} row{'s' if n != 1 else ''} "
+            "caught before sending (job type, order number, contact, person or custom field the API would refuse)."
+        )
+    if prepared.preflight_note:
+        notes.append(prepared.preflight_note)
     return notes
 
 

@@ -55,7 +55,7 @@ def test_unknown_api_field_lists_valid_ones(tmp_path: Path) -> None:
 def test_unknown_field_key_is_a_typo(tmp_path: Path) -> None:
     assert mapping_error(tmp_path, BASE + '[fields.description]\ncolum = "Notes"\n') == (
         "M: [fields.description] unknown key 'colum' (did you mean 'column'?); allowed keys: column, value, "
-        "default, parse, lookup, trim, template"
+        "default, parse, lookup, by, trim, template"
     )
 
 

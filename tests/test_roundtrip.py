@@ -4,6 +4,8 @@ import a file with several kinds of failure (our own validation and the sandbox'
 file a person gets, fix the offending cells the way a person would (openpyxl for .xlsx, the csv module for .csv),
 import the corrections file with the SAME mapping, and check that exactly the fixed rows are created, under their
 original row numbers, and that nothing created before is sent again.
+
+Runs use --no-preflight: the sandbox's 422s are what these tests exercise (the pre-flight would catch them).
 """
 
 from __future__ import annotations
@@ -191,7 +193,9 @@ def test_roundtrip_xlsx(tmp_path: Path, sandbox_factory: Callable[..., SandboxPr
     mapping.write_text(mapping_text(), encoding="utf-8")
     reports = tmp_path / "reports"
 
-    first = jobimport("run", source, "--mapping", mapping, "--report-dir", reports, env=env, cwd=tmp_path)
+    first = jobimport(
+        "run", source, "--no-preflight", "--mapping", mapping, "--report-dir", reports, env=env, cwd=tmp_path
+    )
     assert first.returncode == 1, first.stdout + first.stderr
     assert "Traceback" not in first.stderr
     first_dir = run_dir(first, reports)
@@ -217,7 +221,9 @@ def test_roundtrip_xlsx(tmp_path: Path, sandbox_factory: Callable[..., SandboxPr
     fix_xlsx(corrections, "Jobs", 1, XLSX_FIXES)
     fixed_input = tmp_path / "corrections.xlsx"
     fixed_input.write_bytes(corrections.read_bytes())
-    second = jobimport("run", fixed_input, "--mapping", mapping, "--report-dir", reports, env=env, cwd=tmp_path)
+    second = jobimport(
+        "run", fixed_input, "--no-preflight", "--mapping", mapping, "--report-dir", reports, env=env, cwd=tmp_path
+    )
     assert second.returncode == 0, second.stdout + second.stderr
     second_rows = read_results(run_dir(second, reports) / "results.csv")
     assert [int(r["row"]) for r in second_rows] == list(XLSX_ATTENTION), "original source rows, not file rows"
@@ -288,7 +294,9 @@ def test_roundtrip_csv(tmp_path: Path, sandbox_factory: Callable[..., SandboxPro
     mapping.write_text(mapping_text(), encoding="utf-8")
     reports = tmp_path / "reports"
 
-    first = jobimport("run", source, "--mapping", mapping, "--report-dir", reports, env=env, cwd=tmp_path)
+    first = jobimport(
+        "run", source, "--no-preflight", "--mapping", mapping, "--report-dir", reports, env=env, cwd=tmp_path
+    )
     assert first.returncode == 1, first.stdout + first.stderr
     first_dir = run_dir(first, reports)
     first_rows = read_results(first_dir / "results.csv")
@@ -324,7 +332,9 @@ def test_roundtrip_csv(tmp_path: Path, sandbox_factory: Callable[..., SandboxPro
     fixed_input = tmp_path / "corrections.csv"
     fixed_input.write_bytes(BOM + out.getvalue().encode("utf-8"))
 
-    second = jobimport("run", fixed_input, "--mapping", mapping, "--report-dir", reports, env=env, cwd=tmp_path)
+    second = jobimport(
+        "run", fixed_input, "--no-preflight", "--mapping", mapping, "--report-dir", reports, env=env, cwd=tmp_path
+    )
     assert second.returncode == 1, second.stdout + second.stderr  # rows 11 and 12 were left as they were
     second_rows = read_results(run_dir(second, reports) / "results.csv")
     assert [int(r["row"]) for r in second_rows] == list(CSV_ATTENTION), "original source rows, not file rows"
@@ -344,7 +354,9 @@ def test_roundtrip_csv(tmp_path: Path, sandbox_factory: Callable[..., SandboxPro
 
     # The original file again: everything created before is skipped, nothing is sent.
     posts_before = posts(sandbox)
-    third = jobimport("run", source, "--mapping", mapping, "--report-dir", reports, env=env, cwd=tmp_path)
+    third = jobimport(
+        "run", source, "--no-preflight", "--mapping", mapping, "--report-dir", reports, env=env, cwd=tmp_path
+    )
     assert third.returncode == 1, third.stdout + third.stderr
     third_status = {int(r["row"]): r["status"] for r in read_results(run_dir(third, reports) / "results.csv")}
     assert third_status == {
@@ -385,7 +397,9 @@ def test_roundtrip_with_title_rows_above_the_header(
     else:
         write_workbook(source, 3, [[v or None for v in values] for values in TITLED_ROWS.values()])
 
-    first = jobimport("run", source, "--mapping", mapping, "--report-dir", reports, env=env, cwd=tmp_path)
+    first = jobimport(
+        "run", source, "--no-preflight", "--mapping", mapping, "--report-dir", reports, env=env, cwd=tmp_path
+    )
     assert first.returncode == 1, first.stdout + first.stderr
     first_dir = run_dir(first, reports)
     statuses = {int(r["row"]): r["status"] for r in read_results(first_dir / "results.csv")}
@@ -414,7 +428,9 @@ def test_roundtrip_with_title_rows_above_the_header(
         fixed_input = tmp_path / "corrections.csv"
         fixed_input.write_bytes(prefix + out.getvalue().encode("utf-8"))
 
-    second = jobimport("run", fixed_input, "--mapping", mapping, "--report-dir", reports, env=env, cwd=tmp_path)
+    second = jobimport(
+        "run", fixed_input, "--no-preflight", "--mapping", mapping, "--report-dir", reports, env=env, cwd=tmp_path
+    )
     assert second.returncode == 0, second.stdout + second.stderr
     second_rows = read_results(run_dir(second, reports) / "results.csv")
     assert [(int(r["row"]), r["status"]) for r in second_rows] == [(5, "created"), (6, "created")]

@@ -132,3 +132,69 @@ def load_reference_data(path: Path | None = None) -> ReferenceData:
     return ReferenceData(
         path=path, job_types=job_types, contacts=contacts, persons=persons, person_contact=person_contact
     )
+
+
+# --- generated tenants (benchmarks, tests): `python -m pipeline.sandbox.data --contacts N --persons M -o FILE` ---
+
+_FIRST = ("Alice", "Ben", "Chloe", "Dev", "Ella", "Femi", "Grace", "Harry", "Isla", "Jack", "Kemi", "Liam", "Mia")
+_LAST = ("Smith", "Brown", "Evans", "Patel", "Jones", "Wilson", "Walker", "Taylor", "Khan", "Murphy", "Nowak")
+_WORDS = ("Acme", "Bright", "Cedar", "Delta", "Elm", "Fern", "Granite", "Harbour", "Ivy", "Juniper", "Kestrel")
+_KINDS = ("Housing", "Lettings", "Estates", "Property", "Facilities", "Homes", "Management", "Trust")
+
+
+def generate_reference_data(contacts: int, persons: int, seed: int = 0) -> dict[str, Any]:
+    """The sample tenant (samples/sandbox_data.json) plus `contacts` generated contacts (ids from 100001,
+    references G000001…, names that sometimes repeat, as real customer lists do) and `persons` generated persons
+    spread over them (emails unique within a contact). Deterministic for a seed."""
+    import random
+    import uuid
+
+    doc = json.loads(DEFAULT_DATA.read_text(encoding="utf-8"))
+    rng = random.Random(seed)
+    namespace = uuid.UUID(int=seed)
+    new_contacts = [
+        {
+            "id": 100_001 + n,
+            "reference": f"G{n + 1:06d}",
+            "name": f"{rng.choice(_WORDS)} {rng.choice(_WORDS)} {rng.choice(_KINDS)}",
+        }
+        for n in range(contacts)
+    ]
+    new_persons = []
+    for n in range(persons if contacts else 0):
+        contact = new_contacts[n % contacts]
+        forename, surname = rng.choice(_FIRST), rng.choice(_LAST)
+        new_persons.append(
+            {
+                "id": str(uuid.uuid5(namespace, f"person-{n}")),
+                "contactId": contact["id"],
+                "forename": forename,
+                "surname": surname,
+                "email": f"{forename}.{surname}.{n}@example.com".lower(),
+            }
+        )
+    doc["_comment"] = f"Generated: the sample tenant plus {contacts} contacts and {persons} persons (seed {seed})."
+    doc["contacts"] = doc["contacts"] + new_contacts
+    doc["persons"] = doc["persons"] + new_persons
+    return doc
+
+
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+
+    parser = argparse.ArgumentParser(
+        prog="python -m pipeline.sandbox.data", description=generate_reference_data.__doc__
+    )
+    parser.add_argument("--contacts", type=int, default=25_000)
+    parser.add_argument("--persons", type=int, default=60_000)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("-o", "--output", type=Path, required=True, help="the JSON file to write (for --data)")
+    args = parser.parse_args(argv)
+    doc = generate_reference_data(args.contacts, args.persons, args.seed)
+    args.output.write_text(json.dumps(doc), encoding="utf-8")
+    print(f"wrote {args.output}: {len(doc['contacts'])} contacts, {len(doc['persons'])} persons")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
