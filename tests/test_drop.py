@@ -124,7 +124,7 @@ def test_a_night_of_ten_files_each_filed_by_its_outcome(tmp_path: Path, sandbox_
     }
     assert lines["clean.csv"]["counts"] == {"created": 8} and lines["clean.csv"]["rows"] == 8
     assert lines["some_invalid.csv"]["counts"] == {"created": 4, "invalid": 2}
-    assert lines["api_rejects.csv"]["counts"] == {"created": 4, "rejected": 1}
+    assert lines["api_rejects.csv"]["counts"] == {"created": 4, "invalid": 1}  # caught by the pre-flight
     assert lines["empty_night_2.csv"]["rows"] == 0 and lines["empty_night_2.csv"]["duplicate_of"] is None
     assert lines["clean_copy_renamed.csv"]["duplicate_of"]["run_id"] == lines["clean.csv"]["run_id"]
     assert lines["clean_copy_renamed.csv"]["run_id"] is None  # nothing was imported
