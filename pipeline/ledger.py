@@ -20,7 +20,7 @@ import json
 import queue
 import sqlite3
 import threading
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, InvalidStateError
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -146,7 +146,7 @@ def read_identity(path: Path) -> tuple[str | None, int | None]:
     return meta.get("api"), int(meta["customer_id"])
 
 
-_Job = tuple[str, Sequence[Any]]  # (sql, parameters for executemany)
+_Job = tuple[str, Iterable[Any]]  # (sql, parameters for executemany)
 
 
 def _resolve(future: Future[None], error: BaseException | None) -> None:
@@ -437,11 +437,11 @@ class Ledger:
             (
                 "INSERT INTO run_rows (run_id, row, origin_row, key, status, job_id, reference, problem) "
                 "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                [(run_id, *o) for o in outcomes],
+                ((run_id, *o) for o in outcomes),  # streamed to the writer: never a list of every row
             ),
             (
                 'INSERT INTO run_errors (run_id, row, field, "column", "check", message) VALUES (?, ?, ?, ?, ?, ?)',
-                [(run_id, *e) for e in errors],
+                ((run_id, *e) for e in errors),
             ),
             (
                 "UPDATE runs SET finished_at=?, exit_code=?, summary=? WHERE run_id=?",
