@@ -1,0 +1,344 @@
+"""Benchmark at scale: a 1,000,000-row CSV imported end to end into the sandbox, then a 10-row file against the
+ledger it left, side by side with a bare aiohttp loop in one invocation.
+
+    .venv/bin/python benchmarks/bench_scale.py [--rows 1000000] [--concurrency 64] [--bare-rows N]
+                                               [--profile] [--slow-callbacks-ms 20]
+
+Against one sandbox subprocess (latency 0, no faults), ledgers in a temporary state home (JOBIMPORT_HOME):
+  1. `jobimport run big.csv --max-concurrency 64` (lookups before send on: the command as a user runs it), in a
+     child python that runs the command's own `pipeline.cli.main` with an event-loop policy whose loops start a
+     probe task (public asyncio API, nothing in `pipeline/` patched): the probe sleeps 5 ms at a time and records
+     how late it wakes — the event-loop lag every request also sees. Peak RSS and CPU come from the child itself
+     (getrusage), rows/s from the whole command's wall time;
+  2. a 10-row file of new references against the ledger those rows left: the time from the process's start to the
+     sandbox's first POST /v1/jobs (its `createdAt`, ms), and peak RSS; beside it the same 10-row run against an
+     empty ledger (another state home, same sandbox), so what the big ledger costs is seen directly;
+  3. the sandbox reset, then a bare aiohttp loop (one ClientSession, N workers, POST, check 201) sending the same
+     payloads (from a dry run's payloads.jsonl) to the same sandbox.
+Every run is checked: each reference created exactly once (the sandbox's counts).
+Targets (issue 13): peak RSS ≤ 1.0 GB; loop lag p99 ≤ 5 ms, max ≤ 50 ms; 10-row run: first request ≤ 1 s after the
+run starts, peak RSS ≤ 300 MB. rows/s is reported beside the bare loop (no target).
+
+--profile runs the big import under cProfile (slower; for finding where the time goes); --slow-callbacks-ms N turns
+on asyncio debug mode in the child and logs every callback that holds the loop longer than N ms (slower too).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+HERE = Path(__file__).resolve()
+PROBE_INTERVAL_S = 0.005
+
+TARGET_RSS_MB = 1000.0
+TARGET_LAG_P99_MS = 5.0
+TARGET_LAG_MAX_MS = 50.0
+TARGET_FIRST_REQUEST_S = 1.0
+TARGET_SMALL_RSS_MB = 300.0
+
+
+# --- the child: the jobimport command in-process, with a loop-lag probe ------------------------------------------
+
+
+def child_main(out: Path, argv: list[str], profile: Path | None, slow_ms: float | None) -> int:
+    """Run `jobimport *argv` here; every event loop the command creates gets a probe task. Writes `out` (JSON)."""
+    started_wall = time.time()
+    started = time.perf_counter()
+    loops: list[dict[str, Any]] = []
+
+    async def probe(record: dict[str, Any]) -> None:
+        lags: list[float] = record["lags"]
+        stalls: list[tuple[float, float]] = record["stalls"]
+        try:
+            while True:
+                before = time.perf_counter()
+                await asyncio.sleep(PROBE_INTERVAL_S)
+                lag = max(0.0, time.perf_counter() - before - PROBE_INTERVAL_S)
+                lags.append(lag)
+                if lag > 0.02 and len(stalls) < 500:
+                    stalls.append((round(before - started, 3), round(lag * 1000, 1)))
+        except asyncio.CancelledError:
+            record["stopped_s"] = time.perf_counter() - started
+            raise
+
+    class ProbedPolicy(asyncio.DefaultEventLoopPolicy):
+        def new_event_loop(self) -> asyncio.AbstractEventLoop:
+            loop = super().new_event_loop()
+            if slow_ms is not None:
+                loop.set_debug(True)
+                loop.slow_callback_duration = slow_ms / 1000
+            record: dict[str, Any] = {"created_s": time.perf_counter() - started, "lags": [], "stalls": []}
+            loops.append(record)
+
+            def start_probe() -> None:
+                record["first_tick_s"] = time.perf_counter() - started
+                loop.create_task(probe(record))
+
+            loop.call_soon(start_probe)
+            return loop
+
+    asyncio.set_event_loop_policy(ProbedPolicy())
+    if slow_ms is not None:
+        import logging
+
+        logging.basicConfig(level=logging.WARNING, stream=sys.stderr, format="slow: %(message)s")
+        logging.getLogger("asyncio").setLevel(logging.WARNING)
+    from pipeline.cli import main  # (imported after the clock started: part of the command's start-up)
+
+    if profile is not None:
+        import cProfile
+
+        profiler = cProfile.Profile()
+        code = profiler.runcall(main, argv)
+        profiler.dump_stats(profile)
+    else:
+        code = main(argv)
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    result = {
+        "exit_code": code,
+        "started_wall": started_wall,
+        "wall_s": time.perf_counter() - started,
+        "cpu_s": usage.ru_utime + usage.ru_stime,
+        "maxrss_mb": usage.ru_maxrss / 1024,  # KiB on Linux
+        "loops": [{**r, "lags": summarise(r["lags"])} for r in loops],
+    }
+    out.write_text(json.dumps(result), encoding="utf-8")
+    return code
+
+
+def summarise(lags: list[float]) -> dict[str, float]:
+    if not lags:
+        return {"samples": 0}
+    ordered = sorted(lags)
+
+    def pct(p: float) -> float:
+        return ordered[min(len(ordered) - 1, int(p / 100 * len(ordered)))] * 1000
+
+    return {
+        "samples": len(ordered),
+        "p50_ms": pct(50),
+        "p99_ms": pct(99),
+        "p999_ms": pct(99.9),
+        "max_ms": ordered[-1] * 1000,
+        "over_20ms": sum(1 for lag in ordered if lag > 0.02),
+        "total_over_5ms_s": sum(lag for lag in ordered if lag > 0.005),
+    }
+
+
+# --- the parent --------------------------------------------------------------------------------------------------
+
+
+def probed_run(
+    argv: list[str], env: dict[str, str], work: Path, name: str, profile: bool = False, slow_ms: float | None = None
+) -> dict[str, Any]:
+    """`jobimport *argv` in a probed child; the child's report plus the wall time seen from here."""
+    out = work / f"{name}.json"
+    command = [sys.executable, str(HERE), "--child", str(out)]
+    if profile:
+        command += ["--child-profile", str(work / f"{name}.prof")]
+    if slow_ms is not None:
+        command += ["--slow-callbacks-ms", str(slow_ms)]
+    popen_wall = time.time()
+    started = time.perf_counter()
+    done = subprocess.run([*command, "--", *argv], env={**os.environ, **env}, cwd=work, capture_output=True, text=True)
+    wall = time.perf_counter() - started
+    if done.returncode != 0 or not out.exists():
+        raise SystemExit(f"jobimport {' '.join(argv)} exited {done.returncode}:\n{done.stdout}\n{done.stderr[-3000:]}")
+    report = json.loads(out.read_text(encoding="utf-8"))
+    report.update(popen_wall=popen_wall, outer_wall_s=wall, stdout=done.stdout, stderr=done.stderr)
+    return report
+
+
+def dry_run_bodies(source: Path, mapping: Path, work: Path) -> list[bytes]:
+    """The payloads exactly as planned (payloads.jsonl of `jobimport validate`), as request bodies."""
+    folder = work / "dry"
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pipeline",
+            "validate",
+            str(source),
+            "--mapping",
+            str(mapping),
+            "--report-dir",
+            str(folder),
+        ],
+        cwd=work,
+        capture_output=True,
+        text=True,
+    )
+    if done.returncode != 0:
+        raise SystemExit(f"dry run failed:\n{done.stdout}\n{done.stderr}")
+    path = next(folder.glob("*/payloads.jsonl"))
+    marker = b',"payload":'
+    bodies = []
+    with path.open("rb") as handle:
+        for line in handle:
+            bodies.append(line[line.index(marker) + len(marker) : line.rindex(b"}")])
+    path.unlink()
+    return bodies
+
+
+def created_at(stamp: str) -> float:
+    return datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()
+
+
+def small_run(
+    sandbox: Any, work: Path, mapping: Path, home: Path, prefix: str, label: str, rows: int = 10
+) -> dict[str, Any]:
+    from bench_submit import write_csv
+
+    source = write_csv(work / f"{label}.csv", rows, prefix)
+    env = {**sandbox.env(), "JOBIMPORT_HOME": str(home)}
+    argv = ["run", str(source), "--mapping", str(mapping), "--report-dir", str(work / f"rep-{label}")]
+    report = probed_run(argv, env, work, label)
+    references = [f"{prefix}-{i + 1:07d}" for i in range(rows)]
+    jobs = sandbox.jobs(*references)
+    if sorted(job["reference"] for job in jobs) != references:
+        raise SystemExit(f"{label}: not every reference created exactly once: {[j['reference'] for j in jobs]}")
+    first_post = min(created_at(job["createdAt"]) for job in jobs)
+    report["first_request_s"] = first_post - report["popen_wall"]
+    report["first_tick_from_start_s"] = report["loops"][0]["first_tick_s"] if report["loops"] else None
+    report["child_start_s"] = report["started_wall"] - report["popen_wall"]
+    return report
+
+
+def ok(flag: bool) -> str:
+    return "OK" if flag else "MISSED"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rows", type=int, default=1_000_000)
+    parser.add_argument("--concurrency", type=int, default=64)
+    parser.add_argument("--bare-rows", type=int, help="rows the bare loop sends (default: all of them)")
+    parser.add_argument("--profile", action="store_true", help="the big import under cProfile (top functions shown)")
+    parser.add_argument("--slow-callbacks-ms", type=float, help="asyncio debug: log callbacks slower than this")
+    parser.add_argument("--child", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--child-profile", type=Path, help=argparse.SUPPRESS)
+    args, rest = parser.parse_known_args()
+    if args.child is not None:
+        raise SystemExit(
+            child_main(args.child, rest[1:] if rest[:1] == ["--"] else rest, args.child_profile, args.slow_callbacks_ms)
+        )
+
+    sys.path.insert(0, str(ROOT))
+    from bench_submit import aiohttp_loop, check_once, write_input
+
+    from pipeline.sandbox.process import SandboxProcess
+
+    rows = args.rows
+    work = Path(tempfile.mkdtemp(prefix="bench-scale-"))
+    print(f"{time.strftime('%H:%M:%S')} load {os.getloadavg()[0]:.2f}; {rows:,} rows, work folder {work}")
+    source, mapping = write_input(work, rows)
+    bodies = dry_run_bodies(source, mapping, work)
+    assert len(bodies) == rows, len(bodies)
+    home = work / "home"
+    report: dict[str, Any] = {"rows": rows, "concurrency": args.concurrency, "load_before": os.getloadavg()}
+
+    with SandboxProcess(latency_ms=0) as sandbox:
+        env = {**sandbox.env(), "JOBIMPORT_HOME": str(home)}
+        argv = ["run", str(source), "--mapping", str(mapping), "--report-dir", str(work / "rep-big")]
+        argv += ["--max-concurrency", str(args.concurrency)]
+        print(f"{time.strftime('%H:%M:%S')} jobimport run, {rows:,} rows, conc {args.concurrency} …", flush=True)
+        big = probed_run(argv, env, work, "big", profile=args.profile, slow_ms=args.slow_callbacks_ms)
+        check_once(sandbox, rows)
+        rate = rows / big["outer_wall_s"]
+        lag = big["loops"][0]["lags"] if big["loops"] else {}
+        report["run"] = {k: v for k, v in big.items() if k not in ("stdout", "stderr")}
+        report["run"]["rows_per_s"] = rate
+        print(big["stdout"].strip())
+        if args.slow_callbacks_ms is not None:
+            slow = [line for line in big["stderr"].splitlines() if line.startswith("slow:")]
+            print(f"  {len(slow)} slow callbacks; the first 30:")
+            print("\n".join("    " + line[:300] for line in slow[:30]))
+        print(
+            f"  jobimport run: {big['outer_wall_s']:.1f} s, {rate:,.0f} rows/s (whole command), "
+            f"client CPU {big['cpu_s'] / rows * 1000:.3f} ms/row, peak RSS {big['maxrss_mb']:,.0f} MB "
+            f"=> {ok(big['maxrss_mb'] <= TARGET_RSS_MB)} (target ≤ {TARGET_RSS_MB:,.0f} MB)"
+        )
+        if lag.get("samples"):
+            lag_ok = lag["p99_ms"] <= TARGET_LAG_P99_MS and lag["max_ms"] <= TARGET_LAG_MAX_MS
+            print(
+                f"  event-loop lag ({lag['samples']:,} probes of {PROBE_INTERVAL_S * 1000:.0f} ms): p50 "
+                f"{lag['p50_ms']:.2f} ms, p99 {lag['p99_ms']:.2f} ms, p99.9 {lag['p999_ms']:.1f} ms, max "
+                f"{lag['max_ms']:.1f} ms, {lag['over_20ms']} over 20 ms => {ok(lag_ok)} (targets p99 ≤ "
+                f"{TARGET_LAG_P99_MS:.0f} ms, max ≤ {TARGET_LAG_MAX_MS:.0f} ms)"
+            )
+            stalls = big["loops"][0]["stalls"]
+            if stalls:
+                shown = ", ".join(f"{ms:.0f} ms at {at:.1f} s" for at, ms in sorted(stalls, key=lambda s: -s[1])[:10])
+                print(f"  longest stalls (since process start): {shown}")
+            print(
+                f"  submit loop ran from {big['loops'][0]['first_tick_s']:.1f} s "
+                f"to {big['loops'][0]['stopped_s']:.1f} s"
+            )
+        if args.profile:
+            import pstats
+
+            stats = pstats.Stats(str(work / "big.prof"))
+            stats.sort_stats("tottime").print_stats(25)
+
+        for label, state_home, prefix in (
+            ("small-big-ledger", home, "S"),
+            ("small-empty-ledger", work / "home-empty", "E"),
+        ):
+            small = small_run(sandbox, work, mapping, state_home, prefix, label)
+            report[label] = {k: v for k, v in small.items() if k not in ("stdout", "stderr")}
+            print(
+                f"  10 rows, {label.removeprefix('small-').replace('-', ' ')}: first request "
+                f"{small['first_request_s']:.2f} s after the process started "
+                f"(child up at {small['child_start_s']:.2f} s, "
+                f"submit loop at {small['first_tick_from_start_s']:.2f} s after that), whole command "
+                f"{small['outer_wall_s']:.2f} s, peak RSS {small['maxrss_mb']:.0f} MB"
+            )
+        small = report["small-big-ledger"]
+        print(
+            f"  => 10 rows against the {rows:,}-row ledger: first request {small['first_request_s']:.2f} s "
+            f"{ok(small['first_request_s'] <= TARGET_FIRST_REQUEST_S)} (target ≤ {TARGET_FIRST_REQUEST_S:.0f} s), "
+            f"peak RSS {small['maxrss_mb']:.0f} MB {ok(small['maxrss_mb'] <= TARGET_SMALL_RSS_MB)} "
+            f"(target ≤ {TARGET_SMALL_RSS_MB:.0f} MB)"
+        )
+
+        sample = bodies[: args.bare_rows] if args.bare_rows else bodies
+        del bodies
+        sandbox.reset()
+        print(
+            f"{time.strftime('%H:%M:%S')} bare aiohttp loop, {len(sample):,} rows, conc {args.concurrency} …",
+            flush=True,
+        )
+        before = resource.getrusage(resource.RUSAGE_SELF)
+        bare = asyncio.run(aiohttp_loop(sandbox, sample, args.concurrency))
+        after = resource.getrusage(resource.RUSAGE_SELF)
+        check_once(sandbox, len(sample))
+        bare_cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+        report["bare_aiohttp"] = {
+            "rows": len(sample),
+            "rows_per_s": bare,
+            "cpu_ms_per_row": bare_cpu / len(sample) * 1000,
+        }
+        print(
+            f"  bare aiohttp loop: {bare:,.0f} rows/s ({len(sample):,} rows), client CPU "
+            f"{bare_cpu / len(sample) * 1000:.3f} ms/row; jobimport run = {rate / bare:.2f}× the bare loop"
+        )
+    report["load_after"] = os.getloadavg()
+    print(f"{time.strftime('%H:%M:%S')} load {os.getloadavg()[0]:.2f}")
+    (work / "bench_scale.json").write_text(json.dumps(report, indent=1), encoding="utf-8")
+    print(f"details: {work / 'bench_scale.json'}")
+
+
+if __name__ == "__main__":
+    main()
