@@ -52,26 +52,39 @@ TARGET_SMALL_RSS_MB = 300.0
 # --- the child: the jobimport command in-process, with a loop-lag probe ------------------------------------------
 
 
+async def probe(record: dict[str, Any], started: float) -> None:
+    """Sleep PROBE_INTERVAL_S at a time and record how late each wake-up comes (the loop's lag); runs until
+    cancelled. Stalls over 20 ms are kept with their time since `started`."""
+    lags: list[float] = record["lags"]
+    stalls: list[tuple[float, float]] = record["stalls"]
+    try:
+        while True:
+            before = time.perf_counter()
+            await asyncio.sleep(PROBE_INTERVAL_S)
+            lag = max(0.0, time.perf_counter() - before - PROBE_INTERVAL_S)
+            lags.append(lag)
+            if lag > 0.02 and len(stalls) < 500:
+                stalls.append((round(before - started, 3), round(lag * 1000, 1)))
+    except asyncio.CancelledError:
+        record["stopped_s"] = time.perf_counter() - started
+        raise
+
+
+async def probed(work: Any) -> tuple[Any, dict[str, float]]:
+    """Await `work` with a probe on the same loop; its result and the lag summary."""
+    record: dict[str, Any] = {"lags": [], "stalls": []}
+    task = asyncio.create_task(probe(record, time.perf_counter()))
+    try:
+        return await work, summarise(record["lags"])
+    finally:
+        task.cancel()
+
+
 def child_main(out: Path, argv: list[str], profile: Path | None, slow_ms: float | None) -> int:
     """Run `jobimport *argv` here; every event loop the command creates gets a probe task. Writes `out` (JSON)."""
     started_wall = time.time()
     started = time.perf_counter()
     loops: list[dict[str, Any]] = []
-
-    async def probe(record: dict[str, Any]) -> None:
-        lags: list[float] = record["lags"]
-        stalls: list[tuple[float, float]] = record["stalls"]
-        try:
-            while True:
-                before = time.perf_counter()
-                await asyncio.sleep(PROBE_INTERVAL_S)
-                lag = max(0.0, time.perf_counter() - before - PROBE_INTERVAL_S)
-                lags.append(lag)
-                if lag > 0.02 and len(stalls) < 500:
-                    stalls.append((round(before - started, 3), round(lag * 1000, 1)))
-        except asyncio.CancelledError:
-            record["stopped_s"] = time.perf_counter() - started
-            raise
 
     class ProbedPolicy(asyncio.DefaultEventLoopPolicy):
         def new_event_loop(self) -> asyncio.AbstractEventLoop:
@@ -84,7 +97,7 @@ def child_main(out: Path, argv: list[str], profile: Path | None, slow_ms: float 
 
             def start_probe() -> None:
                 record["first_tick_s"] = time.perf_counter() - started
-                loop.create_task(probe(record))
+                loop.create_task(probe(record, started))
 
             loop.call_soon(start_probe)
             return loop
@@ -116,6 +129,49 @@ def child_main(out: Path, argv: list[str], profile: Path | None, slow_ms: float 
     }
     out.write_text(json.dumps(result), encoding="utf-8")
     return code
+
+
+def idle_probe_main(out: Path) -> int:
+    """A process doing nothing but the probe, until SIGTERM: the lag the machine's own load causes (scheduling
+    delay on a shared box), measured beside each run as a control."""
+    import signal
+
+    record: dict[str, Any] = {"lags": [], "stalls": []}
+
+    async def run() -> None:
+        stop = asyncio.Event()
+        asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
+        task = asyncio.create_task(probe(record, time.perf_counter()))
+        await stop.wait()
+        task.cancel()
+
+    asyncio.run(run())
+    out.write_text(json.dumps(summarise(record["lags"])), encoding="utf-8")
+    return 0
+
+
+class IdleProbe:
+    """`with IdleProbe(path) as control:` a probe-only process runs meanwhile; `control.lag` after the block."""
+
+    def __init__(self, out: Path) -> None:
+        self.out = out
+        self.lag: dict[str, float] = {}
+
+    def __enter__(self) -> IdleProbe:
+        self.process = subprocess.Popen([sys.executable, str(HERE), "--idle-probe", str(self.out)])
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.process.terminate()
+        self.process.wait(timeout=30)
+        if self.out.exists():
+            self.lag = json.loads(self.out.read_text(encoding="utf-8"))
+
+
+def show_lag(lag: dict[str, float]) -> str:
+    if not lag.get("samples"):
+        return "no samples"
+    return f"p50 {lag['p50_ms']:.2f} ms, p99 {lag['p99_ms']:.2f} ms, max {lag['max_ms']:.1f} ms"
 
 
 def summarise(lags: list[float]) -> dict[str, float]:
@@ -229,7 +285,10 @@ def main() -> None:
     parser.add_argument("--slow-callbacks-ms", type=float, help="asyncio debug: log callbacks slower than this")
     parser.add_argument("--child", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--child-profile", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--idle-probe", type=Path, help=argparse.SUPPRESS)
     args, rest = parser.parse_known_args()
+    if args.idle_probe is not None:
+        raise SystemExit(idle_probe_main(args.idle_probe))
     if args.child is not None:
         raise SystemExit(
             child_main(args.child, rest[1:] if rest[:1] == ["--"] else rest, args.child_profile, args.slow_callbacks_ms)
@@ -254,7 +313,8 @@ def main() -> None:
         argv = ["run", str(source), "--mapping", str(mapping), "--report-dir", str(work / "rep-big")]
         argv += ["--max-concurrency", str(args.concurrency)]
         print(f"{time.strftime('%H:%M:%S')} jobimport run, {rows:,} rows, conc {args.concurrency} …", flush=True)
-        big = probed_run(argv, env, work, "big", profile=args.profile, slow_ms=args.slow_callbacks_ms)
+        with IdleProbe(work / "idle-big.json") as control:
+            big = probed_run(argv, env, work, "big", profile=args.profile, slow_ms=args.slow_callbacks_ms)
         check_once(sandbox, rows)
         rate = rows / big["outer_wall_s"]
         lag = big["loops"][0]["lags"] if big["loops"] else {}
@@ -278,6 +338,8 @@ def main() -> None:
                 f"{lag['max_ms']:.1f} ms, {lag['over_20ms']} over 20 ms => {ok(lag_ok)} (targets p99 ≤ "
                 f"{TARGET_LAG_P99_MS:.0f} ms, max ≤ {TARGET_LAG_MAX_MS:.0f} ms)"
             )
+            print(f"  control, an idle process probing meanwhile (machine load): {show_lag(control.lag)}")
+            report["run"]["idle_process_lag"] = control.lag
             stalls = big["loops"][0]["stalls"]
             if stalls:
                 shown = ", ".join(f"{ms:.0f} ms at {at:.1f} s" for at, ms in sorted(stalls, key=lambda s: -s[1])[:10])
@@ -321,7 +383,8 @@ def main() -> None:
             flush=True,
         )
         before = resource.getrusage(resource.RUSAGE_SELF)
-        bare = asyncio.run(aiohttp_loop(sandbox, sample, args.concurrency))
+        with IdleProbe(work / "idle-bare.json") as bare_control:
+            bare, bare_lag = asyncio.run(probed(aiohttp_loop(sandbox, sample, args.concurrency)))
         after = resource.getrusage(resource.RUSAGE_SELF)
         check_once(sandbox, len(sample))
         bare_cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
@@ -329,11 +392,16 @@ def main() -> None:
             "rows": len(sample),
             "rows_per_s": bare,
             "cpu_ms_per_row": bare_cpu / len(sample) * 1000,
+            "lag": bare_lag,
+            "idle_process_lag": bare_control.lag,
         }
         print(
             f"  bare aiohttp loop: {bare:,.0f} rows/s ({len(sample):,} rows), client CPU "
-            f"{bare_cpu / len(sample) * 1000:.3f} ms/row; jobimport run = {rate / bare:.2f}× the bare loop"
+            f"{bare_cpu / len(sample) * 1000:.3f} ms/row, its loop's lag p50 {bare_lag.get('p50_ms', 0):.2f} ms, "
+            f"p99 {bare_lag.get('p99_ms', 0):.2f} ms, max {bare_lag.get('max_ms', 0):.1f} ms"
         )
+        print(f"  control, an idle process probing meanwhile: {show_lag(bare_control.lag)}")
+        print(f"  => jobimport run = {rate / bare:.2f}× the bare aiohttp loop in rows/s")
     report["load_after"] = os.getloadavg()
     print(f"{time.strftime('%H:%M:%S')} load {os.getloadavg()[0]:.2f}")
     (work / "bench_scale.json").write_text(json.dumps(report, indent=1), encoding="utf-8")
