@@ -8,8 +8,8 @@ Against one sandbox subprocess (latency 0, no faults), ledgers in a temporary st
   1. `jobimport run big.csv --max-concurrency 64` (lookups before send on: the command as a user runs it), in a
      child python that runs the command's own `pipeline.cli.main` with an event-loop policy whose loops start a
      probe task (public asyncio API, nothing in `pipeline/` patched): the probe sleeps 5 ms at a time and records
-     how late it wakes — the event-loop lag every request also sees. Peak RSS and CPU come from the child itself
-     (getrusage), rows/s from the whole command's wall time;
+     how late it wakes — the event-loop lag every request also sees. Peak RSS (VmHWM) and CPU come from the child
+     itself, with RSS sampled by phase, rows/s from the whole command's wall time;
   2. a 10-row file of new references against the ledger those rows left: the time from the process's start to the
      sandbox's first POST /v1/jobs (its `createdAt`, ms), and peak RSS; beside it the same 10-row run against an
      empty ledger (another state home, same sandbox), so what the big ledger costs is seen directly;
@@ -54,7 +54,7 @@ TARGET_SMALL_RSS_MB = 300.0
 
 async def probe(record: dict[str, Any], started: float) -> None:
     """Sleep PROBE_INTERVAL_S at a time and record how late each wake-up comes (the loop's lag); runs until
-    cancelled. Stalls over 20 ms are kept with their time since `started`."""
+    cancelled. Stalls over 50 ms are kept with their time since `started`."""
     lags: list[float] = record["lags"]
     stalls: list[tuple[float, float]] = record["stalls"]
     try:
@@ -63,7 +63,7 @@ async def probe(record: dict[str, Any], started: float) -> None:
             await asyncio.sleep(PROBE_INTERVAL_S)
             lag = max(0.0, time.perf_counter() - before - PROBE_INTERVAL_S)
             lags.append(lag)
-            if lag > 0.02 and len(stalls) < 500:
+            if lag > 0.05 and len(stalls) < 20_000:
                 stalls.append((round(before - started, 3), round(lag * 1000, 1)))
     except asyncio.CancelledError:
         record["stopped_s"] = time.perf_counter() - started
@@ -78,6 +78,61 @@ async def probed(work: Any) -> tuple[Any, dict[str, float]]:
         return await work, summarise(record["lags"])
     finally:
         task.cancel()
+
+
+def status_mb(field: str) -> float | None:
+    """A memory figure of this process from /proc/self/status (Linux), in MB.
+
+    VmHWM (peak RSS) rather than getrusage's ru_maxrss: Linux carries ru_maxrss across exec from the parent's
+    memory at the fork, so a child of a parent holding 1M payloads would report the parent's size."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return None
+
+
+class MemorySampler:
+    """A thread that reads VmRSS every `every` seconds; at each new peak it notes what the main thread was doing
+    (its innermost frames, via sys._current_frames), so the peak is pinned to a function."""
+
+    def __init__(self, started: float, every: float = 0.25) -> None:
+        import threading
+
+        self.started = started
+        self.every = every
+        self.samples: list[tuple[float, float]] = []
+        self.peak = 0.0
+        self.at_peak: list[str] = []
+        self.peak_s = 0.0
+        self._main = threading.main_thread().ident
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="bench-memory-sampler", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        import traceback
+
+        while not self._stop.wait(self.every):
+            rss = status_mb("VmRSS")
+            if rss is None:
+                return
+            now = time.perf_counter() - self.started
+            self.samples.append((round(now, 2), round(rss, 1)))
+            if rss > self.peak:
+                self.peak, self.peak_s = rss, now
+                frame = sys._current_frames().get(self._main or 0)
+                stack = traceback.extract_stack(frame) if frame is not None else []
+                self.at_peak = [f"{Path(f.filename).name}:{f.lineno} {f.name}" for f in stack[-12:]]
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def peak_between(self, start: float, end: float) -> float:
+        return max((rss for t, rss in self.samples if start <= t <= end), default=0.0)
 
 
 def child_main(out: Path, argv: list[str], profile: Path | None, slow_ms: float | None) -> int:
@@ -103,6 +158,7 @@ def child_main(out: Path, argv: list[str], profile: Path | None, slow_ms: float 
             return loop
 
     asyncio.set_event_loop_policy(ProbedPolicy())
+    memory = MemorySampler(started)
     if slow_ms is not None:
         import logging
 
@@ -118,14 +174,30 @@ def child_main(out: Path, argv: list[str], profile: Path | None, slow_ms: float 
         profiler.dump_stats(profile)
     else:
         code = main(argv)
+    memory.stop()
     usage = resource.getrusage(resource.RUSAGE_SELF)
+    wall = time.perf_counter() - started
+    peak = status_mb("VmHWM")
+    phases: dict[str, float] = {}
+    if loops and "stopped_s" in loops[0]:
+        first, last = loops[0]["first_tick_s"], loops[0]["stopped_s"]
+        phases = {
+            "before_submit_mb": memory.peak_between(0, first),
+            "during_submit_mb": memory.peak_between(first, last),
+            "after_submit_mb": memory.peak_between(last, wall),
+        }
     result = {
         "exit_code": code,
         "started_wall": started_wall,
-        "wall_s": time.perf_counter() - started,
+        "wall_s": wall,
         "cpu_s": usage.ru_utime + usage.ru_stime,
-        "maxrss_mb": usage.ru_maxrss / 1024,  # KiB on Linux
-        "loops": [{**r, "lags": summarise(r["lags"])} for r in loops],
+        "maxrss_mb": peak if peak is not None else usage.ru_maxrss / 1024,
+        "sampled_peak_mb": memory.peak,
+        "sampled_peak_s": memory.peak_s,
+        "at_peak": memory.at_peak,
+        "rss_phases": phases,
+        "rss_samples": memory.samples[:: max(1, len(memory.samples) // 400)],
+        "loops": [{**r, "lags": summarise(r["lags"]), "stalls": longest(r["stalls"])} for r in loops],
     }
     out.write_text(json.dumps(result), encoding="utf-8")
     return code
@@ -174,6 +246,11 @@ def show_lag(lag: dict[str, float]) -> str:
     return f"p50 {lag['p50_ms']:.2f} ms, p99 {lag['p99_ms']:.2f} ms, max {lag['max_ms']:.1f} ms"
 
 
+def longest(stalls: list[tuple[float, float]], keep: int = 50) -> dict[str, Any]:
+    """How many stalls over 50 ms, and the longest ones (time since start, ms)."""
+    return {"count": len(stalls), "longest": sorted(stalls, key=lambda s: -s[1])[:keep]}
+
+
 def summarise(lags: list[float]) -> dict[str, float]:
     if not lags:
         return {"samples": 0}
@@ -217,8 +294,8 @@ def probed_run(
     return report
 
 
-def dry_run_bodies(source: Path, mapping: Path, work: Path) -> list[bytes]:
-    """The payloads exactly as planned (payloads.jsonl of `jobimport validate`), as request bodies."""
+def dry_run(source: Path, mapping: Path, work: Path) -> Path:
+    """payloads.jsonl of `jobimport validate`: the payloads exactly as planned."""
     folder = work / "dry"
     done = subprocess.run(
         [
@@ -238,13 +315,19 @@ def dry_run_bodies(source: Path, mapping: Path, work: Path) -> list[bytes]:
     )
     if done.returncode != 0:
         raise SystemExit(f"dry run failed:\n{done.stdout}\n{done.stderr}")
-    path = next(folder.glob("*/payloads.jsonl"))
+    return next(folder.glob("*/payloads.jsonl"))
+
+
+def read_bodies(path: Path, limit: int | None) -> list[bytes]:
+    """The payloads of payloads.jsonl as request bodies (read only when the bare loop needs them: a parent
+    holding them would be counted in its children's peak RSS by anything that reads ru_maxrss)."""
     marker = b',"payload":'
     bodies = []
     with path.open("rb") as handle:
         for line in handle:
+            if limit is not None and len(bodies) >= limit:
+                break
             bodies.append(line[line.index(marker) + len(marker) : line.rindex(b"}")])
-    path.unlink()
     return bodies
 
 
@@ -303,8 +386,7 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="bench-scale-"))
     print(f"{time.strftime('%H:%M:%S')} load {os.getloadavg()[0]:.2f}; {rows:,} rows, work folder {work}")
     source, mapping = write_input(work, rows)
-    bodies = dry_run_bodies(source, mapping, work)
-    assert len(bodies) == rows, len(bodies)
+    payloads = dry_run(source, mapping, work)
     home = work / "home"
     report: dict[str, Any] = {"rows": rows, "concurrency": args.concurrency, "load_before": os.getloadavg()}
 
@@ -330,6 +412,15 @@ def main() -> None:
             f"client CPU {big['cpu_s'] / rows * 1000:.3f} ms/row, peak RSS {big['maxrss_mb']:,.0f} MB "
             f"=> {ok(big['maxrss_mb'] <= TARGET_RSS_MB)} (target ≤ {TARGET_RSS_MB:,.0f} MB)"
         )
+        phases = big["rss_phases"]
+        if phases:
+            print(
+                f"  RSS peaks by phase (sampled every 0.25 s): read/plan {phases['before_submit_mb']:,.0f} MB, "
+                f"submit {phases['during_submit_mb']:,.0f} MB, after the submit (outcomes, reports, ledger) "
+                f"{phases['after_submit_mb']:,.0f} MB; the main thread at the sampled peak "
+                f"({big['sampled_peak_mb']:,.0f} MB at {big['sampled_peak_s']:.1f} s):"
+            )
+            print("\n".join("    " + frame for frame in big["at_peak"]))
         if lag.get("samples"):
             lag_ok = lag["p99_ms"] <= TARGET_LAG_P99_MS and lag["max_ms"] <= TARGET_LAG_MAX_MS
             print(
@@ -341,9 +432,9 @@ def main() -> None:
             print(f"  control, an idle process probing meanwhile (machine load): {show_lag(control.lag)}")
             report["run"]["idle_process_lag"] = control.lag
             stalls = big["loops"][0]["stalls"]
-            if stalls:
-                shown = ", ".join(f"{ms:.0f} ms at {at:.1f} s" for at, ms in sorted(stalls, key=lambda s: -s[1])[:10])
-                print(f"  longest stalls (since process start): {shown}")
+            if stalls["count"]:
+                shown = ", ".join(f"{ms:.0f} ms at {at:.1f} s" for at, ms in stalls["longest"][:10])
+                print(f"  {stalls['count']} stalls over 50 ms; the longest (since process start): {shown}")
             print(
                 f"  submit loop ran from {big['loops'][0]['first_tick_s']:.1f} s "
                 f"to {big['loops'][0]['stopped_s']:.1f} s"
@@ -375,8 +466,8 @@ def main() -> None:
             f"(target ≤ {TARGET_SMALL_RSS_MB:.0f} MB)"
         )
 
-        sample = bodies[: args.bare_rows] if args.bare_rows else bodies
-        del bodies
+        sample = read_bodies(payloads, args.bare_rows)
+        assert len(sample) == min(rows, args.bare_rows or rows), len(sample)
         sandbox.reset()
         print(
             f"{time.strftime('%H:%M:%S')} bare aiohttp loop, {len(sample):,} rows, conc {args.concurrency} …",
