@@ -107,6 +107,8 @@ class MemorySampler:
         self.peak = 0.0
         self.at_peak: list[str] = []
         self.peak_s = 0.0
+        self.jumps: list[tuple[float, float, str]] = []
+        self.last_jump = 0.0
         self._main = threading.main_thread().ident
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="bench-memory-sampler", daemon=True)
@@ -121,6 +123,12 @@ class MemorySampler:
                 return
             now = time.perf_counter() - self.started
             self.samples.append((round(now, 2), round(rss, 1)))
+            if rss - self.last_jump > 20:  # where the main thread is when RSS grows by > 20 MB
+                frame = sys._current_frames().get(self._main or 0)
+                where = [f for f in traceback.extract_stack(frame) if "/pipeline/" in f.filename] if frame else []
+                spot = f"{Path(where[-1].filename).name}:{where[-1].lineno} {where[-1].name}" if where else "?"
+                self.jumps.append((round(now, 2), round(rss - self.last_jump), spot))
+            self.last_jump = rss
             if rss > self.peak:
                 self.peak, self.peak_s = rss, now
                 frame = sys._current_frames().get(self._main or 0)
@@ -133,6 +141,30 @@ class MemorySampler:
 
     def peak_between(self, start: float, end: float) -> float:
         return max((rss for t, rss in self.samples if start <= t <= end), default=0.0)
+
+
+class GcTimes:
+    """Durations of the cyclic garbage collector's passes (gc.callbacks), by generation: a full collection over
+    a large heap holds the event loop like any other synchronous work."""
+
+    def __init__(self) -> None:
+        import gc
+
+        self.durations: dict[int, list[float]] = {0: [], 1: [], 2: []}
+        self._start = 0.0
+        gc.callbacks.append(self._callback)
+
+    def _callback(self, phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            self._start = time.perf_counter()
+        else:
+            self.durations[info["generation"]].append(time.perf_counter() - self._start)
+
+    def summary(self) -> dict[str, dict[str, float]]:
+        return {
+            f"gen{gen}": {"count": len(d), "total_s": sum(d), "max_ms": max(d, default=0.0) * 1000}
+            for gen, d in self.durations.items()
+        }
 
 
 def child_main(out: Path, argv: list[str], profile: Path | None, slow_ms: float | None) -> int:
@@ -159,6 +191,7 @@ def child_main(out: Path, argv: list[str], profile: Path | None, slow_ms: float 
 
     asyncio.set_event_loop_policy(ProbedPolicy())
     memory = MemorySampler(started)
+    collections = GcTimes()
     if slow_ms is not None:
         import logging
 
@@ -199,7 +232,9 @@ def child_main(out: Path, argv: list[str], profile: Path | None, slow_ms: float 
         "sampled_peak_mb": memory.peak,
         "sampled_peak_s": memory.peak_s,
         "at_peak": memory.at_peak,
+        "rss_jumps": memory.jumps,
         "rss_phases": phases,
+        "gc": collections.summary(),
         "rss_samples": memory.samples[:: max(1, len(memory.samples) // 400)],
         "loops": [{**r, "lags": summarise(r["lags"]), "stalls": longest(r["stalls"])} for r in loops],
     }
@@ -416,6 +451,14 @@ def main() -> None:
             f"client CPU {big['cpu_s'] / rows * 1000:.3f} ms/row, peak RSS {big['maxrss_mb']:,.0f} MB "
             f"=> {ok(big['maxrss_mb'] <= TARGET_RSS_MB)} (target ≤ {TARGET_RSS_MB:,.0f} MB)"
         )
+        collected = big["gc"]
+        print(
+            "  garbage collector in the command: "
+            + "; ".join(
+                f"{gen} {c['count']}× {c['total_s']:.2f} s in all, longest {c['max_ms']:.0f} ms"
+                for gen, c in collected.items()
+            )
+        )
         phases = big["rss_phases"]
         if phases:
             print(
@@ -425,6 +468,8 @@ def main() -> None:
                 f"({big['sampled_peak_mb']:,.0f} MB at {big['sampled_peak_s']:.1f} s):"
             )
             print("\n".join("    " + frame for frame in big["at_peak"]))
+            jumps = ", ".join(f"+{mb:.0f} MB at {at:.1f} s in {spot}" for at, mb, spot in big["rss_jumps"])
+            print(f"  RSS growth over 20 MB between two samples (innermost pipeline frame): {jumps}")
         if lag.get("samples"):
             lag_ok = lag["p99_ms"] <= TARGET_LAG_P99_MS and lag["max_ms"] <= TARGET_LAG_MAX_MS
             print(
