@@ -215,6 +215,9 @@ def child_main(out: Path, argv: list[str], profile: Path | None, slow_ms: float 
     wall = time.perf_counter() - started
     peak = status_mb("VmHWM")
     phases: dict[str, float] = {}
+    # the command may run more than one loop (the tenant's reference data is fetched in its own asyncio.run before
+    # the submit): the submit's loop is the one that ran longest, and it is listed first in the results
+    loops.sort(key=lambda r: r.get("stopped_s", 0.0) - r.get("first_tick_s", 0.0), reverse=True)
     if loops and "stopped_s" in loops[0]:
         first, last = loops[0]["first_tick_s"], loops[0]["stopped_s"]
         phases = {
@@ -389,7 +392,9 @@ def small_run(
         raise SystemExit(f"{label}: not every reference created exactly once: {[j['reference'] for j in jobs]}")
     first_post = min(created_at(job["createdAt"]) for job in jobs)
     report["first_request_s"] = first_post - report["popen_wall"]
-    report["first_tick_from_start_s"] = report["loops"][0]["first_tick_s"] if report["loops"] else None
+    report["first_tick_from_start_s"] = (
+        min(loop["first_tick_s"] for loop in report["loops"] if "first_tick_s" in loop) if report["loops"] else None
+    )
     report["child_start_s"] = report["started_wall"] - report["popen_wall"]
     return report
 

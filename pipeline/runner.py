@@ -7,7 +7,9 @@ always ends by writing the reports, whatever stopped the run. The CLI calls thes
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
+import gc
 import hashlib
 import json
 import secrets
@@ -174,6 +176,19 @@ def restore_neutralised(raw: RawTable) -> RawTable:
         unrendered=raw.unrendered,
         warnings=raw.warnings,
     )
+
+
+@contextlib.contextmanager
+def _frozen_heap() -> Iterator[None]:
+    """Keep what the read and plan left in memory out of the garbage collector's full passes while requests are
+    in flight: each full pass walks every live object and holds the event loop meanwhile (measured: up to 90 ms
+    stalls on a 1M-row run). Unfrozen afterwards, so a long-lived `drop --watch` process can still collect it."""
+    gc.collect()
+    gc.freeze()
+    try:
+        yield
+    finally:
+        gc.unfreeze()
 
 
 def file_sha256(path: Path) -> str:
@@ -459,7 +474,8 @@ def _run(
             base_url=settings.base_url,
         )
         options.submit.timeout_grace_s = options.read_timeout_s
-        outcomes, stats, stopped = asyncio.run(_submit(prepared.plan, settings, ledger, run_id, options, signals))
+        with _frozen_heap():
+            outcomes, stats, stopped = asyncio.run(_submit(prepared.plan, settings, ledger, run_id, options, signals))
     frame = _outcomes(prepared, outcomes, options.dry_run)
     own_errors = prepared.validation.errors.select(pl.col(n).cast(d) for n, d in ERROR_SCHEMA.items())
     errors = pl.concat([own_errors, _outcome_errors(prepared, outcomes)], how="vertical").sort(

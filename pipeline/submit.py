@@ -366,6 +366,7 @@ class Submitter:
         feeder = asyncio.create_task(self._feed(batches))
         reconciler = asyncio.create_task(self._reconciler())
         flusher = asyncio.create_task(self._flusher())
+        watcher = asyncio.create_task(self.gate.watch_loop())
         done = asyncio.create_task(self._done.wait())
         helpers = {feeder, reconciler, flusher}
         try:
@@ -403,7 +404,8 @@ class Submitter:
             await asyncio.gather(reconciler, return_exceptions=True)
             await self._final_reconcile()
             flusher.cancel()
-            await asyncio.gather(flusher, return_exceptions=True)
+            watcher.cancel()
+            await asyncio.gather(flusher, watcher, return_exceptions=True)
             self._settle_unsent()
 
     async def _feed(self, batches: Iterator[list[PlannedRow]]) -> None:
@@ -412,7 +414,9 @@ class Submitter:
         triaged and looked up meanwhile (`_triage`), so the workers do not wait for look-ups."""
         ready: asyncio.Queue[list[PlannedRow] | None] = asyncio.Queue(maxsize=2)
         triage = asyncio.create_task(self._triage(batches, ready))
-        chunk = max(8, self.options.max_concurrency)
+        # Each chunk waits for one durable commit (an fsync): at least 64 rows a commit, or a low concurrency on a
+        # fast API would be bound by the disk (measured: 1,100 rows/s at concurrency 8 with 8-row chunks).
+        chunk = max(64, self.options.max_concurrency)
         try:
             while (rows := await ready.get()) is not None:
                 for start in range(0, len(rows), chunk):
