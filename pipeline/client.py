@@ -296,8 +296,9 @@ class ApiClient:
         params: list[tuple[str, str | int]] | None = None,
     ) -> httpx.Response:
         """One request through the transport, its body read and the connection given back to the pool."""
+        query = None if params is None else httpx.QueryParams(params)
         request = httpx.Request(
-            method, url, params=params, headers=headers, content=content, extensions=self._extensions
+            method, url, params=query, headers=headers, content=content, extensions=self._extensions
         )
         response = await self._transport.handle_async_request(request)
         try:
