@@ -296,7 +296,7 @@ class ApiClient:
         params: list[tuple[str, str | int]] | None = None,
     ) -> httpx.Response:
         """One request through the transport, its body read and the connection given back to the pool."""
-        query = None if params is None else httpx.QueryParams(params)
+        query = None if params is None else httpx.QueryParams(tuple(params))
         request = httpx.Request(
             method, url, params=query, headers=headers, content=content, extensions=self._extensions
         )
