@@ -10,6 +10,7 @@ blindly), or auth (401 after one token refresh: a configuration problem for the 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import time
 from dataclasses import dataclass, field
@@ -149,6 +150,12 @@ def _connection_problem(exc: Exception, sent: bool) -> dict[str, Any]:
     return {"type": None, "title": title, "status": None, "detail": f"{what}: {detail}"[:EXCERPT_CHARS]}
 
 
+#: Tokens this process was issued, by (token URL, client id, the secret's digest): the pre-flight's fetch of the
+#: tenant's reference data and the submit that follows use separate clients, and the second need not wait one more
+#: round trip for a token the first already holds. In memory only; a token the API refuses is replaced on its 401.
+_ISSUED: dict[tuple[str, str, str], tuple[str, float]] = {}
+
+
 class TokenSource:
     """Client-credentials tokens, shared by all workers: one refresh at a time, renewed before expiry."""
 
@@ -162,6 +169,9 @@ class TokenSource:
         self._failed_at = 0.0
         self.refreshes = 0
         self.attempts = 5  # tries per token fetch (a best-effort caller, like the pre-flight, may want fewer)
+        secret = hashlib.sha256(settings.client_secret.reveal().encode()).hexdigest()
+        self._key = (settings.token_url, settings.client_id, secret)
+        self._token, self._expires_at = _ISSUED.get(self._key, (None, 0.0))
 
     async def get(self) -> str:
         if self._token is not None and time.monotonic() < self._expires_at:
@@ -238,6 +248,7 @@ class TokenSource:
             margin = min(TOKEN_MARGIN_S, lifetime * 0.1)
             self._token = token
             self._expires_at = time.monotonic() + max(0.0, lifetime - margin)
+            _ISSUED[self._key] = (token, self._expires_at)
             self.refreshes += 1
             log.info("token_refreshed", expires_in=lifetime)
             return

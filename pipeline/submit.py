@@ -24,7 +24,7 @@ import hashlib
 import json
 import random
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -291,9 +291,11 @@ class Submitter:
 
     # --- look before sending --------------------------------------------------------------------------------------
 
-    async def _look_before_send(self, rows: list[PlannedRow]) -> list[PlannedRow]:
-        """Rows with a reference the ledger has never seen are looked up in BigChange first; returns the rows
-        to send (found ones are settled here: `already_created`, or a conflict)."""
+    async def _look_before_send(self, rows: list[PlannedRow]) -> AsyncIterator[list[PlannedRow]]:
+        """Rows with a reference the ledger has never seen are looked up in BigChange first (≤ 50 a call, up to
+        `lookahead_calls` calls at once); yields, call by call in the rows' order, the rows to send (found ones are
+        settled here: `already_created`, or a conflict). A look-up that keeps failing raises when its turn comes;
+        the calls still running are then cancelled."""
         chunks = [rows[i : i + LOOKUP_BATCH] for i in range(0, len(rows), LOOKUP_BATCH)]
         limit = asyncio.Semaphore(self.options.lookahead_calls)
 
@@ -301,25 +303,35 @@ class Submitter:
             async with limit:
                 return await self._lookup_summaries([p.reference for p in chunk if p.reference])
 
-        answers = await asyncio.gather(*(one(chunk) for chunk in chunks))
+        calls = [asyncio.create_task(one(chunk)) for chunk in chunks]
+        try:
+            for chunk, call in zip(chunks, calls, strict=True):
+                yield self._sort_found(chunk, await call)
+        finally:
+            for call in calls:
+                call.cancel()
+            await asyncio.gather(*calls, return_exceptions=True)
+
+    def _sort_found(self, chunk: list[PlannedRow], found: dict[str, list[FoundJob]]) -> list[PlannedRow]:
+        """Settle the rows BigChange already holds (the same job: `already_created`; another: a conflict); return
+        the rest, to send."""
         to_send: list[PlannedRow] = []
         updates: list[Update] = []
-        for chunk, found in zip(chunks, answers, strict=True):
-            for planned in chunk:
-                jobs = found.get(planned.reference or "")
-                if not jobs:
-                    to_send.append(planned)
-                    continue
-                same = _same_job(planned, jobs)
-                if same is not None:
-                    self.stats.found_before_send += 1
-                    result = RowResult(Status.ALREADY_CREATED, same.id, note=FOUND_NOTE)
-                    self._settle(planned, result)
-                    updates.append(Update(planned.key, Status.ALREADY_CREATED, job_id=same.id))
-                else:
-                    # Not written to the ledger: the reference is looked up again on every run until resolved.
-                    self.stats.conflicts += 1
-                    self._settle(planned, RowResult(Status.REJECTED, None, _conflict_problem(planned, jobs[0])))
+        for planned in chunk:
+            jobs = found.get(planned.reference or "")
+            if not jobs:
+                to_send.append(planned)
+                continue
+            same = _same_job(planned, jobs)
+            if same is not None:
+                self.stats.found_before_send += 1
+                result = RowResult(Status.ALREADY_CREATED, same.id, note=FOUND_NOTE)
+                self._settle(planned, result)
+                updates.append(Update(planned.key, Status.ALREADY_CREATED, job_id=same.id))
+            else:
+                # Not written to the ledger: the reference is looked up again on every run until resolved.
+                self.stats.conflicts += 1
+                self._settle(planned, RowResult(Status.REJECTED, None, _conflict_problem(planned, jobs[0])))
         if updates:
             self.ledger.submit_record(updates, self.run_id).add_done_callback(self._note_write)
         return to_send
@@ -412,7 +424,8 @@ class Submitter:
         """Queue the rows to send in small chunks, each made durable as `sending` just before it is queued (so a
         row is never marked long before its request leaves), never far ahead of the workers. The next slices are
         triaged and looked up meanwhile (`_triage`), so the workers do not wait for look-ups."""
-        ready: asyncio.Queue[list[PlannedRow] | None] = asyncio.Queue(maxsize=2)
+        # parts of up to a slice (rows the ledger settles) or one look-up's rows (≤ 50): about two slices ahead
+        ready: asyncio.Queue[list[PlannedRow] | None] = asyncio.Queue(maxsize=48)
         triage = asyncio.create_task(self._triage(batches, ready))
         # Each chunk waits for one durable commit (an fsync): at least 64 rows a commit, or a low concurrency on a
         # fast API would be bound by the disk (measured: 1,100 rows/s at concurrency 8 with 8-row chunks).
@@ -459,14 +472,17 @@ class Submitter:
                         fresh.append(planned)
                     else:
                         to_send.append(planned)
+                if to_send:  # rows the ledger knows but that still need sending (e.g. after a failure)
+                    await ready.put(to_send)
                 if fresh:
+                    # handed over look-up by look-up: the first rows leave one answer after the run starts, not
+                    # once the whole slice has been looked up
                     try:
-                        to_send.extend(await self._look_before_send(fresh))
+                        async for part in self._look_before_send(fresh):
+                            if part:
+                                await ready.put(part)
                     except Stopped:
                         break
-                    to_send.sort(key=lambda p: p.index)
-                if to_send:
-                    await ready.put(to_send)
             await ready.put(None)
         except BaseException:
             # Failing or cancelled: the feeder must still see the end. Rows of slices not yet queued were never

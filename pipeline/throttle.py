@@ -25,11 +25,13 @@ from dataclasses import dataclass
 #: loop when the client is the bottleneck): growth stops and the limit is cut. It was 10 ms; on a fast API that
 #: let ~50 answers queue in our own loop (13 ms median latency against a 0.5 ms server, and the loop's lag with it).
 QUEUE_ALLOWANCE_S = 0.002
-#: How often the gate looks at its own event loop, and the smoothed lateness of those looks above which the client
-#: itself is the bottleneck (answers wait for the loop, not for the API): more requests in flight would only add
-#: to that wait, so growth stops and the limit is cut as for rising latency.
-LAG_PROBE_S = 0.010
-LAG_LIMIT_S = 0.0005
+#: How often the gate measures how busy its own event loop's thread is (CPU time over wall time), and the share
+#: above which the client itself is the bottleneck: answers then wait for the loop, not for the API, and more
+#: requests in flight add only to that wait (and to every timer's lateness), so growth stops and the limit is cut
+#: as for rising latency. CPU time, not lateness: other processes on a shared machine delay a loop without it
+#: being busy, and cutting for that would throttle a slow API for nothing.
+BUSY_WINDOW_S = 0.1
+BUSY_LIMIT = 0.9
 
 
 @dataclass
@@ -63,7 +65,7 @@ class Gate:
         self._last_throttle = 0.0  # start of the current stretch of sending (after a pause)
         self._cond = asyncio.Condition()
         self._closed = False
-        self.loop_lag_s = 0.0  # smoothed lateness of the event loop (see `watch_loop`)
+        self.loop_busy = 0.0  # share of the last window the loop's thread spent on the CPU (see `watch_loop`)
         self.stats = GateStats(max_limit_seen=int(self.limit))
 
     # --- admission ---------------------------------------------------------------------------------------------
@@ -120,14 +122,15 @@ class Gate:
     # --- feedback ----------------------------------------------------------------------------------------------
 
     async def watch_loop(self) -> None:
-        """Measure how late the event loop wakes this task (until cancelled): a busy loop delays every answer and
-        every timer, and the limit should not grow past what the loop itself can serve."""
-        loop = asyncio.get_running_loop()
+        """Measure, window by window until cancelled, the share of wall time this thread (the event loop's) spent
+        on the CPU: a saturated loop delays every answer and timer, and the limit should not grow past what it can
+        serve."""
+        cpu, wall = time.thread_time(), time.monotonic()
         while True:
-            before = loop.time()
-            await asyncio.sleep(LAG_PROBE_S)
-            late = max(0.0, loop.time() - before - LAG_PROBE_S)
-            self.loop_lag_s = 0.8 * self.loop_lag_s + 0.2 * late
+            await asyncio.sleep(BUSY_WINDOW_S)
+            cpu_now, wall_now = time.thread_time(), time.monotonic()
+            self.loop_busy = (cpu_now - cpu) / max(1e-6, wall_now - wall)
+            cpu, wall = cpu_now, wall_now
 
     def on_success(self, latency_s: float) -> None:
         now = time.monotonic()
@@ -138,7 +141,7 @@ class Gate:
             self._successes.popleft()
         self._baseline = latency_s if self._baseline is None else min(self._baseline, latency_s)
         self._ewma = latency_s if self._ewma is None else 0.9 * self._ewma + 0.1 * latency_s
-        if self._ewma > 2.5 * self._baseline + QUEUE_ALLOWANCE_S or self.loop_lag_s > LAG_LIMIT_S:
+        if self._ewma > 2.5 * self._baseline + QUEUE_ALLOWANCE_S or self.loop_busy > BUSY_LIMIT:
             # Answers are slowing down: requests are queueing (at the server, or in our own loop). No growth while
             # it lasts, and a 10% cut at most once per five answer times (between 0.1 s and 1 s): time for the
             # cut to show in the answers, and fast enough to matter on a fast API.
