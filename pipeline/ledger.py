@@ -449,9 +449,9 @@ class Ledger:
             ),
         ]
         kept = (
-            f"SELECT run_id FROM (SELECT run_id FROM runs ORDER BY started_at DESC LIMIT {KEEP_RUN_ROWS}) "
+            f"SELECT run_id FROM (SELECT run_id FROM runs ORDER BY started_at DESC, rowid DESC LIMIT {KEEP_RUN_ROWS}) "
             "UNION SELECT (SELECT r2.run_id FROM runs r2 WHERE r2.input = r1.input AND r2.finished_at IS NOT NULL "
-            "ORDER BY r2.started_at DESC LIMIT 1) FROM runs r1"
+            "ORDER BY r2.started_at DESC, r2.rowid DESC LIMIT 1) FROM runs r1"
         )
         for table in ("run_rows", "run_errors"):
             jobs.append((f"DELETE FROM {table} WHERE run_id NOT IN ({kept})", [()]))
@@ -486,7 +486,7 @@ class Ledger:
             lambda db: db.execute(
                 "SELECT run_id FROM runs WHERE input = ? AND run_id <> ? AND finished_at IS NOT NULL "
                 "AND started_at <= (SELECT started_at FROM runs WHERE run_id = ?) "
-                "ORDER BY started_at DESC LIMIT 1",
+                "ORDER BY started_at DESC, rowid DESC LIMIT 1",
                 (input_path, before_run_id, before_run_id),
             ).fetchone()
         )
