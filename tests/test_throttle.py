@@ -52,3 +52,40 @@ def test_pacing_rate_spaces_requests() -> None:
         return time.monotonic() - started
 
     assert 0.18 <= asyncio.run(go()) < 0.6  # 20 intervals of 10 ms
+
+
+def test_a_saturated_loop_stops_growth_and_cuts_the_limit() -> None:
+    """On a fast API the client itself can be the bottleneck: answers are quick, but the loop is busy all the time.
+    More requests in flight would only wait for the loop (and delay every timer), so the limit comes down."""
+    gate = Gate(max_concurrency=64, initial=64)
+    for _ in range(20):
+        gate.on_success(0.001)
+    assert gate.limit == 64
+    gate.loop_busy = 0.97
+    for _ in range(200):
+        gate.on_success(0.001)  # latency alone says all is well
+    assert gate.limit < 64
+    cut = gate.limit
+    gate.loop_busy = 0.5  # the loop has room again: growth resumes
+    for _ in range(200):
+        gate.on_success(0.001)
+    assert gate.limit > cut
+
+
+def test_the_loop_watch_measures_the_thread_busy_or_idle() -> None:
+    async def go() -> tuple[float, float]:
+        gate = Gate(max_concurrency=4)
+        watch = asyncio.create_task(gate.watch_loop())
+        await asyncio.sleep(0.35)  # idle: the loop waits in the selector
+        idle = gate.loop_busy
+        until = time.monotonic() + 0.45
+        while time.monotonic() < until:  # busy: callbacks that never let the loop rest
+            sum(range(2000))
+            await asyncio.sleep(0)
+        busy = gate.loop_busy
+        watch.cancel()
+        return idle, busy
+
+    idle, busy = asyncio.run(go())
+    # (the busy share is of wall time: on a shared machine the OS may give the spinning thread less than a core)
+    assert idle < 0.1 and busy > 0.2, (idle, busy)
