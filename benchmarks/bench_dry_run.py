@@ -242,7 +242,7 @@ def measure(kind: str, path: Path, mapping_path: Path | None) -> dict[str, objec
         import fastexcel  # noqa: F401  (pl.read_excel imports it lazily: before the clock, like our modules)
     if kind in ("pipeline", "first_validation"):
         from pipeline.mapping import apply_mapping, load_mapping
-        from pipeline.payload import plan_payloads
+        from pipeline.plan import plan_payloads
         from pipeline.read import read_table
         from pipeline.validate import validate
     import_s = time.perf_counter() - t

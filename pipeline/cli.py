@@ -68,7 +68,7 @@ def _age(text: str) -> float:
 
 
 def _add_tenant_arguments(parser: argparse.ArgumentParser, run: bool) -> None:
-    """--online / --no-preflight and --refdata-max-age: the tenant's reference data (pipeline/tenant.py)."""
+    """--online / --no-preflight and --refdata-max-age: the tenant's reference data (pipeline/tenant/refdata.py)."""
     if run:
         parser.add_argument(
             "--no-preflight",
@@ -248,11 +248,11 @@ def _dispatch(args: argparse.Namespace) -> int:
     if args.command in ("run", "validate"):
         return _run(args, dry_run=args.command == "validate" or args.dry_run)
     if args.command == "tenant":
-        from pipeline.tenant_cli import pull_command
+        from pipeline.tenant.cli import pull_command
 
         return pull_command(args)
     if args.command == "init-mapping":
-        from pipeline.draft_mapping import init_mapping_command
+        from pipeline.mapping.draft import init_mapping_command
 
         return init_mapping_command(args)
     if args.command == "sandbox":
@@ -266,7 +266,7 @@ def _dispatch(args: argparse.Namespace) -> int:
 
         return _render(run_demo(args.report_dir), demo=True)
     if args.command == "report":
-        from pipeline.history import rebuild_reports
+        from pipeline.run.history import rebuild_reports
 
         result = rebuild_reports(args.run_id, args.report_dir, args.ledger, args.state_dir)
         print(f"reports of run {args.run_id} rebuilt in {result.report_dir}")
@@ -278,7 +278,7 @@ def _dispatch(args: argparse.Namespace) -> int:
         return _drop(args)
     if args.command == "status":
         from pipeline.drop import passes_table
-        from pipeline.history import recent_runs
+        from pipeline.run.history import recent_runs
 
         passes = passes_table(args.state_dir, args.limit)
         try:
@@ -290,7 +290,7 @@ def _dispatch(args: argparse.Namespace) -> int:
             print(f"\n{passes}")
         return 0
     if args.command == "ledger":
-        from pipeline.history import adopt_ledger, ledger_path
+        from pipeline.run.history import adopt_ledger, ledger_path
 
         if args.ledger_command == "path":
             identity, where = ledger_path(args.env_file, args.state_dir)
@@ -303,7 +303,7 @@ def _dispatch(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace, dry_run: bool) -> int:
-    from pipeline.runner import RunOptions, run_import
+    from pipeline.run import RunOptions, run_import
 
     options = RunOptions(
         input=args.input,
@@ -356,7 +356,7 @@ def _drop(args: argparse.Namespace) -> int:
 
 
 def _render(result: object, demo: bool = False) -> int:
-    from pipeline.runner import RunResult
+    from pipeline.run import RunResult
 
     assert isinstance(result, RunResult)
     summary = result.summary

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.errors import InputFileError
-from pipeline.runner import RunOptions, RunResult, run_import
+from pipeline.run import RunOptions, RunResult, run_import
 from pipeline.sandbox.process import SandboxProcess
 from pipeline.settings import SANDBOX_HOST, SANDBOX_PORT, load_settings
 from pipeline.submit import SubmitOptions

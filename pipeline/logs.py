@@ -1,6 +1,6 @@
 """Structured logging: JSON lines (structlog) into the run's report directory, never tracebacks' locals.
 
-Console messages for people go through the progress display (pipeline/progress.py), not through the log, so a
+Console messages for people go through the progress display (pipeline/run/progress.py), not through the log, so a
 progress bar is never torn. Nothing secret is ever bound to a logger: the client logs no headers or bodies.
 """
 

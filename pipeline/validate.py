@@ -32,8 +32,8 @@ from pandera.config import ValidationDepth, config_context
 from pandera.errors import SchemaErrors
 
 from pipeline.mapping import MappedTable, Mapping
+from pipeline.mapping.parsers import UUID_PATTERN, bad_value_expr, text_of
 from pipeline.model import API_FIELDS, CUSTOM_PREFIX, ERROR_SCHEMA, INT_FIELDS, ORIGIN_ROW, REQUIRED_FIELDS, ROW
-from pipeline.parsers import UUID_PATTERN, bad_value_expr, text_of
 
 INT32_MAX = 2_147_483_647
 _SHOW_ROWS = 5

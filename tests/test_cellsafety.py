@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pipeline.cellsafety import (
+from pipeline.report.cellsafety import (
     CELL_LIMIT,
     cut,
     cut_marker,

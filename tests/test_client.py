@@ -9,9 +9,9 @@ from typing import Any
 
 import pytest
 
-from pipeline.client import ApiClient, ClientOptions, Kind
 from pipeline.errors import AuthRefused
 from pipeline.settings import Settings, load_settings
+from pipeline.submit.client import ApiClient, ClientOptions, Kind
 
 GOOD = {"typeId": 101, "contactId": 5001}
 

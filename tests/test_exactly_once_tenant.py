@@ -170,7 +170,7 @@ def test_reports_that_cannot_be_written_after_sending_exit_3_and_can_be_rebuilt(
 ) -> None:
     """Jobs were sent, then the disk filled up: not 'could not start' (2) but stopped (3), every outcome in the
     ledger, and `jobimport report RUN_ID` writes the reports once there is room."""
-    import pipeline.runner as runner
+    import pipeline.run.runner as runner
     from pipeline.cli import main
     from pipeline.report import ReportWriteError
     from pipeline.settings import load_settings
@@ -207,8 +207,8 @@ def test_reports_that_cannot_be_written_after_sending_exit_3_and_can_be_rebuilt(
 def test_a_run_that_cannot_send_finds_out_before_reading_or_writing_anything(
     tmp_path: Path, sandbox_factory: Any
 ) -> None:
-    from pipeline.ledger import Ledger
     from pipeline.state import TenantIdentity
+    from pipeline.submit.ledger import Ledger
 
     sandbox = sandbox_factory()
     source = write_jobs(tmp_path / "in", 3)
@@ -231,8 +231,8 @@ def test_a_run_that_cannot_send_finds_out_before_reading_or_writing_anything(
 def test_a_rerun_that_waits_out_the_lookup_grace_says_so(tmp_path: Path, sandbox_factory: Any) -> None:
     """Rows a killed run left `sending` moments ago are looked up only once the grace (--timeout) is over: the
     rerun says what it waits for, how many rows and how long, instead of a progress bar that looks stuck."""
-    from pipeline.ledger import Ledger
     from pipeline.state import TenantIdentity
+    from pipeline.submit.ledger import Ledger
 
     sandbox = sandbox_factory()
     source = write_jobs(tmp_path / "in", 4)

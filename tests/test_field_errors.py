@@ -9,8 +9,8 @@ from typing import Any
 import openpyxl
 import pytest
 
-from pipeline.field_errors import locate, problem_errors
-from pipeline.runner import RunOptions, run_import
+from pipeline.report.field_errors import locate, problem_errors
+from pipeline.run import RunOptions, run_import
 from pipeline.settings import load_settings
 
 

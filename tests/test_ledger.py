@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from pipeline.errors import SettingsError
-from pipeline.ledger import KEEP_RUN_ROWS, Ledger, Update, adopt, legacy_ledgers
 from pipeline.state import TenantIdentity, default_ledger_path, normalise_api
+from pipeline.submit.ledger import KEEP_RUN_ROWS, Ledger, Update, adopt, legacy_ledgers
 
 SANDBOX = TenantIdentity.of("http://127.0.0.1:8765/v1", 1001)
 REAL = TenantIdentity.of("https://api.bigchange.com/v1", 1001)

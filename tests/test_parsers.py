@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pipeline.parsers import UUID_PATTERN, looks_scientific, normalise_uuid, parse_duration, parse_integer
+from pipeline.mapping.parsers import UUID_PATTERN, looks_scientific, normalise_uuid, parse_duration, parse_integer
 
 
 def run(parser, values: list[str | None]) -> list[object]:  # type: ignore[no-untyped-def]

@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 
 from pipeline.mapping import Mapping, load_mapping
 from pipeline.model import API_FIELDS, INT_FIELDS, ORIGIN_ROW, ROW
-from pipeline.payload import plan, plan_payloads
+from pipeline.plan import plan, plan_payloads
 
 MAPPING = """
 [fields.typeId]

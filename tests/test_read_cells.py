@@ -24,7 +24,7 @@ from jobfiles import jobimport
 
 from pipeline.errors import InputFileError
 from pipeline.read import read_table
-from pipeline.read_cells import classify, elapsed_text, iso_duration_text, render_code, serial_text
+from pipeline.read.cells import classify, elapsed_text, iso_duration_text, render_code, serial_text
 
 
 def cells(path: Path, **kw: object) -> dict[str, str | None]:
@@ -497,7 +497,7 @@ def test_formula_results_and_unusual_attribute_order(tmp_path: Path) -> None:
 
 def test_every_cell_across_pieces_of_the_sheet_xml(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     # the sheet XML is read in pieces (8 MB; 16 KB here): cells on both sides of every cut are read as shown
-    import pipeline.read_excel as read_excel_module
+    import pipeline.read.excel as read_excel_module
 
     monkeypatch.setattr(read_excel_module, "_CHUNK", 16 * 1024)
     path = tmp_path / "many.xlsx"

@@ -350,7 +350,7 @@ def test_rows_and_ragged_rows_as_the_csv_module_reads_them(
     tmp_path: Path, records: list[list[str]], quoting: int, line_end: str
 ) -> None:
     # (with "\n" line ends the csv module leaves a lone "\r" unquoted, which it then reads as a line end and polars
-    # as text: a known difference, documented in pipeline/read_csv.py)
+    # as text: a known difference, documented in pipeline/read/csv.py)
     assume(line_end == "\r\n" or quoting == csv.QUOTE_ALL or not any("\r" in c for rec in records for c in rec))
     buf = io.StringIO()
     writer = csv.writer(buf, quoting=quoting, lineterminator=line_end)

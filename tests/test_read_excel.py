@@ -245,7 +245,7 @@ def test_error_cells_found_across_scan_chunks(tmp_path: Path, monkeypatch: pytes
         cells[f"B{r}"] = "#N/A" if r % 37 == 0 else r
     path = workbook(tmp_path / "chunks.xlsx", {"Jobs": cells})
     whole = read_table(path).cell_errors
-    monkeypatch.setattr("pipeline.read_excel._CHUNK", 97)  # pieces far smaller than a row
+    monkeypatch.setattr("pipeline.read.excel._CHUNK", 97)  # pieces far smaller than a row
     pieces = read_table(path).cell_errors
     assert [e.row for e in whole] == [r for r in range(2, 300) if r % 37 == 0]
     assert pieces == whole
@@ -274,7 +274,7 @@ def test_clean_workbook_is_not_scanned_and_a_mismatch_is(tmp_path: Path, monkeyp
     def no_scan(*args: object) -> list[object]:
         raise AssertionError("scanned a workbook whose cells were all read")
 
-    monkeypatch.setattr("pipeline.read_excel._scan", no_scan)
+    monkeypatch.setattr("pipeline.read.excel._scan", no_scan)
     t = read_table(path)
     assert t.cell_errors == []
     assert t.frame.height == 59
@@ -400,7 +400,7 @@ def test_xls_text_numbers_dates(tmp_path: Path) -> None:
 
 
 def test_ods_without_error_cells_is_not_parsed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import pipeline.read_excel as read_excel_module
+    import pipeline.read.excel as read_excel_module
 
     def no_parse(*args: object, **kwargs: object) -> None:
         raise AssertionError("content.xml parsed although no cell is an error")

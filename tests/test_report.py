@@ -14,7 +14,6 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pipeline.cellsafety import CELL_LIMIT, escape_controls, restore_csv_cell
 from pipeline.model import NEEDS_ATTENTION, ORIGIN_ROW, REPORT_COLUMNS, ROW, CellError, RawTable, Status, errors_frame
 from pipeline.report import (
     RESULT_COLUMNS,
@@ -23,7 +22,8 @@ from pipeline.report import (
     RunSummary,
     write_reports,
 )
-from pipeline.report_workbook import BAD_FILL
+from pipeline.report.cellsafety import CELL_LIMIT, escape_controls, restore_csv_cell
+from pipeline.report.workbook import BAD_FILL
 
 OUR_COLUMNS = [c for c in RESULT_COLUMNS if c != "file_row"]
 
@@ -473,7 +473,7 @@ def test_corrections_round_trip_gives_the_same_values(rows: list[list[str | None
 
 
 def test_too_many_rows_for_a_worksheet_go_to_corrections_csv(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("pipeline.report.XLSX_MAX_DATA_ROWS", 2)
+    monkeypatch.setattr("pipeline.report.results.XLSX_MAX_DATA_ROWS", 2)
     raw = make_raw(["Ref"], [["a"], ["b"], ["c"]], kind="excel", sheet="Jobs")
     paths = write_reports(tmp_path, make_run(), raw, make_outcomes(raw, ["invalid"] * 3), errors_frame())
     assert paths.corrections_xlsx is None and paths.corrections_csv is not None

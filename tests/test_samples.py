@@ -15,7 +15,7 @@ import yaml
 
 from pipeline.mapping import apply_mapping, load_mapping
 from pipeline.model import ROW
-from pipeline.payload import plan_payloads
+from pipeline.plan import plan_payloads
 from pipeline.read import read_table
 from pipeline.sandbox.data import load_reference_data
 from pipeline.sandbox.rules import Limits, validate_create

@@ -14,8 +14,8 @@ from typing import Any
 import pytest
 
 from pipeline.errors import MappingError
-from pipeline.lookups import load_lookup
 from pipeline.mapping import load_mapping
+from pipeline.mapping.lookups import load_lookup
 from pipeline.sandbox.data import DEFAULT_DATA, generate_reference_data
 from pipeline.sandbox.process import SandboxProcess
 from pipeline.settings import load_settings
@@ -290,7 +290,7 @@ def test_near_miss_among_25000_contacts_is_quick_and_as_close_as_difflib_over_al
     import difflib
     import time
 
-    from pipeline.lookups import closest, tenant_lookup
+    from pipeline.mapping.lookups import closest, tenant_lookup
 
     contacts = generate_reference_data(25_000, 0)["contacts"]
     lookup = tenant_lookup("bigchange:contacts", "reference", contacts)

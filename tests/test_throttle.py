@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 
-from pipeline.throttle import Gate
+from pipeline.submit.throttle import Gate
 
 
 def test_slow_start_then_halving_on_throttle() -> None:

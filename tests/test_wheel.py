@@ -97,7 +97,7 @@ def test_pure_wheel_installs_and_runs_the_demo_and_the_sandbox_anywhere(tmp_path
         "pipeline/demo_data/jobs_xlsx.toml",
         "pipeline/sandbox/sandbox_data.json",
         "pipeline/sandbox/openapi.yaml",
-        "pipeline/templates/summary.html",
+        "pipeline/report/templates/summary.html",
     ):
         assert data in names, f"{data} missing from the wheel"
     runtime = [r for r in map(Requirement, metadata.get_all("Requires-Dist") or []) if _applies(r)]

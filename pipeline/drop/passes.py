@@ -39,11 +39,11 @@ from pipeline.drop.notify import Notifier, message_text
 from pipeline.drop.record import DropLog, DropRecord, now_iso
 from pipeline.errors import InputFileError, JobImportError, MappingError, NoDataRows, RunStopped, UsageError
 from pipeline.mapping import load_mapping, source_columns
-from pipeline.runner import file_sha256
+from pipeline.run import file_sha256
 from pipeline.state import TenantIdentity
 
 if TYPE_CHECKING:
-    from pipeline.runner import RunResult
+    from pipeline.run import RunResult
     from pipeline.settings import Settings
 
 LOCK_NAME = ".jobimport-drop.lock"
@@ -286,7 +286,7 @@ class DropSession:
     def _import(self, path: Path, mapping: Path) -> RunResult:
         """The one place a drop calls the import: RunOptions is built here. The ledger and this drop's record of
         imported contents live in the same state home (`state_dir`)."""
-        from pipeline.runner import RunOptions, run_import
+        from pipeline.run import RunOptions, run_import
         from pipeline.submit import SubmitOptions
 
         options = self.options

@@ -18,13 +18,22 @@ from typing import Any
 import polars as pl
 
 from pipeline.errors import MappingError
-from pipeline.lookups import (
+from pipeline.mapping.lookups import (
     TENANT_LOOKUPS,
     TENANT_PREFIX,
     Lookup,
     load_lookup,
     resolve_persons,
     tenant_lookup,
+)
+from pipeline.mapping.parsers import (
+    FIELD_HINT,
+    UUID_PATTERN,
+    bad_value_expr,
+    parse_scalar,
+    parse_value,
+    quoted,
+    text_of,
 )
 from pipeline.model import (
     API_FIELDS,
@@ -38,7 +47,6 @@ from pipeline.model import (
     RawTable,
     errors_frame,
 )
-from pipeline.parsers import FIELD_HINT, UUID_PATTERN, bad_value_expr, parse_scalar, parse_value, quoted, text_of
 
 SECTIONS = ("source", "fields", "custom_fields", "lookups", "limits")
 SOURCE_KEYS = ("sheet", "header_row", "encoding", "delimiter")

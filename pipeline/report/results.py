@@ -4,7 +4,7 @@
 `corrections.xlsx` and, for CSV input, `corrections.csv` (only the rows that need attention, ready to fix and
 import again; when they are more than a worksheet holds, corrections.csv only, with a note in the summaries),
 `summary.json` (machine-readable) and `summary.html` (one self-contained page). Every cell of every CSV and
-workbook goes through `pipeline.cellsafety`. Each file is written to a temporary name and renamed into place,
+workbook goes through `pipeline.report.cellsafety`. Each file is written to a temporary name and renamed into place,
 so a file that exists is complete.
 """
 
@@ -21,9 +21,9 @@ from typing import IO, Any
 
 import polars as pl
 
-from pipeline.cellsafety import safe_csv_text, safe_frame
 from pipeline.errors import JobImportError
 from pipeline.model import NEEDS_ATTENTION, ORIGIN_ROW, REPORT_COLUMNS, ROW, SUCCESS, RawTable, Status
+from pipeline.report.cellsafety import safe_csv_text, safe_frame
 
 RESULTS_CSV = "results.csv"
 CORRECTIONS_XLSX = "corrections.xlsx"
@@ -157,8 +157,8 @@ def write_reports(
     previous: pl.DataFrame | None = None,
 ) -> ReportPaths:
     """Write every report file of one run into `report_dir` (created if missing) and return their paths."""
-    from pipeline.report_html import render_summary_html
-    from pipeline.report_workbook import write_corrections_xlsx
+    from pipeline.report.html import render_summary_html
+    from pipeline.report.workbook import write_corrections_xlsx
 
     _check_inputs(raw, outcomes)
     outcomes = outcomes.with_columns(pl.col("status").cast(pl.String))

@@ -1,6 +1,6 @@
 """Pre-flight: every row checked against the tenant's reference data as the API would check it, before sending.
 
-With the reference data of pipeline/tenant.py (`validate --online`; `run` unless `--no-preflight`), a row is
+With the reference data of pipeline/tenant/refdata.py (`validate --online`; `run` unless `--no-preflight`), a row is
 `invalid` — never sent — when its job type does not exist or is archived, when its job type requires an order
 number and it has none, when its contact does not exist, when its person is not a contact person of its
 contact, or when it fills a custom field whose mapping declares `job_types = [...]` and its job type is not one
@@ -16,8 +16,8 @@ from typing import Any
 import polars as pl
 
 from pipeline.mapping import Mapping
+from pipeline.mapping.parsers import text_of
 from pipeline.model import ERROR_SCHEMA, ROW
-from pipeline.parsers import text_of
 from pipeline.validate import Validation
 
 
@@ -172,7 +172,7 @@ def tenant_for(
         return None, None
     from pipeline import logs
     from pipeline.errors import RunStopped, TransientError
-    from pipeline.tenant import TenantSource
+    from pipeline.tenant.refdata import TenantSource
 
     logs.quiet_unless_configured()
     resolved = settings() if callable(settings) else settings

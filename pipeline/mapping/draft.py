@@ -19,8 +19,8 @@ from difflib import SequenceMatcher
 import polars as pl
 
 from pipeline.errors import UsageError
+from pipeline.mapping.parsers import parse_value
 from pipeline.model import API_FIELDS, REQUIRED_FIELDS, RawTable
-from pipeline.parsers import parse_value
 
 SAMPLE_ROWS = 5000
 THRESHOLD = 0.6
@@ -370,7 +370,7 @@ def draft(
 
 
 def init_mapping_command(args: argparse.Namespace) -> int:
-    from pipeline.mapping import load_mapping
+    from pipeline.mapping.load import load_mapping
     from pipeline.read import read_table
 
     if args.output is not None and args.output.exists() and not args.force:

@@ -28,21 +28,21 @@ import polars as pl
 import structlog
 
 from pipeline import __version__, logs
-from pipeline.client import ApiClient, ClientOptions
 from pipeline.errors import InputFileError, Interrupted, RunStopped, SettingsError
-from pipeline.field_errors import problem_errors
-from pipeline.ledger import Ledger, legacy_ledgers, now_iso
 from pipeline.mapping import MappedTable, Mapping, apply_mapping, bind_tenant, load_mapping
 from pipeline.model import ERROR_SCHEMA, ORIGIN_ROW, ROW, SUCCESS, CellError, RawTable, Status, errors_frame
-from pipeline.outcomes import Outcomes
-from pipeline.payload import Plan, plan
-from pipeline.preflight import check_rows, tenant_for
-from pipeline.progress import RunProgress
+from pipeline.plan import Plan, plan
 from pipeline.read import CSV_SUFFIXES, read_table
 from pipeline.report import ReportPaths, ReportWriteError, RunSummary, write_reports
+from pipeline.report.field_errors import problem_errors
+from pipeline.run.progress import RunProgress
 from pipeline.settings import Settings, load_settings
 from pipeline.state import TenantIdentity, default_ledger_path
 from pipeline.submit import PlannedRow, SubmitOptions, SubmitStats, Submitter
+from pipeline.submit.client import ApiClient, ClientOptions
+from pipeline.submit.ledger import Ledger, legacy_ledgers, now_iso
+from pipeline.submit.outcomes import Outcomes
+from pipeline.tenant.preflight import check_rows, tenant_for
 from pipeline.validate import Validation, validate
 
 log = structlog.get_logger(__name__)
@@ -158,7 +158,7 @@ def prepare(options: RunOptions) -> Prepared:
 
 def restore_neutralised(raw: RawTable) -> RawTable:
     """Our corrections.csv prefixes risky cells with an apostrophe; reading it back removes exactly that."""
-    from pipeline.cellsafety import restore_csv_cell
+    from pipeline.report.cellsafety import restore_csv_cell
 
     frame = raw.frame.with_columns(
         pl.col(name).map_elements(restore_csv_cell, return_dtype=pl.String) for name in raw.columns

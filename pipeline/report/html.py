@@ -1,7 +1,7 @@
 """summary.html: one self-contained page for analysts and managers (inline CSS and SVG, no script, no network).
 
 Every piece of user or server text goes through `html.escape`. The page shell and its CSS live in
-`pipeline/templates/summary.html`; this module fills in the body.
+`pipeline/report/templates/summary.html`; this module fills in the body.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 from pipeline.model import Status
 
 if TYPE_CHECKING:
-    from pipeline.report import CountedItem, ReportPaths, RunSummary, SummaryStats
+    from pipeline.report.results import CountedItem, ReportPaths, RunSummary, SummaryStats
 
 #: Human label and colour of each status, in the order shown.
 STATUS_STYLE: dict[str, tuple[str, str]] = {
@@ -35,7 +35,7 @@ MAX_BARS = 12
 
 def render_summary_html(run: RunSummary, stats: SummaryStats, paths: ReportPaths) -> str:
     """The whole page as text."""
-    shell = Template(resources.files("pipeline").joinpath("templates/summary.html").read_text(encoding="utf-8"))
+    shell = Template(resources.files("pipeline.report").joinpath("templates/summary.html").read_text(encoding="utf-8"))
     title = f"Import report – {Path(run.input).name}"
     body = "\n".join(
         [

@@ -6,7 +6,7 @@ space-insensitively ("svc 01" finds "SVC01"); leading zeros are significant ("00
 
 Look-ups against the tenant (`lookup = "bigchange:contacts"` by reference or name, `"bigchange:jobTypes"` by
 name, `"bigchange:persons"` by email or name within the row's contact) are built from its reference data
-(pipeline/tenant.py) when a run has it: a key that two records share is never a hit (the message lists them
+(pipeline/tenant/refdata.py) when a run has it: a key that two records share is never a hit (the message lists them
 with their ids), a key not found gets the closest existing values.
 """
 

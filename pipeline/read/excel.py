@@ -2,7 +2,7 @@
 
 - Sheets are loaded with `header_row=None, skip_rows=0`, which makes calamine start at the sheet's row 1, so
   frame position i is sheet row i + 1; `available_columns()[j].absolute_index` gives the real column letter.
-- Cells: the forms of pipeline/read_cells.py (README "How cells are read"). calamine's text is right for most
+- Cells: the forms of pipeline/read/cells.py (README "How cells are read"). calamine's text is right for most
   cells; the ones it gets wrong are found apart and their text replaced (`_patch`):
   - .xlsx/.xlsm: one streaming pass over the sheet XML (`_survey`, in a thread while calamine loads the sheet)
     finds numbers stored with more than 9 decimals or an exponent (calamine cuts them: `0.142857143`, `0`,
@@ -48,8 +48,7 @@ import polars as pl
 
 from pipeline.errors import InputFileError
 from pipeline.model import CellError, RawTable
-from pipeline.read import blank_candidates, blank_to_null, column_letter, finish_table
-from pipeline.read_cells import (
+from pipeline.read.cells import (
     Format,
     builtin_format,
     classify,
@@ -60,6 +59,7 @@ from pipeline.read_cells import (
     render_code,
     serial_text,
 )
+from pipeline.read.table import blank_candidates, blank_to_null, column_letter, finish_table
 
 _OLE2 = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"
 _ZIP = b"PK\x03\x04"

@@ -28,11 +28,11 @@ from pathlib import Path
 from typing import Any
 
 from pipeline import logs
-from pipeline.client import ApiClient, ClientOptions
 from pipeline.errors import AuthRefused, RunStopped, TransientError
 from pipeline.settings import Settings
 from pipeline.state import TenantIdentity, tenant_dir
-from pipeline.throttle import Gate
+from pipeline.submit.client import ApiClient, ClientOptions
+from pipeline.submit.throttle import Gate
 
 REFDATA_FILE = "refdata.json"
 DEFAULT_MAX_AGE_S = 3600.0

@@ -31,13 +31,13 @@ from typing import Any
 
 import structlog
 
-from pipeline.client import Answer, ApiClient, FoundJob, Kind
 from pipeline.errors import AuthRefused, CircuitOpen, JobImportError, RunStopped, TokenUnavailable, TransientError
-from pipeline.latency import LatencyHistogram
-from pipeline.ledger import Ledger, LedgerRow, Update
 from pipeline.model import Status
-from pipeline.outcomes import Outcomes, RowResult
-from pipeline.throttle import Gate, Stopped
+from pipeline.submit.client import Answer, ApiClient, FoundJob, Kind
+from pipeline.submit.latency import LatencyHistogram
+from pipeline.submit.ledger import Ledger, LedgerRow, Update
+from pipeline.submit.outcomes import Outcomes, RowResult
+from pipeline.submit.throttle import Gate, Stopped
 
 log = structlog.get_logger(__name__)
 

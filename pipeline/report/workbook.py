@@ -16,8 +16,8 @@ import xlsxwriter
 from xlsxwriter.format import Format
 from xlsxwriter.worksheet import Worksheet
 
-from pipeline.cellsafety import safe_frame, safe_xlsx_text
 from pipeline.model import REPORT_COLUMNS
+from pipeline.report.cellsafety import safe_frame, safe_xlsx_text
 
 #: Fill and font of an offending cell (Excel's "Bad" style: light red fill, dark red text).
 BAD_FILL = "#FFC7CE"

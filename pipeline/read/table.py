@@ -56,11 +56,11 @@ def read_table(
         raise InputFileError(f"{path}: file is empty (0 bytes); export the data again")
     try:
         if suffix in CSV_SUFFIXES:
-            from pipeline.read_csv import read_csv
+            from pipeline.read.csv import read_csv
 
             table = read_csv(path, header_row=header_row, encoding=encoding, delimiter=delimiter)
         else:
-            from pipeline.read_excel import read_excel
+            from pipeline.read.excel import read_excel
 
             table = read_excel(path, sheet=sheet, header_row=header_row)
         lock = open_lock_file(path)

@@ -14,14 +14,14 @@ from pathlib import Path
 import polars as pl
 
 from pipeline.errors import InputFileError, SettingsError
-from pipeline.ledger import Ledger, adopt
 from pipeline.mapping import load_mapping
 from pipeline.model import ERROR_SCHEMA, ORIGIN_ROW, ROW, Status
 from pipeline.read import read_table
 from pipeline.report import ReportPaths, RunSummary, write_reports
-from pipeline.runner import OUTCOME_SCHEMA, file_sha256, restore_neutralised
+from pipeline.run.runner import OUTCOME_SCHEMA, file_sha256, restore_neutralised
 from pipeline.settings import load_settings
 from pipeline.state import TenantIdentity, default_ledger_path, known_ledgers, state_home
+from pipeline.submit.ledger import Ledger, adopt
 
 
 @dataclass

@@ -10,7 +10,7 @@ from pathlib import Path
 from pipeline import logs
 from pipeline.errors import UsageError
 from pipeline.settings import load_settings
-from pipeline.tenant import PullStats, RefData, TenantSource, cache_path, export_csv, pull
+from pipeline.tenant.refdata import PullStats, RefData, TenantSource, cache_path, export_csv, pull
 
 
 def _contacts_of_file(args: argparse.Namespace, source: TenantSource) -> set[int]:

@@ -1,0 +1,36 @@
+"""The report stage: one run's outcomes and source rows → the files users open.
+
+Modules:
+
+- `results`: `write_reports`, the entry point, and results.csv / corrections.csv, summary.json;
+- `workbook`: corrections.xlsx;
+- `html`: summary.html (its page shell is the package data `templates/summary.html`);
+- `cellsafety`: every cell a spreadsheet program may open made safe (formula injection, controls, length);
+- `field_errors`: the API's field errors located on the source cells that fed them.
+"""
+
+from pipeline.report.results import (
+    RESULT_COLUMNS,
+    CountedItem,
+    ReportPaths,
+    ReportWriteError,
+    RunSummary,
+    SummaryStats,
+    corrections_frame,
+    errors_by_row,
+    offending_cells,
+    write_reports,
+)
+
+__all__ = [
+    "RESULT_COLUMNS",
+    "CountedItem",
+    "ReportPaths",
+    "ReportWriteError",
+    "RunSummary",
+    "SummaryStats",
+    "corrections_frame",
+    "errors_by_row",
+    "offending_cells",
+    "write_reports",
+]
