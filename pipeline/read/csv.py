@@ -33,7 +33,7 @@ import polars as pl
 
 from pipeline.errors import InputFileError
 from pipeline.model import RawTable
-from pipeline.read.table import finish_table
+from pipeline.read.finish import finish_table
 
 DELIMITERS = (",", ";", "\t", "|")
 _DELIMITER_NAMES = {",": "comma", ";": "semicolon", "\t": "tab", "|": "pipe"}

@@ -59,7 +59,7 @@ from pipeline.read.cells import (
     render_code,
     serial_text,
 )
-from pipeline.read.table import blank_candidates, blank_to_null, column_letter, finish_table
+from pipeline.read.finish import blank_candidates, blank_to_null, column_letter, finish_table
 
 _OLE2 = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"
 _ZIP = b"PK\x03\x04"
