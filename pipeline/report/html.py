@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 from pipeline.model import Status
 
 if TYPE_CHECKING:
-    from pipeline.report.results import CountedItem, ReportPaths, RunSummary, SummaryStats
+    from pipeline.report.summary import CountedItem, ReportPaths, RunSummary, SummaryStats
 
 #: Human label and colour of each status, in the order shown.
 STATUS_STYLE: dict[str, tuple[str, str]] = {
