@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from pipeline.run.runner import _Signals
+from pipeline.run.signals import _Signals
 
 
 def test_signals_outside_the_send_loop_are_noted_not_obeyed(capsys: pytest.CaptureFixture[str]) -> None:

@@ -2,12 +2,15 @@
 
 Modules:
 
-- `runner`: `prepare` (everything a dry run does) and `run_import` (the whole import), called by the CLI, the demo
-  and the drop mode;
+- `runner`: `run_import`, the whole import (called by the CLI, the demo and the drop mode);
+- `prepare`: `prepare`, the offline stages (everything a dry run does), and the run's options;
+- `outcome`: one outcome per source row (the outcome frame, the API-side errors, the ledger's rows);
+- `signals`: SIGINT/SIGTERM during a run;
 - `progress`: what a person sees while a run goes;
 - `history`: past runs (`jobimport status`, `jobimport report RUN_ID`, `jobimport ledger adopt`).
 """
 
-from pipeline.run.runner import Prepared, RunOptions, RunResult, file_sha256, prepare, run_import
+from pipeline.run.prepare import Prepared, RunOptions, prepare
+from pipeline.run.runner import RunResult, file_sha256, run_import
 
 __all__ = ["Prepared", "RunOptions", "RunResult", "file_sha256", "prepare", "run_import"]

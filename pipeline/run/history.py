@@ -18,7 +18,9 @@ from pipeline.mapping import load_mapping
 from pipeline.model import ERROR_SCHEMA, ORIGIN_ROW, ROW, Status
 from pipeline.read import read_table
 from pipeline.report import ReportPaths, RunSummary, write_reports
-from pipeline.run.runner import OUTCOME_SCHEMA, file_sha256, restore_neutralised
+from pipeline.run.outcome import OUTCOME_SCHEMA
+from pipeline.run.prepare import restore_neutralised
+from pipeline.run.runner import file_sha256
 from pipeline.settings import load_settings
 from pipeline.state import TenantIdentity, default_ledger_path, known_ledgers, state_home
 from pipeline.submit.ledger import Ledger, adopt

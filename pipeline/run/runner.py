@@ -1,7 +1,8 @@
 """The import use case: read → map → validate → plan → (ledger + submit) → reports, with one outcome per row.
 
-`prepare` runs the offline stages (everything a dry run does); `run_import` adds the ledger and the API and
-always ends by writing the reports, whatever stopped the run. The CLI calls these and renders the result.
+`prepare` runs the offline stages (everything a dry run does; pipeline/run/prepare.py); `run_import` adds the
+ledger and the API and always ends by writing the reports, whatever stopped the run. The CLI calls these and
+renders the result. The run's signal handling is in signals.py, its per-row outcomes are built in outcome.py.
 """
 
 from __future__ import annotations
@@ -13,90 +14,33 @@ import gc
 import hashlib
 import json
 import secrets
-import signal
 import sqlite3
-import sys
-import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 import polars as pl
 import structlog
 
 from pipeline import __version__, logs
-from pipeline.errors import InputFileError, Interrupted, RunStopped, SettingsError
-from pipeline.mapping import MappedTable, Mapping, apply_mapping, bind_tenant, load_mapping
-from pipeline.model import ERROR_SCHEMA, ORIGIN_ROW, ROW, SUCCESS, CellError, RawTable, Status, errors_frame
-from pipeline.plan import Plan, plan
-from pipeline.read import CSV_SUFFIXES, read_table
+from pipeline.errors import RunStopped, SettingsError
+from pipeline.model import ERROR_SCHEMA, ORIGIN_ROW, ROW, SUCCESS, Status
+from pipeline.plan import Plan
 from pipeline.report import ReportPaths, ReportWriteError, RunSummary, write_reports
-from pipeline.report.field_errors import problem_errors
+from pipeline.run.outcome import _outcome_errors, _outcomes, _run_rows
+from pipeline.run.prepare import Prepared, RunOptions, prepare
 from pipeline.run.progress import RunProgress
+from pipeline.run.signals import _Signals
 from pipeline.settings import Settings, load_settings
 from pipeline.state import TenantIdentity, default_ledger_path
-from pipeline.submit import PlannedRow, SubmitOptions, SubmitStats, Submitter
+from pipeline.submit import PlannedRow, SubmitStats, Submitter
 from pipeline.submit.client import ApiClient, ClientOptions
 from pipeline.submit.ledger import Ledger, legacy_ledgers, now_iso
 from pipeline.submit.outcomes import Outcomes
-from pipeline.tenant.preflight import check_rows, tenant_for
-from pipeline.validate import Validation, validate
 
 log = structlog.get_logger(__name__)
-
-OUTCOME_SCHEMA: dict[str, pl.DataType] = {
-    ROW: pl.Int64(),
-    ORIGIN_ROW: pl.Int64(),
-    "status": pl.String(),
-    "job_id": pl.Int64(),
-    "reference": pl.String(),
-    "problem_status": pl.Int64(),
-    "problem_title": pl.String(),
-    "problem_detail": pl.String(),
-    "problem_type": pl.String(),
-    "note": pl.String(),
-}
-
-
-@dataclass
-class RunOptions:
-    input: Path
-    mapping: Path
-    report_root: Path = Path("reports")
-    dry_run: bool = False
-    sheet: str | None = None
-    header_row: int | None = None
-    encoding: str | None = None
-    delimiter: str | None = None
-    env_file: Path | None = None
-    ledger: Path | None = None  # default: the tenant's ledger in the state home
-    state_dir: Path | None = None  # default: $JOBIMPORT_HOME, else the user's state folder
-    submit: SubmitOptions = field(default_factory=SubmitOptions)
-    transport: str = "aiohttp"
-    read_timeout_s: float = 30.0
-    settings: Settings | None = None  # given directly (demo, tests) instead of the environment
-    online: bool = False  # use the tenant's reference data (always when the mapping has "bigchange:" look-ups)
-    preflight: bool = True  # check rows against the tenant's rules (real runs: best effort; dry runs: with online)
-    refdata_max_age_s: float = 3600.0  # reuse cached reference data younger than this, else fetch it
-
-
-@dataclass
-class Prepared:
-    """Everything a dry run knows: the rows, their errors, and the payloads of the valid ones."""
-
-    raw: RawTable
-    mapping: Mapping
-    mapped: MappedTable
-    validation: Validation
-    plan: Plan  # ROW, ORIGIN_ROW, key, reference per valid row; payload texts made a slice at a time
-    read_s: float
-    prepare_s: float
-    preflight_caught: int | None = None  # rows the pre-flight against the tenant made invalid (None: no pre-flight)
-    preflight_note: str | None = None  # why a real run's pre-flight was skipped
-    refdata_when: str = ""  # " (fetched …)": when the reference data used was fetched
 
 
 @dataclass
@@ -114,68 +58,6 @@ def new_run_id() -> str:
     """Sortable to the millisecond (runs of one second stay in order), plus a random suffix against clashes."""
     now = datetime.now(UTC)
     return f"{now:%Y%m%dT%H%M%S}{now.microsecond // 1000:03d}Z-{secrets.token_hex(2)}"
-
-
-def prepare(options: RunOptions) -> Prepared:
-    """Read, map, validate and plan. Raises InputFileError / MappingError (exit 2) for unusable input."""
-    mapping = load_mapping(options.mapping)
-    settings = options.settings or (lambda: load_settings(options.env_file))
-    best_effort = options.preflight and not options.dry_run
-    source, skipped = tenant_for(
-        mapping, online=options.online, best_effort=best_effort, settings=settings, max_age_s=options.refdata_max_age_s
-    )
-    mapping = bind_tenant(mapping, source) if source is not None else mapping
-    suffix = Path(options.input).suffix.lower()
-    if options.sheet is not None and suffix in CSV_SUFFIXES:  # (a mapping's sheet is for its workbooks: ignored)
-        raise InputFileError(
-            f"{options.input}: --sheet '{options.sheet}' names a workbook sheet, but this is a {suffix} file "
-            "(one table, no sheets); leave --sheet out"
-        )
-    started = time.perf_counter()
-    raw = read_table(
-        options.input,
-        sheet=options.sheet or mapping.sheet,
-        header_row=options.header_row or mapping.header_row,
-        encoding=options.encoding or mapping.encoding,
-        delimiter=options.delimiter or mapping.delimiter,
-    )
-    for warning in raw.warnings:  # (e.g. the workbook is open in Excel; number formats not reproduced)
-        print(f"jobimport: warning: {warning}", file=sys.stderr)
-    if raw.is_corrections and raw.kind == "csv":
-        raw = restore_neutralised(raw)
-    read_s = time.perf_counter() - started
-    mapped = apply_mapping(raw, mapping)
-    validation = validate(mapped, mapping)
-    checked = check_rows(validation, mapping, source) if source is not None and options.preflight else None
-    validation = checked.validation if checked is not None else validation
-    planned = plan(validation.frame, mapping, validation.valid_mask)
-    caught = checked.caught if checked is not None else None
-    when = f" (fetched {source.data.fetched_at_iso})" if source is not None else ""
-    return Prepared(
-        raw, mapping, mapped, validation, planned, read_s, time.perf_counter() - started, caught, skipped, when
-    )
-
-
-def restore_neutralised(raw: RawTable) -> RawTable:
-    """Our corrections.csv prefixes risky cells with an apostrophe; reading it back removes exactly that."""
-    from pipeline.report.cellsafety import restore_csv_cell
-
-    frame = raw.frame.with_columns(
-        pl.col(name).map_elements(restore_csv_cell, return_dtype=pl.String) for name in raw.columns
-    )
-    return RawTable(  # (not `trimmed`: a restored cell can start with a tab again)
-        frame=frame,
-        columns=raw.columns,
-        source=raw.source,
-        kind=raw.kind,
-        sheet=raw.sheet,
-        encoding=raw.encoding,
-        delimiter=raw.delimiter,
-        is_corrections=raw.is_corrections,
-        cell_errors=raw.cell_errors,
-        unrendered=raw.unrendered,
-        warnings=raw.warnings,
-    )
 
 
 @contextlib.contextmanager
@@ -233,23 +115,6 @@ def planned_batches(planned: Plan, size: int = PLAN_SLICE) -> Iterator[list[Plan
         yield [PlannedRow(offset + i, *values) for i, values in enumerate(chunk.iter_rows())]
 
 
-def _outcomes(prepared: Prepared, outcomes: Outcomes | None, dry_run: bool) -> pl.DataFrame:
-    """One outcome per source row, in source order."""
-    base = prepared.mapped.frame.select(ROW, ORIGIN_ROW, "reference")
-    planned = prepared.plan.rows.select(ROW)
-    if outcomes is not None:
-        planned = pl.concat([planned, outcomes.frame()], how="horizontal")
-    else:
-        status = Status.VALID if dry_run else Status.PENDING
-        planned = planned.with_columns(pl.lit(str(status)).alias("status"))
-    frame = base.join(planned, on=ROW, how="left", maintain_order="left")
-    frame = frame.with_columns(pl.col("status").fill_null(str(Status.INVALID)))
-    return frame.select(
-        pl.col(name).cast(dtype) if name in frame.columns else pl.lit(None, dtype).alias(name)
-        for name, dtype in OUTCOME_SCHEMA.items()
-    )
-
-
 def _notes(prepared: Prepared, stats: SubmitStats | None = None) -> list[str]:
     raw = prepared.raw
     notes = []
@@ -276,95 +141,6 @@ def _notes(prepared: Prepared, stats: SubmitStats | None = None) -> list[str]:
     if prepared.preflight_note:
         notes.append(prepared.preflight_note)
     return notes
-
-
-#: What a row-level message says for sent rows that did not end created, when the problem gives no detail.
-NEXT_STEP = {
-    Status.PENDING: "not sent: the run stopped before this row; run the same command again to send it",
-    Status.FAILED: "the API kept failing for this row (retry budget spent); run again to send it",
-    Status.UNCERTAIN: "sent, but the answer was lost; check in BigChange whether the job exists",
-}
-
-
-def _outcome_errors(prepared: Prepared, outcomes: Outcomes | None) -> pl.DataFrame:
-    """Errors from the API side: a rejected row's field errors located on the source cells that fed them, and
-    one row-level message saying what to do for failed, uncertain and pending rows."""
-    if outcomes is None:
-        return errors_frame()
-    found: list[CellError] = []
-    rows = prepared.plan.rows.get_column(ROW)
-    attention = list(outcomes.indices({Status.REJECTED, *NEXT_STEP}))
-    rejected = [index for index in attention if outcomes.status(index) == Status.REJECTED]
-    payload_text = dict(zip(rejected, prepared.plan.payloads_at(rejected), strict=True))
-    for index in attention:
-        row = rows[index]
-        result = outcomes.get(index)
-        problem = result.problem or {}
-        if result.status == Status.REJECTED:
-            found.extend(problem_errors(row, problem, payload_text[index], prepared.mapping))
-        else:
-            detail = problem.get("detail") or problem.get("title")
-            message = f"{detail}; {NEXT_STEP[result.status]}" if result.status == Status.FAILED and detail else None
-            found.append(CellError(row, None, None, str(result.status), message or detail or NEXT_STEP[result.status]))
-    return errors_frame(found)
-
-
-class _Signals:
-    """SIGINT/SIGTERM for the whole run, from the ledger's opening to the last report: while requests go out
-    they stop new sends (a second one abandons the requests in flight); before and after, they are noted and
-    the run finishes writing its ledger and reports. One handler for all of it, so there is no gap in which a
-    signal falls back to its default and kills the run without its reports."""
-
-    SIGNALS = (signal.SIGINT, signal.SIGTERM)
-
-    def __init__(self) -> None:
-        self._saved: dict[int, Any] = {}
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._submitter: Submitter | None = None
-        self._say: Callable[[str], None] = lambda text: print(text, file=sys.stderr)
-        self.count = 0
-        self.first: str | None = None
-
-    def arm(self) -> None:
-        if threading.current_thread() is threading.main_thread():
-            for sig in self.SIGNALS:
-                self._saved[sig] = signal.signal(sig, self._handle)
-
-    def disarm(self) -> None:
-        for sig, previous in self._saved.items():
-            signal.signal(sig, previous)
-        self._saved.clear()
-
-    def attach(self, loop: asyncio.AbstractEventLoop, submitter: Submitter, say: Callable[[str], None]) -> None:
-        self._loop, self._submitter, self._say = loop, submitter, say
-        if self.first is not None:  # a signal came while the run was getting ready: send nothing
-            self._stop(self.first, hurry=False)
-
-    def detach(self) -> None:
-        self._loop = self._submitter = None
-        self._say = lambda text: print(text, file=sys.stderr)
-
-    def _handle(self, signum: int, frame: object) -> None:
-        self.count += 1
-        name = signal.Signals(signum).name
-        self.first = self.first or name
-        loop = self._loop
-        if loop is not None:
-            loop.call_soon_threadsafe(self._stop, name, self.count > 1)  # safe from a signal handler
-        else:
-            print(f"jobimport: {name}: finishing the ledger and the reports first…", file=sys.stderr)
-
-    def _stop(self, name: str, hurry: bool) -> None:
-        if self._submitter is None:
-            return
-        if not hurry:
-            self._say(f"{name}: finishing the requests in flight (interrupt again to stop at once)…")
-        self._submitter.stop(
-            Interrupted(
-                f"interrupted by {name}: no new rows sent; rows not sent are pending and the next run continues"
-            ),
-            hurry=hurry,
-        )
 
 
 def _exit_code(counts: dict[str, int], stopped: RunStopped | None, dry_run: bool) -> int:
@@ -542,22 +318,6 @@ def _run(
             ) from None
         log.info("run_finished", exit_code=exit_code, counts=counts, stop_reason=stats.stop_reason)
     return RunResult(run_id, report_dir, summary, paths, counts, exit_code, stats.stop_reason)
-
-
-def _run_rows(outcomes: pl.DataFrame, prepared: Prepared) -> Iterator[tuple[Any, ...]]:
-    """(row, origin_row, key, status, job_id, reference, problem JSON) per source row, for the ledger."""
-    keys = prepared.plan.rows.select(ROW, "key")
-    frame = outcomes.join(keys, on=ROW, how="left", maintain_order="left")
-    columns = ("problem_status", "problem_title", "problem_detail", "problem_type")
-    for row, origin, key, status, job_id, reference, p_status, title, detail, p_type, note in frame.select(
-        ROW, ORIGIN_ROW, "key", "status", "job_id", "reference", *columns, "note"
-    ).iter_rows():
-        problem: dict[str, Any] = {}
-        if p_status is not None or title is not None or detail is not None or p_type is not None:
-            problem = {"status": p_status, "title": title, "detail": detail, "type": p_type}
-        if note:
-            problem["note"] = note
-        yield (row, origin, key, status, job_id, reference, json.dumps(problem) if problem else None)
 
 
 async def _submit(

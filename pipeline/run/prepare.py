@@ -1,0 +1,124 @@
+"""The offline stages of a run: read → map → (pre-flight) → validate → plan, everything a dry run does.
+
+`prepare` takes a run's options (`RunOptions`, which also carry what the runner needs to send) and returns what a
+dry run knows (`Prepared`); `run_import` (pipeline/run/runner.py) adds the ledger, the API and the reports.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import polars as pl
+
+from pipeline.errors import InputFileError
+from pipeline.mapping import MappedTable, Mapping, apply_mapping, bind_tenant, load_mapping
+from pipeline.model import RawTable
+from pipeline.plan import Plan, plan
+from pipeline.read import CSV_SUFFIXES, read_table
+from pipeline.settings import Settings, load_settings
+from pipeline.submit import SubmitOptions
+from pipeline.tenant.preflight import check_rows, tenant_for
+from pipeline.validate import Validation, validate
+
+
+@dataclass
+class RunOptions:
+    input: Path
+    mapping: Path
+    report_root: Path = Path("reports")
+    dry_run: bool = False
+    sheet: str | None = None
+    header_row: int | None = None
+    encoding: str | None = None
+    delimiter: str | None = None
+    env_file: Path | None = None
+    ledger: Path | None = None  # default: the tenant's ledger in the state home
+    state_dir: Path | None = None  # default: $JOBIMPORT_HOME, else the user's state folder
+    submit: SubmitOptions = field(default_factory=SubmitOptions)
+    transport: str = "aiohttp"
+    read_timeout_s: float = 30.0
+    settings: Settings | None = None  # given directly (demo, tests) instead of the environment
+    online: bool = False  # use the tenant's reference data (always when the mapping has "bigchange:" look-ups)
+    preflight: bool = True  # check rows against the tenant's rules (real runs: best effort; dry runs: with online)
+    refdata_max_age_s: float = 3600.0  # reuse cached reference data younger than this, else fetch it
+
+
+@dataclass
+class Prepared:
+    """Everything a dry run knows: the rows, their errors, and the payloads of the valid ones."""
+
+    raw: RawTable
+    mapping: Mapping
+    mapped: MappedTable
+    validation: Validation
+    plan: Plan  # ROW, ORIGIN_ROW, key, reference per valid row; payload texts made a slice at a time
+    read_s: float
+    prepare_s: float
+    preflight_caught: int | None = None  # rows the pre-flight against the tenant made invalid (None: no pre-flight)
+    preflight_note: str | None = None  # why a real run's pre-flight was skipped
+    refdata_when: str = ""  # " (fetched …)": when the reference data used was fetched
+
+
+def prepare(options: RunOptions) -> Prepared:
+    """Read, map, validate and plan. Raises InputFileError / MappingError (exit 2) for unusable input."""
+    mapping = load_mapping(options.mapping)
+    settings = options.settings or (lambda: load_settings(options.env_file))
+    best_effort = options.preflight and not options.dry_run
+    source, skipped = tenant_for(
+        mapping, online=options.online, best_effort=best_effort, settings=settings, max_age_s=options.refdata_max_age_s
+    )
+    mapping = bind_tenant(mapping, source) if source is not None else mapping
+    suffix = Path(options.input).suffix.lower()
+    if options.sheet is not None and suffix in CSV_SUFFIXES:  # (a mapping's sheet is for its workbooks: ignored)
+        raise InputFileError(
+            f"{options.input}: --sheet '{options.sheet}' names a workbook sheet, but this is a {suffix} file "
+            "(one table, no sheets); leave --sheet out"
+        )
+    started = time.perf_counter()
+    raw = read_table(
+        options.input,
+        sheet=options.sheet or mapping.sheet,
+        header_row=options.header_row or mapping.header_row,
+        encoding=options.encoding or mapping.encoding,
+        delimiter=options.delimiter or mapping.delimiter,
+    )
+    for warning in raw.warnings:  # (e.g. the workbook is open in Excel; number formats not reproduced)
+        print(f"jobimport: warning: {warning}", file=sys.stderr)
+    if raw.is_corrections and raw.kind == "csv":
+        raw = restore_neutralised(raw)
+    read_s = time.perf_counter() - started
+    mapped = apply_mapping(raw, mapping)
+    validation = validate(mapped, mapping)
+    checked = check_rows(validation, mapping, source) if source is not None and options.preflight else None
+    validation = checked.validation if checked is not None else validation
+    planned = plan(validation.frame, mapping, validation.valid_mask)
+    caught = checked.caught if checked is not None else None
+    when = f" (fetched {source.data.fetched_at_iso})" if source is not None else ""
+    return Prepared(
+        raw, mapping, mapped, validation, planned, read_s, time.perf_counter() - started, caught, skipped, when
+    )
+
+
+def restore_neutralised(raw: RawTable) -> RawTable:
+    """Our corrections.csv prefixes risky cells with an apostrophe; reading it back removes exactly that."""
+    from pipeline.report.cellsafety import restore_csv_cell
+
+    frame = raw.frame.with_columns(
+        pl.col(name).map_elements(restore_csv_cell, return_dtype=pl.String) for name in raw.columns
+    )
+    return RawTable(  # (not `trimmed`: a restored cell can start with a tab again)
+        frame=frame,
+        columns=raw.columns,
+        source=raw.source,
+        kind=raw.kind,
+        sheet=raw.sheet,
+        encoding=raw.encoding,
+        delimiter=raw.delimiter,
+        is_corrections=raw.is_corrections,
+        cell_errors=raw.cell_errors,
+        unrendered=raw.unrendered,
+        warnings=raw.warnings,
+    )
