@@ -252,7 +252,7 @@ def _dispatch(args: argparse.Namespace) -> int:
 
         return pull_command(args)
     if args.command == "init-mapping":
-        from pipeline.mapping.draft import init_mapping_command
+        from pipeline.draft_mapping import init_mapping_command
 
         return init_mapping_command(args)
     if args.command == "sandbox":
@@ -266,7 +266,7 @@ def _dispatch(args: argparse.Namespace) -> int:
 
         return _render(run_demo(args.report_dir), demo=True)
     if args.command == "report":
-        from pipeline.run.history import rebuild_reports
+        from pipeline.history import rebuild_reports
 
         result = rebuild_reports(args.run_id, args.report_dir, args.ledger, args.state_dir)
         print(f"reports of run {args.run_id} rebuilt in {result.report_dir}")
@@ -278,7 +278,7 @@ def _dispatch(args: argparse.Namespace) -> int:
         return _drop(args)
     if args.command == "status":
         from pipeline.drop import passes_table
-        from pipeline.run.history import recent_runs
+        from pipeline.history import recent_runs
 
         passes = passes_table(args.state_dir, args.limit)
         try:
@@ -290,7 +290,7 @@ def _dispatch(args: argparse.Namespace) -> int:
             print(f"\n{passes}")
         return 0
     if args.command == "ledger":
-        from pipeline.run.history import adopt_ledger, ledger_path
+        from pipeline.history import adopt_ledger, ledger_path
 
         if args.ledger_command == "path":
             identity, where = ledger_path(args.env_file, args.state_dir)

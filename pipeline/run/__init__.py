@@ -6,8 +6,9 @@ Modules:
 - `prepare`: `prepare`, the offline stages (everything a dry run does), and the run's options;
 - `outcome`: one outcome per source row (the outcome frame, the API-side errors, the ledger's rows);
 - `signals`: SIGINT/SIGTERM during a run;
-- `progress`: what a person sees while a run goes;
-- `history`: past runs (`jobimport status`, `jobimport report RUN_ID`, `jobimport ledger adopt`).
+- `progress`: what a person sees while a run goes.
+
+(Past runs — `status`, `report RUN_ID`, `ledger adopt` — are pipeline/history.py.)
 """
 
 from pipeline.run.prepare import Prepared, RunOptions, prepare

@@ -370,7 +370,7 @@ def draft(
 
 
 def init_mapping_command(args: argparse.Namespace) -> int:
-    from pipeline.mapping.load import load_mapping
+    from pipeline.mapping import load_mapping
     from pipeline.read import read_table
 
     if args.output is not None and args.output.exists() and not args.force:
