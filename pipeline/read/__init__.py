@@ -3,6 +3,7 @@
 Modules:
 
 - `table`: `read_table`, the entry point: checks the path and dispatches on the extension;
+- `finish`: `finish_table`, the rules common to both readers (headers, blanks, corrections round trip);
 - `csv`: delimited text (.csv/.tsv/.txt): decoding, delimiter sniffing, ragged rows;
 - `excel`: workbooks (.xlsx/.xlsm/.xls/.ods) through calamine, with the cells calamine gets wrong fixed;
 - `cells`: how a workbook cell's stored value becomes the text a person saw (numbers, formats, dates).
