@@ -190,7 +190,6 @@ def build_parser() -> argparse.ArgumentParser:
     drop.add_argument(
         "--notify-webhook",
         metavar="URL",
-        default=os.environ.get("JOBIMPORT_NOTIFY_WEBHOOK") or None,
         help="POST a JSON summary of files needing attention (default: $JOBIMPORT_NOTIFY_WEBHOOK)",
     )
     drop.add_argument("--notify-command", metavar="CMD", help="run CMD with the same JSON on stdin")
@@ -244,7 +243,23 @@ def main(argv: list[str] | None = None) -> int:
         return 2
 
 
+def _jobimport_variables(args: argparse.Namespace) -> None:
+    """JOBIMPORT_* variables (the state home, the drop's webhook) set in an --env-file count as if set in the
+    environment, which wins, as it does for the BIGCHANGE_* settings: the file is what a scheduled task or a
+    Windows user hands over."""
+    env_file = getattr(args, "env_file", None)
+    if env_file is not None:
+        from pipeline.settings import read_env_file
+
+        for key, value in read_env_file(env_file).items():
+            if key.startswith("JOBIMPORT_") and key not in os.environ:
+                os.environ[key] = value
+    if hasattr(args, "notify_webhook") and args.notify_webhook is None:
+        args.notify_webhook = os.environ.get("JOBIMPORT_NOTIFY_WEBHOOK") or None
+
+
 def _dispatch(args: argparse.Namespace) -> int:
+    _jobimport_variables(args)
     if args.command in ("run", "validate"):
         return _run(args, dry_run=args.command == "validate" or args.dry_run)
     if args.command == "tenant":

@@ -307,8 +307,20 @@ def test_roundtrip_csv(tmp_path: Path, sandbox_factory: Callable[..., SandboxPro
     assert_created_once(sandbox, len(CSV_CREATED_FIRST))
     posts_before = posts(sandbox)
 
-    # The workbook a person opens (the input was CSV: sheet "Corrections").
-    check_corrections_xlsx(first_dir / "corrections.xlsx", "Corrections", 1, CSV_ATTENTION, csv_originals())
+    # The workbook a person opens (the input was CSV: the sheet is the one the mapping names, "Jobs")…
+    check_corrections_xlsx(first_dir / "corrections.xlsx", "Jobs", 1, CSV_ATTENTION, csv_originals())
+    # …so it is read back with the same mapping, like corrections.csv (a "Corrections" sheet was refused)
+    again = jobimport(
+        "validate",
+        first_dir / "corrections.xlsx",
+        "--mapping",
+        mapping,
+        "--report-dir",
+        tmp_path / "check",
+        env=env,
+        cwd=tmp_path,
+    )
+    assert again.returncode == 1 and "no sheet named" not in again.stderr, again.stdout + again.stderr
 
     # corrections.csv: BOM, the input's delimiter, same columns, risky cells neutralised with a leading '.
     corrections = first_dir / "corrections.csv"
@@ -408,7 +420,7 @@ def test_roundtrip_with_title_rows_above_the_header(
     originals = {
         row: dict(zip(HEADER, (v or None for v in values), strict=True)) for row, values in TITLED_ROWS.items()
     }
-    sheet = "Jobs" if kind == "xlsx" else "Corrections"
+    sheet = "Jobs"  # the input's sheet, or for a CSV the sheet the mapping names
     check_corrections_xlsx(first_dir / "corrections.xlsx", sheet, 3, TITLED_ATTENTION, originals)
     if kind == "xlsx":
         fixed_input = tmp_path / "corrections.xlsx"

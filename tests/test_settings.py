@@ -96,3 +96,29 @@ def test_env_file_unreadable_or_not_utf8(tmp_path: Path) -> None:
     latin.write_bytes(b"BIGCHANGE_CLIENT_ID=caf\xe9\n")
     with pytest.raises(SettingsError, match="not UTF-8"):
         read_env_file(latin)
+
+
+def test_jobimport_variables_in_an_env_file_count_like_the_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """deploy/env.example sets JOBIMPORT_HOME in the file handed over with --env-file: the ledger must be there,
+    not in the user's state folder; the real environment still wins."""
+    from pipeline.cli import main
+
+    for name in ("JOBIMPORT_HOME", "JOBIMPORT_NOTIFY_WEBHOOK"):
+        monkeypatch.delenv(name, raising=False)
+    home = tmp_path / "state-from-file"
+    env_file = tmp_path / "nightly.env"
+    env_file.write_text(
+        "BIGCHANGE_BASE_URL=http://127.0.0.1:8765/v1\nBIGCHANGE_CLIENT_ID=c\nBIGCHANGE_CLIENT_SECRET=s\n"
+        f"BIGCHANGE_CUSTOMER_ID=1001\nJOBIMPORT_HOME={home}\n",
+        encoding="utf-8",
+    )
+    assert main(["ledger", "path", "--env-file", str(env_file)]) == 0
+    assert str(home) in capsys.readouterr().out
+
+    elsewhere = tmp_path / "state-from-environment"
+    monkeypatch.setenv("JOBIMPORT_HOME", str(elsewhere))
+    assert main(["ledger", "path", "--env-file", str(env_file)]) == 0
+    shown = capsys.readouterr().out
+    assert str(elsewhere) in shown and str(home) not in shown

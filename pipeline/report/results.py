@@ -65,8 +65,12 @@ def write_reports(
     outcomes: pl.DataFrame,
     errors: pl.DataFrame,
     previous: pl.DataFrame | None = None,
+    mapping_sheet: str | None = None,
 ) -> ReportPaths:
-    """Write every report file of one run into `report_dir` (created if missing) and return their paths."""
+    """Write every report file of one run into `report_dir` (created if missing) and return their paths.
+
+    corrections.xlsx's sheet is the input's sheet, else the sheet the mapping names (a CSV imported with a
+    workbook's mapping), else "Corrections": the corrected workbook imports again with the same mapping."""
     from pipeline.report.html import render_summary_html
     from pipeline.report.workbook import write_corrections_xlsx
 
@@ -94,7 +98,7 @@ def write_reports(
         if fits:
             xlsx_path = report_dir / CORRECTIONS_XLSX
             cells = offending_cells(raw, corrections, errors)
-            sheet = raw.sheet if raw.kind == "excel" and raw.sheet else "Corrections"
+            sheet = raw.sheet if raw.kind == "excel" and raw.sheet else mapping_sheet or "Corrections"
             _atomic(
                 xlsx_path,
                 lambda fh: write_corrections_xlsx(fh, corrections, raw.columns, cells, sheet, run.header_row),

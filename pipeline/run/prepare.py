@@ -68,7 +68,12 @@ def prepare(options: RunOptions) -> Prepared:
     settings = options.settings or (lambda: load_settings(options.env_file))
     best_effort = options.preflight and not options.dry_run
     source, skipped = tenant_for(
-        mapping, online=options.online, best_effort=best_effort, settings=settings, max_age_s=options.refdata_max_age_s
+        mapping,
+        online=options.online,
+        best_effort=best_effort,
+        settings=settings,
+        max_age_s=options.refdata_max_age_s,
+        home=options.state_dir,  # the reference data is cached beside the ledger: the demo's stays the demo's
     )
     mapping = bind_tenant(mapping, source) if source is not None else mapping
     suffix = Path(options.input).suffix.lower()

@@ -292,7 +292,7 @@ def _run(
     )
     previous = _previous(ledger, input_key, run_id)
     try:
-        paths = write_reports(report_dir, summary, prepared.raw, frame, errors, previous)
+        paths = write_reports(report_dir, summary, prepared.raw, frame, errors, previous, prepared.mapping.sheet)
     except ReportWriteError as exc:
         if ledger is None:
             raise

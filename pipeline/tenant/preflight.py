@@ -181,4 +181,5 @@ def tenant_for(
     try:
         return TenantSource(resolved, max_age_s=max_age_s, say=say, attempts=2, home=home), None
     except (RunStopped, TransientError) as exc:  # AuthRefused is a RunStopped
-        return None, f"Pre-flight skipped: the tenant's reference data could not be fetched ({exc})."
+        reason = str(exc).removeprefix("the tenant's reference data could not be fetched: ")
+        return None, f"Pre-flight skipped: the tenant's reference data could not be fetched ({reason})."
