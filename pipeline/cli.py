@@ -170,6 +170,7 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--report-dir", type=Path, default=Path("reports"), help="where the rebuilt reports go")
     report.add_argument("--ledger", type=Path, help="ledger file (default: every tenant's, in the state folder)")
     report.add_argument("--state-dir", type=Path, help=STATE_DIR_HELP)
+    report.add_argument("--env-file", type=Path, help="a .env-style file (its JOBIMPORT_HOME names the state folder)")
 
     drop = sub.add_parser("drop", help="import the complete files that land in a folder (a pass, or --watch)")
     drop.add_argument("folder", type=Path, help="the folder files are dropped into")
@@ -204,6 +205,7 @@ def build_parser() -> argparse.ArgumentParser:
     status.add_argument("--report-dir", type=Path, default=Path("reports"), help="also list runs of older ledgers here")
     status.add_argument("--ledger", type=Path, help="ledger file (default: every tenant's, in the state folder)")
     status.add_argument("--state-dir", type=Path, help=STATE_DIR_HELP)
+    status.add_argument("--env-file", type=Path, help="a .env-style file (its JOBIMPORT_HOME names the state folder)")
     status.add_argument("--limit", type=_positive, default=10)
 
     ledger = sub.add_parser("ledger", help="where the ledger of the configured tenant is; adopt an older one")
