@@ -389,7 +389,7 @@ def _render(result: object, demo: bool = False) -> int:
             f"({summary.throughput_rows_per_s:.0f}/s), {summary.retries} retries, {summary.http_429} throttled"
         )
     for note in summary.notes:
-        if note.startswith("Pre-flight"):
+        if " is not UTF-8: it was read as " not in note:  # (the first line already names the encoding)
             print(f"  {note}")
     if result.stop_reason:
         print(f"jobimport: stopped: {result.stop_reason}", file=sys.stderr)
@@ -404,5 +404,6 @@ def _render(result: object, demo: bool = False) -> int:
             "(the sample's mistakes are on purpose: 1 is the expected answer)"
         )
         return result.exit_code
-    print(f"  exit {result.exit_code}: {EXIT_MEANING.get(result.exit_code, '')}")
+    meaning = "every row valid" if summary.dry_run and result.exit_code == 0 else EXIT_MEANING.get(result.exit_code, "")
+    print(f"  exit {result.exit_code}: {meaning}")
     return result.exit_code

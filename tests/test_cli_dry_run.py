@@ -226,3 +226,26 @@ def test_validate_accounts_for_every_csv_row(rows: list[tuple[str, str, str] | N
         if record[0] in BAD_TYPES or record[1] in BAD_CONTACTS:
             assert r["status"] == "invalid", (number, r)
     assert code == (0 if all(r["status"] == "valid" for r in results) else 1)
+
+
+def test_columns_the_mapping_does_not_read_are_named(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A column the mapping does not read is neither checked nor sent: the run says so, by name, so a date column
+    full of mistakes is not taken for a checked one."""
+    source = tmp_path / "jobs.csv"
+    lines = (SAMPLES / "legacy_jobs.csv").read_text(encoding="cp1252").splitlines()  # (the sample is cp1252)
+    delimiter = ";" if lines[0].count(";") > lines[0].count(",") else ","
+    extra = [f"{lines[0]}{delimiter}Scheduled Date{delimiter}Notes 2"]
+    extra += [f"{line}{delimiter}2025-02-30{delimiter}x" for line in lines[1:4]]
+    source.write_text("\n".join(extra) + "\n", encoding="cp1252")
+    report_dir = tmp_path / "reports"
+    code = cli_main(
+        ["validate", str(source), "--mapping", str(MAPPINGS / "legacy_csv.toml"), "--report-dir", str(report_dir)]
+    )
+    assert code in (0, 1)
+    said = (
+        "3 columns of the file are not in the mapping, so not checked and not sent: "
+        "'Raised On', 'Scheduled Date', 'Notes 2'."
+    )
+    assert said in " ".join(capsys.readouterr().out.split())  # (the terminal output may wrap it)
+    summary = json.loads(next(report_dir.glob("*/summary.json")).read_text(encoding="utf-8"))
+    assert said in summary["notes"]

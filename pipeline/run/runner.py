@@ -26,7 +26,8 @@ import structlog
 
 from pipeline import __version__, logs
 from pipeline.errors import RunStopped, SettingsError
-from pipeline.model import ERROR_SCHEMA, ORIGIN_ROW, ROW, SUCCESS, Status
+from pipeline.mapping import source_columns
+from pipeline.model import ERROR_SCHEMA, ORIGIN_ROW, REPORT_COLUMNS, ROW, SUCCESS, Status
 from pipeline.plan import Plan
 from pipeline.report import ReportPaths, ReportWriteError, RunSummary, write_reports
 from pipeline.run.outcome import _outcome_errors, _outcomes, _run_rows
@@ -122,6 +123,16 @@ def _notes(prepared: Prepared, stats: SubmitStats | None = None) -> list[str]:
         notes.append(f"{raw.source.name} is not UTF-8: it was read as {raw.encoding}.")
     if raw.is_corrections:
         notes.append("The input is a corrections file: its `row` column gives each row's original source row.")
+    read = set(source_columns(prepared.mapping)) | set(REPORT_COLUMNS)
+    unread = [name for name in raw.columns if name not in read]
+    if unread:
+        shown = ", ".join(f"'{name}'" for name in unread[:8]) + (
+            f" and {len(unread) - 8} more" if len(unread) > 8 else ""
+        )
+        notes.append(
+            f"{len(unread)} column{'s' if len(unread) != 1 else ''} of the file {'are' if len(unread) != 1 else 'is'} "
+            f"not in the mapping, so not checked and not sent: {shown}."
+        )
     if stats is not None and stats.found_before_send:
         notes.append(
             f"{stats.found_before_send} row(s) were found in BigChange by reference before sending (same job type "
