@@ -89,3 +89,29 @@ def test_the_loop_watch_measures_the_thread_busy_or_idle() -> None:
     idle, busy = asyncio.run(go())
     # (the busy share is of wall time: on a shared machine the OS may give the spinning thread less than a core)
     assert idle < 0.1 and busy > 0.2, (idle, busy)
+
+
+def test_a_look_up_waiting_for_a_slot_is_served_before_a_worker_coming_back() -> None:
+    """A worker that has just released its slot asks again at once; a look-up before sending (50 rows wait for it)
+    that was already waiting goes first, or look-ups would only get through when the send queue ran dry."""
+
+    async def go() -> list[str]:
+        gate = Gate(max_concurrency=1, initial=1)
+        await gate.acquire()  # a worker holds the only slot
+        order: list[str] = []
+
+        async def look_up() -> None:
+            await gate.acquire(priority=True)
+            order.append("look-up")
+            await gate.release()
+
+        waiting = asyncio.create_task(look_up())
+        await asyncio.sleep(0)  # the look-up is in line
+        await gate.release()  # the worker gives the slot back…
+        await gate.acquire()  # …and asks again straight away
+        order.append("worker")
+        await gate.release()
+        await waiting
+        return order
+
+    assert asyncio.run(go()) == ["look-up", "worker"]

@@ -152,7 +152,7 @@ class Submitter(Triage, Reconciler, Breaker):
         """A look-up, tried again while the error says a retry can help (`retryable`, the error tree's word)."""
         for attempt in range(6):
             if through_gate:
-                await self.gate.acquire()  # raises Stopped when the run is stopping
+                await self.gate.acquire(priority=True)  # raises Stopped when the run is stopping
             try:
                 self.stats.lookups += 1
                 return await call()

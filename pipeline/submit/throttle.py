@@ -64,16 +64,21 @@ class Gate:
         self._ceiling = 0.0  # the rate at which the server last pushed back
         self._last_throttle = 0.0  # start of the current stretch of sending (after a pause)
         self._cond = asyncio.Condition()
+        self._priority_waiting = 0  # waiters to serve before any other (see `acquire`)
         self._closed = False
         self.loop_busy = 0.0  # share of the last window the loop's thread spent on the CPU (see `watch_loop`)
         self.stats = GateStats(max_limit_seen=int(self.limit))
 
     # --- admission ---------------------------------------------------------------------------------------------
 
-    async def acquire(self) -> None:
-        """Wait for a slot; raise Stopped once the gate is closed (also when it closes during a pacing wait)."""
+    async def acquire(self, priority: bool = False) -> None:
+        """Wait for a slot; raise Stopped once the gate is closed (also when it closes during a pacing wait).
+
+        `priority`: served before every other waiter (a look-up before sending: 50 rows wait for its answer).
+        Without it, a worker that has just released a slot would take it straight back before a waiting look-up
+        woke up, and look-ups would only get through when the send queue ran dry (measured: 10% fewer rows/s)."""
         while True:
-            delay = await self._reserve()
+            delay = await self._reserve(priority)
             if delay <= 0:
                 return
             await asyncio.sleep(delay)
@@ -81,34 +86,44 @@ class Gate:
                 return
             await self.release()  # closed or paused while waiting for the slot: give it back, decide again
 
-    async def _reserve(self) -> float:
+    async def _reserve(self, priority: bool = False) -> float:
         """Take a concurrency slot (waiting for pauses and the limit); return how long to wait for the pace."""
         async with self._cond:
-            while True:
-                if self._closed:
-                    raise Stopped
-                now = time.monotonic()
-                if now < self._pause_until:
-                    with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(self._cond.wait(), self._pause_until - now)
-                    continue
-                if self.in_flight >= int(self.limit):
-                    await self._cond.wait()
-                    continue
-                self.in_flight += 1
-                delay = 0.0
-                if self.rate is not None:
-                    slot = max(self._next_slot, now)
-                    self._next_slot = slot + 1.0 / self.rate
-                    delay = slot - now
-                return delay
+            self._priority_waiting += priority
+            try:
+                while True:
+                    if self._closed:
+                        raise Stopped
+                    now = time.monotonic()
+                    if now < self._pause_until:
+                        with contextlib.suppress(TimeoutError):
+                            await asyncio.wait_for(self._cond.wait(), self._pause_until - now)
+                        continue
+                    if self.in_flight >= int(self.limit) or (self._priority_waiting and not priority):
+                        await self._cond.wait()
+                        continue
+                    self.in_flight += 1
+                    delay = 0.0
+                    if self.rate is not None:
+                        slot = max(self._next_slot, now)
+                        self._next_slot = slot + 1.0 / self.rate
+                        delay = slot - now
+                    return delay
+            finally:
+                self._priority_waiting -= priority
+                if priority and not self._priority_waiting:
+                    # others may have waited only for the priority waiter: wake them for the slots still free
+                    self._cond.notify(max(0, int(self.limit) - self.in_flight))
 
     async def release(self) -> None:
         async with self._cond:
             self.in_flight -= 1
-            # wake as many waiters as there are free slots (the limit may have grown too), not every waiter:
-            # the rest would only wake to find the limit reached and wait again
-            self._cond.notify(max(1, int(self.limit) - self.in_flight))
+            if self._priority_waiting:
+                self._cond.notify_all()  # (rare: the priority waiter must hear of it, wherever it is in line)
+            else:
+                # wake as many waiters as there are free slots (the limit may have grown too), not every waiter:
+                # the rest would only wake to find the limit reached and wait again
+                self._cond.notify(max(1, int(self.limit) - self.in_flight))
 
     async def close(self) -> None:
         async with self._cond:
