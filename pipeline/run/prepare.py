@@ -7,9 +7,12 @@ dry run knows (`Prepared`); `run_import` (pipeline/run/runner.py) adds the ledge
 from __future__ import annotations
 
 import sys
+import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import polars as pl
 
@@ -67,15 +70,21 @@ def prepare(options: RunOptions) -> Prepared:
     mapping = load_mapping(options.mapping)
     settings = options.settings or (lambda: load_settings(options.env_file))
     best_effort = options.preflight and not options.dry_run
-    source, skipped = tenant_for(
-        mapping,
-        online=options.online,
-        best_effort=best_effort,
-        settings=settings,
-        max_age_s=options.refdata_max_age_s,
-        home=options.state_dir,  # the reference data is cached beside the ledger: the demo's stays the demo's
+    fetch = _Background(
+        lambda: tenant_for(
+            mapping,
+            online=options.online,
+            best_effort=best_effort,
+            settings=settings,
+            max_age_s=options.refdata_max_age_s,
+            home=options.state_dir,  # the reference data is cached beside the ledger: the demo's stays the demo's
+        )
     )
-    mapping = bind_tenant(mapping, source) if source is not None else mapping
+    if mapping.tenant_fields:  # the mapping looks values up in the reference data: needed before mapping
+        source, skipped = fetch.result()
+        mapping = bind_tenant(mapping, source) if source is not None else mapping
+    else:  # needed only by the pre-flight: fetched while the file is read and checked
+        fetch.start()
     suffix = Path(options.input).suffix.lower()
     if options.sheet is not None and suffix in CSV_SUFFIXES:  # (a mapping's sheet is for its workbooks: ignored)
         raise InputFileError(
@@ -97,6 +106,8 @@ def prepare(options: RunOptions) -> Prepared:
     read_s = time.perf_counter() - started
     mapped = apply_mapping(raw, mapping)
     validation = validate(mapped, mapping)
+    if not mapping.tenant_fields:
+        source, skipped = fetch.result()
     checked = check_rows(validation, mapping, source) if source is not None and options.preflight else None
     validation = checked.validation if checked is not None else validation
     planned = plan(validation.frame, mapping, validation.valid_mask)
@@ -105,6 +116,38 @@ def prepare(options: RunOptions) -> Prepared:
     return Prepared(
         raw, mapping, mapped, validation, planned, read_s, time.perf_counter() - started, caught, skipped, when
     )
+
+
+class _Background:
+    """A call run in a daemon thread (`start`), or here when its result is asked for first (`result`): the
+    tenant's reference data (a token and a few pages, 0.1-1 s against a real API) is fetched while the file is
+    read, mapped and validated. Daemon: a run that stops on a bad input file does not wait for the fetch."""
+
+    def __init__(self, call: Callable[[], tuple[Any, str | None]]) -> None:
+        self._call = call
+        self._thread: threading.Thread | None = None
+        self._value: tuple[Any, str | None] | None = None
+        self._error: BaseException | None = None
+
+    def _run(self) -> None:
+        try:
+            self._value = self._call()
+        except BaseException as exc:  # handed to the caller of result()
+            self._error = exc
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="jobimport-refdata", daemon=True)
+        self._thread.start()
+
+    def result(self) -> tuple[Any, str | None]:
+        if self._thread is None:
+            self._run()
+        else:
+            self._thread.join()
+        if self._error is not None:
+            raise self._error
+        assert self._value is not None
+        return self._value
 
 
 def restore_neutralised(raw: RawTable) -> RawTable:

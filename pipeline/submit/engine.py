@@ -233,7 +233,15 @@ class Submitter(Triage, Reconciler, Breaker):
         # fast API would be bound by the disk (measured: 1,100 rows/s at concurrency 8 with 8-row chunks).
         chunk = max(64, self.options.max_concurrency)
         try:
-            while (rows := await ready.get()) is not None:
+            ended = False
+            while not ended and (rows := await ready.get()) is not None:
+                # look-ups hand rows over ≤ 50 at a time: what is ready already goes into the same commit
+                while len(rows) < chunk and not ready.empty():
+                    more = ready.get_nowait()
+                    if more is None:
+                        ended = True
+                        break
+                    rows = rows + more
                 for start in range(0, len(rows), chunk):
                     while self._send_queue.qsize() >= chunk and not self.gate.closed:
                         await asyncio.sleep(0.005)
