@@ -172,6 +172,6 @@ def _rebuild(
     summary = RunSummary(**{k: v for k, v in summary_doc.items() if k in known})  # type: ignore[arg-type]
     report_dir = report_root / run_id
     report_dir.mkdir(parents=True, exist_ok=True)
-    paths = write_reports(report_dir, summary, raw, outcomes, error_frame, previous)
+    paths = write_reports(report_dir, summary, raw, outcomes, error_frame, previous, mapping.sheet)
     assert all(status in {str(s) for s in Status} for status in outcomes["status"].to_list())
     return Rebuilt(report_dir, paths)

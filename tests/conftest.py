@@ -34,6 +34,15 @@ def _state_home(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.Mo
     return home
 
 
+@pytest.fixture(autouse=True)
+def _no_tokens_from_earlier_tests() -> None:
+    """The client keeps the tokens this process was issued (by token URL): a sandbox of a later test may reuse an
+    earlier one's port, and must not be sent a dead sandbox's token."""
+    from pipeline.submit import client
+
+    client._ISSUED.clear()
+
+
 OPENAPI = Path(__file__).resolve().parents[1] / "pipeline" / "sandbox" / "openapi.yaml"
 _BASE = "urn:bigchange-openapi"
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 
 from pipeline.submit.throttle import Gate
@@ -115,3 +116,23 @@ def test_a_look_up_waiting_for_a_slot_is_served_before_a_worker_coming_back() ->
         return order
 
     assert asyncio.run(go()) == ["look-up", "worker"]
+
+
+def test_a_wait_for_the_pace_that_is_cancelled_gives_its_slot_back() -> None:
+    """A look-up abandoned while it waits for its paced start (another look-up of the slice failed) must not keep
+    its slot: with a limit of 1 the run would wait for ever."""
+
+    async def go() -> int:
+        gate = Gate(max_concurrency=1, initial=1)
+        gate.rate = 2.0  # one start every 0.5 s
+        await gate.acquire()
+        await gate.release()
+        waiting = asyncio.create_task(gate.acquire())  # paced: sleeps ~0.5 s holding the slot
+        await asyncio.sleep(0.05)
+        waiting.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await waiting
+        await asyncio.sleep(0)
+        return gate.in_flight
+
+    assert asyncio.run(go()) == 0

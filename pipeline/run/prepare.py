@@ -83,14 +83,14 @@ def prepare(options: RunOptions) -> Prepared:
     if mapping.tenant_fields:  # the mapping looks values up in the reference data: needed before mapping
         source, skipped = fetch.result()
         mapping = bind_tenant(mapping, source) if source is not None else mapping
-    else:  # needed only by the pre-flight: fetched while the file is read and checked
-        fetch.start()
     suffix = Path(options.input).suffix.lower()
     if options.sheet is not None and suffix in CSV_SUFFIXES:  # (a mapping's sheet is for its workbooks: ignored)
         raise InputFileError(
             f"{options.input}: --sheet '{options.sheet}' names a workbook sheet, but this is a {suffix} file "
             "(one table, no sheets); leave --sheet out"
         )
+    if not mapping.tenant_fields:  # needed only by the pre-flight: fetched while the file is read and checked
+        fetch.start()
     started = time.perf_counter()
     raw = read_table(
         options.input,

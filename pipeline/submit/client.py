@@ -279,6 +279,7 @@ class ApiClient:
             "Customer-Id": str(settings.customer_id),
             "Accept": "application/json",
             "User-Agent": f"jobimport/{__version__}",
+            "Accept-Encoding": "gzip, deflate",  # what httpx decodes without optional packages
             **opts.extra_headers,
         }
         self._http = httpx.AsyncClient(transport=transport, timeout=timeout, headers=headers)

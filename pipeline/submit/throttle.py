@@ -81,7 +81,13 @@ class Gate:
             delay = await self._reserve(priority)
             if delay <= 0:
                 return
-            await asyncio.sleep(delay)
+            try:
+                await asyncio.sleep(delay)
+            except BaseException:
+                # cancelled while waiting for the pace (a look-up abandoned, a stop): the slot is ours to give
+                # back, or the gate would count it in flight for the rest of the run
+                await asyncio.shield(self.release())
+                raise
             if not self._closed and time.monotonic() >= self._pause_until:
                 return
             await self.release()  # closed or paused while waiting for the slot: give it back, decide again

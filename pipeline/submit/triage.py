@@ -5,8 +5,9 @@ another job → a conflict, `rejected`, not sent), and which go to the workers. 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncGenerator, Awaitable, Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from pipeline.model import Status
@@ -109,9 +110,11 @@ class Triage:
                     # handed over look-up by look-up: the first rows leave one answer after the run starts, not
                     # once the whole slice has been looked up
                     try:
-                        async for part in self._look_before_send(fresh):
-                            if part:
-                                await ready.put(part)
+                        # closed even when this task is cancelled while the queue is full: its look-ups stop then
+                        async with contextlib.aclosing(self._look_before_send(fresh)) as parts:
+                            async for part in parts:
+                                if part:
+                                    await ready.put(part)
                     except Stopped:
                         break
             await ready.put(None)
@@ -123,7 +126,7 @@ class Triage:
             ready.put_nowait(None)
             raise
 
-    async def _look_before_send(self, rows: list[PlannedRow]) -> AsyncIterator[list[PlannedRow]]:
+    async def _look_before_send(self, rows: list[PlannedRow]) -> AsyncGenerator[list[PlannedRow], None]:
         """Rows with a reference the ledger has never seen are looked up in BigChange first (≤ 50 a call, up to
         `lookahead_calls` calls at once); yields, call by call in the rows' order, the rows to send (found ones are
         settled here: `already_created`, or a conflict). A look-up that keeps failing raises when its turn comes;

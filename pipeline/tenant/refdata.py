@@ -19,6 +19,7 @@ import asyncio
 import csv
 import json
 import os
+import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -280,7 +281,7 @@ def save(data: RefData, home: Path | None = None) -> Path:
     """Write the cache atomically (a reader never sees half a file)."""
     path = cache_path(data.identity, home)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(f".{os.getpid()}.tmp")
+    tmp = path.with_suffix(f".{os.getpid()}-{threading.get_ident()}.tmp")  # (a run's fetch may be in a thread)
     tmp.write_text(json.dumps(data.to_json(), ensure_ascii=False), encoding="utf-8")
     os.replace(tmp, path)
     return path
