@@ -25,20 +25,24 @@ from jobfiles import (
 )
 
 
+def _run_args(source: Path, reports: Path) -> list[str]:
+    """`jobimport run` of a file written by write_jobs, with its mapping, reports in `reports`."""
+    return [
+        "run",
+        str(source),
+        "--no-preflight",
+        "--mapping",
+        str(source.parent / "mapping.toml"),
+        "--report-dir",
+        str(reports),
+    ]
+
+
 def _import(tmp_path: Path, sandbox: Any, rows: int, extra: list[str] | None = None, **kw: Any) -> Path:
     source = write_jobs(tmp_path / "in", rows, **kw)
     reports = tmp_path / "reports"
     done = run_cli(
-        [
-            "run",
-            str(source),
-            "--no-preflight",
-            "--mapping",
-            str(source.parent / "mapping.toml"),
-            "--report-dir",
-            str(reports),
-        ]
-        + (extra or []),
+        _run_args(source, reports) + (extra or []),
         sandbox.env(),
         tmp_path,
     )
@@ -125,15 +129,7 @@ def test_killed_twice_then_rerun_creates_each_job_once(tmp_path: Path, sandbox_f
     rows = 3000
     source = write_jobs(tmp_path / "in", rows, prefix="KILL")
     reports = tmp_path / "reports"
-    args = [
-        "run",
-        str(source),
-        "--no-preflight",
-        "--mapping",
-        str(source.parent / "mapping.toml"),
-        "--report-dir",
-        str(reports),
-    ]
+    args = _run_args(source, reports)
     args += ["--timeout", "3"]  # a rerun right after a kill waits this long before looking rows up
     for threshold in (600, 1800):
         process = start_cli(args, sandbox.env(), tmp_path)
@@ -165,15 +161,7 @@ def test_sigint_stops_with_exit_3_and_reports_then_rerun_finishes(tmp_path: Path
     rows = 2000
     source = write_jobs(tmp_path / "in", rows, prefix="INT")
     reports = tmp_path / "reports"
-    args = [
-        "run",
-        str(source),
-        "--no-preflight",
-        "--mapping",
-        str(source.parent / "mapping.toml"),
-        "--report-dir",
-        str(reports),
-    ]
+    args = _run_args(source, reports)
     args += ["--max-concurrency", "4"]
     process = start_cli(args, sandbox.env(), tmp_path)
     deadline = time.monotonic() + 60
@@ -210,15 +198,7 @@ def test_secrets_appear_in_no_log_report_or_message(tmp_path: Path, sandbox_fact
     assert env["BIGCHANGE_CLIENT_SECRET"] == canary
     source = write_jobs(tmp_path / "in", 50, bad={1: {"Customer": "999999"}})
     reports = tmp_path / "reports"
-    args = [
-        "run",
-        str(source),
-        "--no-preflight",
-        "--mapping",
-        str(source.parent / "mapping.toml"),
-        "--report-dir",
-        str(reports),
-    ]
+    args = _run_args(source, reports)
     done = run_cli(args, env, tmp_path)
     # a fresh ledger: rows to look up and send, a token to ask for
     args_fresh = [*args[:-1], str(tmp_path / "reports-wrong"), "--ledger", str(tmp_path / "fresh.sqlite")]
@@ -237,15 +217,7 @@ def test_wrong_tenant_stops_as_configuration_problem_and_rerun_sends(tmp_path: P
     sandbox = sandbox_factory()
     source = write_jobs(tmp_path / "in", 5)
     reports = tmp_path / "reports"
-    args = [
-        "run",
-        str(source),
-        "--no-preflight",
-        "--mapping",
-        str(source.parent / "mapping.toml"),
-        "--report-dir",
-        str(reports),
-    ]
+    args = _run_args(source, reports)
     args += ["--ledger", str(tmp_path / "ledger.sqlite")]
     wrong = run_cli(args, {**sandbox.env(), "BIGCHANGE_CUSTOMER_ID": "4242"}, tmp_path)
     assert wrong.returncode == 3, (wrong.stdout, wrong.stderr)
@@ -263,15 +235,7 @@ def test_wrong_base_url_stops_and_fixed_url_sends_everything(tmp_path: Path, san
     sandbox = sandbox_factory()
     source = write_jobs(tmp_path / "in", 8)
     reports = tmp_path / "reports"
-    args = [
-        "run",
-        str(source),
-        "--no-preflight",
-        "--mapping",
-        str(source.parent / "mapping.toml"),
-        "--report-dir",
-        str(reports),
-    ]
+    args = _run_args(source, reports)
     env = sandbox.env()
     wrong = run_cli(args, {**env, "BIGCHANGE_BASE_URL": env["BIGCHANGE_BASE_URL"].removesuffix("/v1")}, tmp_path)
     assert wrong.returncode == 3, (wrong.stdout, wrong.stderr)

@@ -6,6 +6,7 @@ dry run knows (`Prepared`); `run_import` (pipeline/run/runner.py) adds the ledge
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 import threading
 import time
@@ -89,8 +90,7 @@ def prepare(options: RunOptions) -> Prepared:
             f"{options.input}: --sheet '{options.sheet}' names a workbook sheet, but this is a {suffix} file "
             "(one table, no sheets); leave --sheet out"
         )
-    if not mapping.tenant_fields:  # needed only by the pre-flight: fetched while the file is read and checked
-        fetch.start()
+    fetch.start()  # (if the mapping did not need it already) fetched while the file is read and checked
     started = time.perf_counter()
     raw = read_table(
         options.input,
@@ -106,8 +106,7 @@ def prepare(options: RunOptions) -> Prepared:
     read_s = time.perf_counter() - started
     mapped = apply_mapping(raw, mapping)
     validation = validate(mapped, mapping)
-    if not mapping.tenant_fields:
-        source, skipped = fetch.result()
+    source, skipped = fetch.result()  # (already there when the mapping needed it to map)
     checked = check_rows(validation, mapping, source) if source is not None and options.preflight else None
     validation = checked.validation if checked is not None else validation
     planned = plan(validation.frame, mapping, validation.valid_mask)
@@ -136,13 +135,16 @@ class _Background:
             self._error = exc
 
     def start(self) -> None:
+        if self._thread is not None or self._value is not None or self._error is not None:
+            return  # running, or already done
         self._thread = threading.Thread(target=self._run, name="jobimport-refdata", daemon=True)
         self._thread.start()
 
     def result(self) -> tuple[Any, str | None]:
-        if self._thread is None:
+        """The call's value (raising what it raised); run here if `start` was not called. Asked again: the same."""
+        if self._thread is None and self._value is None and self._error is None:
             self._run()
-        else:
+        elif self._thread is not None:
             self._thread.join()
         if self._error is not None:
             raise self._error
@@ -157,16 +159,4 @@ def restore_neutralised(raw: RawTable) -> RawTable:
     frame = raw.frame.with_columns(
         pl.col(name).map_elements(restore_csv_cell, return_dtype=pl.String) for name in raw.columns
     )
-    return RawTable(  # (not `trimmed`: a restored cell can start with a tab again)
-        frame=frame,
-        columns=raw.columns,
-        source=raw.source,
-        kind=raw.kind,
-        sheet=raw.sheet,
-        encoding=raw.encoding,
-        delimiter=raw.delimiter,
-        is_corrections=raw.is_corrections,
-        cell_errors=raw.cell_errors,
-        unrendered=raw.unrendered,
-        warnings=raw.warnings,
-    )
+    return dataclasses.replace(raw, frame=frame)  # (not `trimmed`: a restored cell can start with a tab again)
