@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from pipeline.errors import Interrupted
 from pipeline.run.signals import _Signals
 
 
@@ -19,9 +20,11 @@ def test_signals_outside_the_send_loop_are_noted_not_obeyed(capsys: pytest.Captu
     try:
         os.kill(os.getpid(), signal.SIGINT)  # would raise KeyboardInterrupt without the handler
         os.kill(os.getpid(), signal.SIGTERM)  # would end the process
+        with pytest.raises(Interrupted, match="interrupted by SIGINT before anything was sent; nothing was changed"):
+            signals.checkpoint()  # acted on at the next stage before the submit
     finally:
         signals.disarm()
-    assert capsys.readouterr().err.count("finishing the ledger and the reports first") == 2
+    assert capsys.readouterr().err.count("SIGINT: stopping before sending") == 1  # noted once, then quiet
     assert signal.getsignal(signal.SIGINT) is before
 
 
@@ -53,7 +56,10 @@ def test_signals_during_sending_stop_the_submitter_and_a_second_one_hurries() ->
         signals.disarm()
     assert [hurry for _, hurry in submitter.stops] == [False, True]
     assert "interrupted by SIGINT" in submitter.stops[0][0]
-    assert said == ["SIGINT: finishing the requests in flight (interrupt again to stop at once)…"]
+    assert said == [
+        "SIGINT: finishing the requests in flight (interrupt again to stop at once)…",
+        "SIGINT: abandoning the requests in flight; their rows are reported uncertain",
+    ]
 
 
 def test_a_signal_before_sending_begins_stops_at_attach() -> None:

@@ -37,7 +37,7 @@ from pipeline.drop.candidates import is_candidate_name, marker_of, scan, settled
 from pipeline.drop.housekeeping import prune
 from pipeline.drop.notify import Notifier, message_text
 from pipeline.drop.record import DropLog, DropRecord, now_iso
-from pipeline.errors import InputFileError, JobImportError, MappingError, NoDataRows, RunStopped, UsageError
+from pipeline.errors import InputFileError, JobImportError, MappingError, NoDataRows, RunStopped, StopReason, UsageError
 from pipeline.mapping import load_mapping, source_columns
 from pipeline.run import file_sha256
 from pipeline.state import TenantIdentity
@@ -526,7 +526,7 @@ def describe_pass(
 
 def _interrupted(result: RunResult) -> bool:
     """SIGTERM/SIGINT reached the import (the runner's own handler took it): the pass takes no other file."""
-    return "interrupted by" in (result.stop_reason or "")
+    return result.stop is StopReason.INTERRUPTED
 
 
 def _no_data_rows(exc: JobImportError) -> bool:

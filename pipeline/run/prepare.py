@@ -66,8 +66,9 @@ class Prepared:
     refdata_when: str = ""  # " (fetched …)": when the reference data used was fetched
 
 
-def prepare(options: RunOptions) -> Prepared:
-    """Read, map, validate and plan. Raises InputFileError / MappingError (exit 2) for unusable input."""
+def prepare(options: RunOptions, checkpoint: Callable[[], None] = lambda: None) -> Prepared:
+    """Read, map, validate and plan. Raises InputFileError / MappingError (exit 2) for unusable input.
+    `checkpoint` is called between the stages (a Ctrl-C noted meanwhile ends the run there)."""
     mapping = load_mapping(options.mapping)
     settings = options.settings or (lambda: load_settings(options.env_file))
     best_effort = options.preflight and not options.dry_run
@@ -104,12 +105,16 @@ def prepare(options: RunOptions) -> Prepared:
     if raw.is_corrections and raw.kind == "csv":
         raw = restore_neutralised(raw)
     read_s = time.perf_counter() - started
+    checkpoint()
     mapped = apply_mapping(raw, mapping)
+    checkpoint()
     validation = validate(mapped, mapping)
+    checkpoint()
     source, skipped = fetch.result()  # (already there when the mapping needed it to map)
     checked = check_rows(validation, mapping, source) if source is not None and options.preflight else None
     validation = checked.validation if checked is not None else validation
     planned = plan(validation.frame, mapping, validation.valid_mask)
+    checkpoint()
     caught = checked.caught if checked is not None else None
     when = f" (fetched {source.data.fetched_at_iso})" if source is not None else ""
     return Prepared(

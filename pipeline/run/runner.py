@@ -25,7 +25,7 @@ import polars as pl
 import structlog
 
 from pipeline import __version__, logs
-from pipeline.errors import RunStopped, SettingsError
+from pipeline.errors import RunStopped, SettingsError, StopReason
 from pipeline.mapping import source_columns
 from pipeline.model import ERROR_SCHEMA, ORIGIN_ROW, REPORT_COLUMNS, ROW, SUCCESS, Status
 from pipeline.plan import Plan
@@ -52,7 +52,8 @@ class RunResult:
     paths: ReportPaths
     counts: dict[str, int]
     exit_code: int
-    stop_reason: str | None = None
+    stop_reason: str | None = None  # the stop's one line, for people
+    stop: StopReason | None = None  # why the run stopped, for programs (the drop mode, an orchestrator)
 
 
 def new_run_id() -> str:
@@ -200,15 +201,17 @@ def run_import(options: RunOptions, on_prepared: Callable[[Prepared], None] | No
     cannot send finds out at once); reports are written even when the run is stopped."""
     started_at = now_iso()
     started = time.perf_counter()
-    settings = None if options.dry_run else options.settings or load_settings(options.env_file)
-    ledger: Ledger | None = None
-    ledger_path: Path | None = None
-    if settings is not None:
-        _, ledger_path = resolve_ledger(options, settings)
-        ledger = Ledger(ledger_path, TenantIdentity.of(settings.base_url, settings.customer_id))
     signals = _Signals()
+    signals.arm()  # from here to the last report a signal is noted, and acted on where it is safe
+    ledger: Ledger | None = None
     try:
-        prepared = prepare(options)
+        settings = None if options.dry_run else options.settings or load_settings(options.env_file)
+        ledger_path: Path | None = None
+        if settings is not None:
+            _, ledger_path = resolve_ledger(options, settings)
+            ledger = Ledger(ledger_path, TenantIdentity.of(settings.base_url, settings.customer_id))
+        signals.checkpoint()
+        prepared = prepare(options, signals.checkpoint)
         if on_prepared is not None:
             on_prepared(prepared)
         run_id = new_run_id()
@@ -221,11 +224,11 @@ def run_import(options: RunOptions, on_prepared: Callable[[Prepared], None] | No
             ) from None
         return _run(options, prepared, settings, ledger, ledger_path, run_id, report_dir, started, started_at, signals)
     finally:
-        signals.disarm()
         if ledger is not None:
             ledger.close()
         logs.close()
         structlog.contextvars.clear_contextvars()
+        signals.disarm()  # last: a signal during the ledger's final commit is noted, not obeyed
 
 
 def _run(
@@ -248,7 +251,7 @@ def _run(
         logs.configure(None)
         write_payloads(report_dir / "payloads.jsonl", prepared.plan)
     else:
-        signals.arm()
+        signals.checkpoint()  # the last moment a signal ends the run with nothing recorded
         logs.configure(report_dir / "run.log.jsonl")
         structlog.contextvars.bind_contextvars(run_id=run_id)
         ledger.start_run(run_id, input_key, str(options.mapping.resolve()), file_sha256(options.input))
@@ -328,7 +331,8 @@ def _run(
                 f"({exc}): `status` will not list it; every row sent is in the ledger or looked up by the next run"
             ) from None
         log.info("run_finished", exit_code=exit_code, counts=counts, stop_reason=stats.stop_reason)
-    return RunResult(run_id, report_dir, summary, paths, counts, exit_code, stats.stop_reason)
+    stop = stopped.reason if stopped is not None else None
+    return RunResult(run_id, report_dir, summary, paths, counts, exit_code, stats.stop_reason, stop)
 
 
 async def _submit(

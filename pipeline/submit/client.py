@@ -23,6 +23,7 @@ import structlog
 
 from pipeline import __version__
 from pipeline.errors import AuthRefused, RunStopped, TokenUnavailable, TransientError
+from pipeline.retry import RetryPolicy, _FailureLike, call_with_retries
 from pipeline.settings import Settings
 
 log = structlog.get_logger(__name__)
@@ -51,8 +52,9 @@ class Kind(StrEnum):
 
 
 @dataclass(frozen=True, slots=True)
-class Answer:
-    """The classified outcome of one create request."""
+class Answer(_FailureLike):
+    """The classified outcome of one create request. As a failure (`pipeline.retry`): a transient answer may be
+    sent again; an unknown one may have created the job (looked up, never resent blindly)."""
 
     kind: Kind
     status: int | None = None  # HTTP status, None when no answer came back
@@ -61,6 +63,14 @@ class Answer:
     retry_after: float | None = None
     latency_s: float = 0.0
     timed_out: bool = False  # no answer within the read timeout: the server may still be creating the job
+
+    @property
+    def retryable(self) -> bool:
+        return self.kind == Kind.TRANSIENT
+
+    @property
+    def may_have_created(self) -> bool:
+        return self.kind in (Kind.CREATED, Kind.UNKNOWN)
 
 
 @dataclass(frozen=True, slots=True)
@@ -165,7 +175,7 @@ class TokenSource:
         self._lock = asyncio.Lock()
         self._token: str | None = None
         self._expires_at = 0.0
-        self._failure: TransientError | None = None  # the last fetch's failure, shared with waiting workers
+        self._failure: TokenUnavailable | None = None  # the last fetch's failure, shared with waiting workers
         self._failed_at = 0.0
         self.refreshes = 0
         self.attempts = 5  # tries per token fetch (a best-effort caller, like the pre-flight, may want fewer)
@@ -197,61 +207,68 @@ class TokenSource:
             raise self._failure
         try:
             await self._fetch()
-        except TransientError as exc:
+        except TokenUnavailable as exc:
             self._failure, self._failed_at = exc, time.monotonic()
             raise
         self._failure = None
 
     async def _fetch(self) -> None:
+        """One token, tried `attempts` times through the retry policy (5xx, 429, network); a refusal stops."""
+        url = self._settings.token_url
+        policy = RetryPolicy(attempts=self.attempts, base_s=0.5, max_s=8.0, max_wait_s=30.0)
+        try:
+            response = await call_with_retries(self._post_token, policy)
+        except TransientError as exc:
+            if exc.status is None:
+                raise TokenUnavailable(
+                    f"cannot reach the token endpoint {url}: {exc}; check BIGCHANGE_TOKEN_URL and the network, "
+                    "then run again"
+                ) from None
+            raise TokenUnavailable(
+                f"the token endpoint {url} answered {exc.status} {self.attempts} times; try again later",
+                status=exc.status,
+            ) from None
+        if response.status_code != 200:
+            problem = problem_from_response(response)
+            raise AuthRefused(
+                f"the token endpoint {url} refused the client credentials ({response.status_code} "
+                f"{problem.get('title') or ''}); check BIGCHANGE_CLIENT_ID and BIGCHANGE_CLIENT_SECRET"
+            )
+        try:
+            body = response.json()
+            token = str(body["access_token"])
+            lifetime = float(body.get("expires_in") or 3600)
+        except (ValueError, KeyError, TypeError):
+            raise AuthRefused(
+                f"the token endpoint {url} answered 200 without access_token/expires_in; "
+                "check BIGCHANGE_TOKEN_URL points at the OAuth token endpoint"
+            ) from None
+        margin = min(TOKEN_MARGIN_S, lifetime * 0.1)
+        self._token = token
+        self._expires_at = time.monotonic() + max(0.0, lifetime - margin)
+        _ISSUED[self._key] = (token, self._expires_at)
+        self.refreshes += 1
+        log.info("token_refreshed", expires_in=lifetime)
+
+    async def _post_token(self) -> httpx.Response:
+        """One POST to the token endpoint; a failure a retry may cure is a TransientError (a token request
+        creates nothing)."""
         form = {
             "grant_type": "client_credentials",
             "client_id": self._settings.client_id,
             "client_secret": self._settings.client_secret.reveal(),
         }
-        url = self._settings.token_url
-        last = self.attempts - 1
-        for attempt in range(self.attempts):
-            try:
-                response = await self._http.post(url, data=form)
-            except httpx.HTTPError as exc:
-                if attempt == last:
-                    raise TokenUnavailable(
-                        f"cannot reach the token endpoint {url}: {_cause_name(exc)}; check BIGCHANGE_TOKEN_URL "
-                        "and the network, then run again"
-                    ) from None
-                await asyncio.sleep(0.5 * 2**attempt)
-                continue
-            if response.status_code in TRANSIENT_STATUSES or response.status_code >= 500:
-                if attempt == last:
-                    raise TokenUnavailable(
-                        f"the token endpoint {url} answered {response.status_code} {self.attempts} times; "
-                        "try again later",
-                        status=response.status_code,
-                    )
-                await asyncio.sleep(parse_retry_after(response.headers.get("retry-after")) or 0.5 * 2**attempt)
-                continue
-            if response.status_code != 200:
-                problem = problem_from_response(response)
-                raise AuthRefused(
-                    f"the token endpoint {url} refused the client credentials ({response.status_code} "
-                    f"{problem.get('title') or ''}); check BIGCHANGE_CLIENT_ID and BIGCHANGE_CLIENT_SECRET"
-                )
-            try:
-                body = response.json()
-                token = str(body["access_token"])
-                lifetime = float(body.get("expires_in") or 3600)
-            except (ValueError, KeyError, TypeError):
-                raise AuthRefused(
-                    f"the token endpoint {url} answered 200 without access_token/expires_in; "
-                    "check BIGCHANGE_TOKEN_URL points at the OAuth token endpoint"
-                ) from None
-            margin = min(TOKEN_MARGIN_S, lifetime * 0.1)
-            self._token = token
-            self._expires_at = time.monotonic() + max(0.0, lifetime - margin)
-            _ISSUED[self._key] = (token, self._expires_at)
-            self.refreshes += 1
-            log.info("token_refreshed", expires_in=lifetime)
-            return
+        try:
+            response = await self._http.post(self._settings.token_url, data=form)
+        except httpx.HTTPError as exc:
+            raise TransientError(_cause_name(exc)) from None
+        if response.status_code in TRANSIENT_STATUSES or response.status_code >= 500:
+            raise TransientError(
+                f"token endpoint answered {response.status_code}",
+                status=response.status_code,
+                retry_after=parse_retry_after(response.headers.get("retry-after")),
+            )
+        return response
 
 
 class ApiClient:

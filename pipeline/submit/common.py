@@ -1,19 +1,21 @@
-"""What the submit engine and its parts (triage, reconciler, breakers) share: a planned row, the options and
-counters of a submission, the engine's state, and the problem details recorded for rows whose outcome is not
+"""What the submit engine and its collaborators (tracker, feeder, sender, reconciler, breaker) share: a planned
+row, the options and counters of a submission, and the problem details recorded for rows whose outcome is not
 known."""
 
 from __future__ import annotations
 
 import hashlib
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pipeline.model import Status
-from pipeline.submit.client import Answer
 from pipeline.submit.latency import LatencyHistogram
-from pipeline.submit.ledger import Update
+from pipeline.submit.ledger import LedgerRow
+
+if TYPE_CHECKING:
+    from pipeline.errors import RunStopped
+    from pipeline.submit.tracker import RowTracker
 
 
 @dataclass(slots=True)
@@ -27,6 +29,7 @@ class PlannedRow:
     payload: str
     attempts: int = 0  # sends made by this run that count against the retry budget (429s do not)
     throttled: int = 0  # 429 answers this row got
+    prior: LedgerRow | None = None  # what the ledger held for its key when the run first looked (None: nothing)
 
     @property
     def fingerprint(self) -> str:
@@ -65,6 +68,7 @@ class SubmitOptions:
     timeout_grace_s: float = 30.0
     max_retry_after_s: float = 300.0  # a longer Retry-After stops the run (rows pending) instead of waiting
     flush_every_s: float = 0.2  # ledger commit cadence for results
+    outstanding_rows: int = 0  # most rows marked `sending` without an outcome at once (0: 8 × max_concurrency, ≥ 256)
     lookahead_calls: int = 8  # look-ups before sending that may be in flight at once
 
 
@@ -91,17 +95,18 @@ SayFn = Callable[[str], None]
 
 
 @dataclass
-class _State:
-    pending_updates: list[Update] = field(default_factory=list)
-    consecutive_failures: int = 0
-    last_success: float = field(default_factory=time.monotonic)
-    forbidden_streak: list[PlannedRow] = field(default_factory=list)
-    last_forbidden: Answer | None = None
-    any_success: bool = False
-    other_answers: int = 0  # rejections other than 403
+class RunContext:
+    """What every collaborator of one submission shares: the row tracker, the options and counters, and the run's
+    stop (the first reason wins; `stopping()` says whether one came)."""
+
+    tracker: RowTracker
+    options: SubmitOptions
+    stats: SubmitStats
+    stopping: Callable[[], bool]
+    stop: Callable[[RunStopped], None]
 
 
-def _uncertain_problem(cause: dict[str, Any] | None = None) -> dict[str, Any]:
+def uncertain_problem(cause: dict[str, Any] | None = None) -> dict[str, Any]:
     detail = (
         "the request was sent but its answer was lost, and the row has no reference to look the job up by; "
         "check in BigChange whether the job exists, then rerun with --resend-uncertain to send it again"
@@ -111,7 +116,7 @@ def _uncertain_problem(cause: dict[str, Any] | None = None) -> dict[str, Any]:
     return {"type": None, "title": "Outcome unknown", "status": (cause or {}).get("status"), "detail": detail}
 
 
-def _unresolved_problem() -> dict[str, Any]:
+def unresolved_problem() -> dict[str, Any]:
     return {
         "type": None,
         "title": "Outcome unknown",

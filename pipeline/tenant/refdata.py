@@ -29,7 +29,8 @@ from pathlib import Path
 from typing import Any
 
 from pipeline import logs
-from pipeline.errors import AuthRefused, RunStopped, TransientError
+from pipeline.errors import AuthRefused, JobImportError, RunStopped, TransientError
+from pipeline.retry import RetryPolicy, call_with_retries, retry_now
 from pipeline.settings import Settings
 from pipeline.state import TenantIdentity, tenant_dir
 from pipeline.submit.client import ApiClient, ClientOptions
@@ -139,37 +140,41 @@ class _Puller:
 
     async def page(self, path: str, params: list[tuple[str, str | int]], number: int, size: int) -> dict[str, Any]:
         query: list[tuple[str, str | int]] = [*params, ("pageNumber", number), ("pageSize", size)]
-        for attempt in range(self.attempts):
+        policy = RetryPolicy(attempts=self.attempts, base_s=0.25, max_s=8.0, max_wait_s=60.0)
+
+        async def once() -> dict[str, Any]:
             await self.gate.acquire()
             try:
                 self.stats.requests += 1
                 body, latency = await self.api.get_page(path, query)
-            except TransientError as exc:
-                if attempt == self.attempts - 1:
-                    raise RunStopped(f"the tenant's reference data could not be fetched: {exc}") from None
-                self.stats.retries += 1
-                if exc.status == 429:
-                    self.gate.on_throttled(exc.retry_after)
-                elif exc.status is not None:
-                    self.gate.on_overloaded(exc.retry_after)
-                # a Retry-After pauses the gate for every worker; otherwise back off before this page again
-                delay = 0.0 if exc.retry_after is not None or exc.status == 429 else 0.25 * 2**attempt
-            except AuthRefused as exc:
-                if not str(exc).startswith("the API refused GET"):
-                    raise  # the credentials themselves (the token endpoint): its message says what to check
-                scope = SCOPES.get(path, "jobs:read")
-                raise AuthRefused(
-                    f"{exc}: check BIGCHANGE_CUSTOMER_ID, and that the API key has the {scope} scope to read the "
-                    "tenant's reference data (add it in the portal; a run without it: --no-preflight)"
-                ) from None
-            else:
-                self.gate.on_success(latency)
-                self.stats.pages[path] = self.stats.pages.get(path, 0) + 1
-                return body
             finally:
                 await self.gate.release()
-            await asyncio.sleep(delay)
-        raise AssertionError("unreachable")
+            self.gate.on_success(latency)
+            self.stats.pages[path] = self.stats.pages.get(path, 0) + 1
+            return body
+
+        def on_failure(exc: JobImportError, attempt: int) -> None:
+            if not isinstance(exc, TransientError):
+                return
+            if attempt < self.attempts and retry_now(exc):
+                self.stats.retries += 1
+            if exc.status == 429:  # a Retry-After also pauses the gate for every worker
+                self.gate.on_throttled(exc.retry_after)
+            elif exc.status is not None:
+                self.gate.on_overloaded(exc.retry_after)
+
+        try:
+            return await call_with_retries(once, policy, on_failure)
+        except TransientError as exc:
+            raise RunStopped(f"the tenant's reference data could not be fetched: {exc}") from None
+        except AuthRefused as exc:
+            if not str(exc).startswith("the API refused GET"):
+                raise  # the credentials themselves (the token endpoint): its message says what to check
+            scope = SCOPES.get(path, "jobs:read")
+            raise AuthRefused(
+                f"{exc}: check BIGCHANGE_CUSTOMER_ID, and that the API key has the {scope} scope to read the "
+                "tenant's reference data (add it in the portal; a run without it: --no-preflight)"
+            ) from None
 
     async def all_pages(self, path: str, params: list[tuple[str, str | int]] | None = None) -> list[dict[str, Any]]:
         """Every item of a paged list: page 1 alone, then a window of workers until a page comes back short."""
