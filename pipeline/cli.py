@@ -232,7 +232,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"jobimport: {exc}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
-        print("jobimport: interrupted before sending anything; nothing was changed", file=sys.stderr)
+        print("jobimport: interrupted before anything was sent; nothing was changed", file=sys.stderr)
         return 3
     except Exception as exc:
         if args is not None and args.debug:

@@ -47,6 +47,15 @@ def listen(listener: Listener | None) -> Listener | None:
     return previous
 
 
+def settle() -> None:
+    """At the command's end: once a stop signal came, further ones are ignored for good. (Python resets a handler
+    written in Python to the default while it shuts down, so a second Ctrl-C then would kill the process with
+    -SIGINT after all its work was done; an ignored signal is left ignored.)"""
+    if _count and threading.current_thread() is threading.main_thread():
+        for sig in SIGNALS:
+            signal.signal(sig, signal.SIG_IGN)
+
+
 def received() -> int:
     """How many stop signals the process has had."""
     return _count

@@ -45,11 +45,14 @@ def configure(log_path: Path | None) -> None:
 
 
 def close() -> None:
+    """Close the run's log file; later log lines are dropped (never written to a closed file) until the next
+    `configure`."""
     global _handle
     if _handle is not None:
         _handle.flush()
         _handle.close()
         _handle = None
+        configure(None)
 
 
 def quiet_unless_configured() -> None:

@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -73,10 +74,17 @@ def legacy_mapping(
     return "\n".join(lines) + "\n"
 
 
-def write_jobs(folder: Path, rows: int, prefix: str = "E2E", bad: dict[int, dict[str, str]] | None = None) -> Path:
+def write_jobs(
+    folder: Path,
+    rows: int,
+    prefix: str = "E2E",
+    bad: dict[int, dict[str, str]] | None = None,
+    without_reference: Callable[[int], bool] = lambda i: False,
+) -> Path:
     """jobs.csv with `rows` rows (type 101, contacts 5001..5020, references PREFIX-00001…) and mapping.toml.
 
-    `bad` replaces cells of given 0-based rows, e.g. {3: {"Customer": "999999"}} for a sandbox 422."""
+    `bad` replaces cells of given 0-based rows, e.g. {3: {"Customer": "999999"}} for a sandbox 422.
+    `without_reference(i)`: row i has an empty reference (its key is then its payload's fingerprint)."""
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / "jobs.csv"
     with path.open("w", newline="", encoding="utf-8") as handle:
@@ -90,6 +98,8 @@ def write_jobs(folder: Path, rows: int, prefix: str = "E2E", bad: dict[int, dict
                 "Notes": f"Service visit {i + 1}",
                 "Access Code": f"{(i * 7919) % 10000:04d}",
             }
+            if without_reference(i):
+                row["Ref"] = ""
             row.update((bad or {}).get(i, {}))
             writer.writerow(row)
     (folder / "mapping.toml").write_text(MAPPING, encoding="utf-8")
