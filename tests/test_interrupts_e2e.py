@@ -104,9 +104,11 @@ def test_ctrl_c_twice_then_the_same_command_finishes_the_file(
     args = _args(source, reports)
     process = start_cli(args, sandbox.env(), tmp_path)
     deadline = time.monotonic() + 60
-    if moment == 0:
-        while not (Path(tmp_path) / "reports").exists() and time.monotonic() < deadline:
-            time.sleep(0.01)  # the run folder exists: the ledger is open and the submit is about to start
+    if moment == 0:  # the run's log exists: it is recorded in the ledger and its submit starts now
+        while not list(reports.glob("*/run.log.jsonl")):
+            assert process.poll() is None, process.communicate()
+            assert time.monotonic() < deadline, "import too slow to reach the moment"
+            time.sleep(0.005)
     else:
         while sandbox.stats()["jobs_created"] < moment:
             assert process.poll() is None, process.communicate()

@@ -25,7 +25,7 @@ import polars as pl
 import structlog
 
 from pipeline import __version__, logs
-from pipeline.errors import RunStopped, SettingsError, StopReason
+from pipeline.errors import Interrupted, LedgerUnavailable, RunStopped, SettingsError, StopReason
 from pipeline.mapping import source_columns
 from pipeline.model import ERROR_SCHEMA, ORIGIN_ROW, REPORT_COLUMNS, ROW, SUCCESS, Status
 from pipeline.plan import Plan
@@ -251,7 +251,12 @@ def _run(
         logs.configure(None)
         write_payloads(report_dir / "payloads.jsonl", prepared.plan)
     else:
-        signals.checkpoint()  # the last moment a signal ends the run with nothing recorded
+        try:
+            signals.checkpoint()  # the last moment a signal ends the run with nothing recorded
+        except Interrupted:
+            with contextlib.suppress(OSError):
+                report_dir.rmdir()  # (still empty) nothing happened: leave nothing behind
+            raise
         logs.configure(report_dir / "run.log.jsonl")
         structlog.contextvars.bind_contextvars(run_id=run_id)
         ledger.start_run(run_id, input_key, str(options.mapping.resolve()), file_sha256(options.input))
@@ -326,6 +331,11 @@ def _run(
                 errors.iter_rows(),
             )
         except (OSError, sqlite3.Error) as exc:
+            if isinstance(stopped, LedgerUnavailable):  # already the run's stop, said once: the reports are there
+                log.error("run_not_recorded", error=str(exc))
+                return RunResult(
+                    run_id, report_dir, summary, paths, counts, exit_code, stats.stop_reason, stopped.reason
+                )
             raise RunStopped(
                 f"the reports are in {report_dir}, but the run could not be recorded in the ledger {ledger_path} "
                 f"({exc}): `status` will not list it; every row sent is in the ledger or looked up by the next run"

@@ -101,6 +101,7 @@ class Submitter:
         feeder = Feeder(run, self.ledger, self._summaries, queue)
         reconciler = Reconciler(run, self._find, self._requeue)
         sender = Sender(run, self.client, self.gate, breaker, reconciler, queue)
+        sender.ledger_failed = self._ledger_failed
         self._sender = sender
         try:
             await reconcile_interrupted(

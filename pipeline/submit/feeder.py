@@ -1,12 +1,12 @@
 """The feeder: which planned rows the ledger already settles, which are looked up in BigChange by reference before
 their first send (found with the same job type and contact → `already_created`; another job → a conflict,
-`rejected`, not sent), and which are made durable as `sending` and handed to the workers — never far ahead of them.
+`rejected`, not sent), and which are handed to the workers — never far ahead of them.
 
 Two tasks: the triage reads the plan slice by slice (asking the ledger about those keys only) and looks new
-references up, handing the rows to send over a bounded queue; the feed takes them in chunks, marks each chunk
-`sending` through the row tracker (one durable commit) and queues it for the workers. Rows the feed or the triage
-still held when the run stopped, and slices never read, are settled at the end (`settle_rest`): what the ledger
-decides, else `pending`.
+references up, handing the rows to send over a bounded queue; the feed puts them on the workers' queue, never more
+than the tracker's room ahead of the answers (a worker has each row written `sending` once it holds a slot for it).
+Rows the feed or the triage still held when the run stopped, and slices never read, are settled at the end
+(`settle_rest`): what the ledger decides, else `pending`.
 """
 
 from __future__ import annotations
@@ -18,7 +18,6 @@ from collections import deque
 from collections.abc import AsyncGenerator, Awaitable, Callable, Iterator
 from typing import Any
 
-from pipeline.errors import LedgerUnavailable
 from pipeline.model import Status
 from pipeline.submit.client import FoundJob
 from pipeline.submit.common import PlannedRow, RunContext, uncertain_problem, unresolved_problem
@@ -160,58 +159,17 @@ class Feeder:
     # --- the feed task -----------------------------------------------------------------------------------------
 
     async def feed(self) -> None:
-        """Queue the rows to send in chunks, each made durable as `sending` just before it is queued, never more
-        than the tracker's room ahead of the answers."""
-        # Each chunk waits for one durable commit (an fsync): at least 64 rows a commit, or a low concurrency on a
-        # fast API would be bound by the disk (measured: 1,100 rows/s at concurrency 8 with 8-row chunks).
-        chunk = max(64, self.options.max_concurrency)
-        ended = False
-        while not ended and (rows := await self.ready.get()) is not None:
-            # look-ups hand rows over ≤ 50 at a time: what is ready already goes into the same commit
-            while len(rows) < chunk and not self.ready.empty():
-                more = self.ready.get_nowait()
-                if more is None:
-                    ended = True
-                    break
-                rows = rows + more
-            for start in range(0, len(rows), chunk):
-                part = rows[start : start + chunk]
-                await self.tracker.wait_for_room(len(part))
+        """Queue the rows to send, never more than the tracker's room ahead of the answers. (Nothing is written
+        here: a worker has the row written `sending` once it holds a slot for it.)"""
+        while (rows := await self.ready.get()) is not None:
+            for planned in rows:
+                if self.tracker.outstanding >= self.tracker.room:
+                    await self.tracker.wait_for_room(1)
                 if self.stopping():
-                    return  # rows not marked stay planned: settled as pending at the end
-                if not await self._mark_sending(part):
-                    return
-                for planned in part:
-                    self.queue.put_nowait(planned)  # room: the queue holds at most the outstanding rows
+                    return  # rows not queued stay planned: settled as pending at the end
+                self.tracker.queue(planned)
+                self.queue.put_nowait(planned)  # room: the queue holds at most the outstanding rows
         self.fed_all = True
-
-    async def _mark_sending(self, part: list[PlannedRow]) -> bool:
-        """Make `part` durable as `sending`; False (and every row taken back) when the run stopped meanwhile or the
-        ledger could not be written. A cancel while waiting takes the rows back too: no await between the commit
-        and the take-back, and the take-back is written after it (one writer, in order)."""
-        durable = self.tracker.mark_sending(part)
-        try:
-            await asyncio.shield(asyncio.wrap_future(durable))
-        except asyncio.CancelledError:
-            self._take_back(part)
-            raise
-        except Exception as exc:
-            self._take_back(part)
-            self.stop(
-                LedgerUnavailable(
-                    f"cannot write the ledger {self.ledger.path} ({exc}); nothing more was sent: free the disk or "
-                    "fix the ledger, then run again"
-                )
-            )
-            return False
-        if self.stopping():
-            self._take_back(part)
-            return False
-        return True
-
-    def _take_back(self, part: list[PlannedRow]) -> None:
-        for planned in part:
-            self.tracker.take_back(planned)
 
     # --- the end -----------------------------------------------------------------------------------------------
 

@@ -5,6 +5,7 @@ answer means for its row — created, rejected, sent again after a delay (the re
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from typing import Any
 
 import structlog
@@ -42,6 +43,7 @@ class Sender:
         self.breaker = breaker
         self.reconciler = reconciler
         self.queue = queue
+        self.ledger_failed: Callable[[BaseException], None] = lambda exc: None
         self.policy = RetryPolicy(
             attempts=options.max_attempts,
             base_s=options.backoff_base_s,
@@ -65,6 +67,18 @@ class Sender:
             except BaseException:
                 self.tracker.take_back(planned)
                 raise
+            try:
+                await self.tracker.sending(planned)  # durable before the request leaves (takes it back if cancelled)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # the ledger cannot be written: the run stops, the row was taken back
+                self.ledger_failed(exc)
+                await self.gate.release()
+                continue
+            if self.stopping():  # stopped while the commit landed: this request never leaves
+                self.tracker.take_back(planned)
+                await self.gate.release()
+                continue
             self.tracker.on_wire(planned)
             try:
                 planned.attempts += 1

@@ -3,19 +3,22 @@ the ledger's row updates.
 
 A row moves through phases, and only these moves are legal (anything else raises `IllegalTransition`):
 
-    planned ──settle──────────────────────────────────────────▶ final  (the ledger or a look-up decided; not sent)
-    planned ──unsent──────────────────────────────────────────▶ final  (pending: the run stopped before it)
-    planned ──mark_sending──▶ sending ──on_wire──▶ on the wire ──finish──▶ final
-                              │   ▲                  │   │
-                              │   └──── retry ───────┘   └──abandon──▶ final (uncertain; the ledger keeps `sending`)
-                              ├──take_back──▶ final (pending, or the state the ledger had: never sent by this run)
-                              └──finish─────▶ final (e.g. a retry budget spent while waiting)
+    planned ──settle─────────────────────────────────────────────────▶ final (the ledger or a look-up decided)
+    planned ──unsent─────────────────────────────────────────────────▶ final (pending: the run stopped first)
+    planned ──queue──▶ queued ──sending──▶ sending ──on_wire──▶ on the wire ──finish──▶ final
+                         │                  │   ▲                 │   │
+                         │                  │   └──── retry ──────┘   └──abandon──▶ final (uncertain)
+                         └──take_back──▶ final (pending; nothing was written)
+                                            ├──take_back──▶ final (pending, or what the ledger held before)
+                                            └──finish─────▶ final (a retry budget spent while waiting)
 
-`sending` is written to the ledger (durably, before the row is queued) by `mark_sending`; a row taken back before
-its request left is returned to what the ledger held before (`pending` for a new row) by a write queued after that
-one, so the ledger never says `sending` for a row that was not put on the wire. At the end, `close()` checks that
-every row is final and that its reported status agrees with what was written to the ledger for it; rows whose
-ledger write did not become durable are named (the run's reports say so), so a ledger failure loses no outcome.
+A row is written `sending` only once a worker holds a slot of the gate for it (`sending`, awaited just before the
+request leaves; the rows asking at the same moment share one durable commit), so after a kill -9 the rows the
+ledger holds as `sending` are the ones in flight, no more. A row taken back after that commit (a stop, a cancel)
+gets back what the ledger held before (`pending` for a new row) in a write queued after it. At the end, `close()`
+checks that every row is final and that its reported status agrees with what was written to the ledger for it;
+rows whose ledger write did not become durable are named (the reports say so), so a ledger failure loses no
+outcome.
 """
 
 from __future__ import annotations
@@ -35,8 +38,8 @@ from pipeline.submit.outcomes import Outcomes, RowResult
 
 log = structlog.get_logger(__name__)
 
-PLANNED, SENDING, ON_WIRE, FINAL = 0, 1, 2, 3
-_PHASES = ("planned", "sending", "on the wire", "final")
+PLANNED, QUEUED, SENDING, ON_WIRE, FINAL = 0, 1, 2, 3, 4
+_PHASES = ("planned", "queued", "sending", "on the wire", "final")
 
 #: What the ledger may say for a row once the run reports it in a status (None: no row written by this run).
 #: `uncertain` rows keep `sending` when they have a reference (the next run looks them up first).
@@ -52,6 +55,8 @@ AGREES: dict[Status, frozenset[str | None]] = {
 _LEDGER_STATES: tuple[str | None, ...] = (None, "sending", *(str(s) for s in Status if s != Status.VALID))
 _LEDGER_CODE = {state: code for code, state in enumerate(_LEDGER_STATES) if state is not None}
 _SENDING_CODE = _LEDGER_CODE["sending"]
+
+_RESTORABLE = frozenset({Status.UNCERTAIN, Status.FAILED, Status.REJECTED, Status.PENDING})
 
 MAYBE_NOT_RECORDED = "outcome may be missing from the ledger (it could not be written): the next run looks it up"
 
@@ -89,6 +94,8 @@ class RowTracker:
         self._room_free = asyncio.Event()
         self._room_free.set()
         self.on_idle: Callable[[], None] = lambda: None
+        self._batch: dict[int, PlannedRow] | None = None  # rows asking for `sending` in this loop step
+        self._batch_done: asyncio.Future[None] | None = None
 
     # --- moves -------------------------------------------------------------------------------------------------
 
@@ -103,17 +110,54 @@ class RowTracker:
         self._move(planned.index, (PLANNED,), FINAL)
         self._final(planned, _unsent_result(planned), None)
 
-    def mark_sending(self, rows: list[PlannedRow]) -> Future[Any]:
-        """planned → sending, durably: the future is done once the ledger holds them as `sending` (send only then)."""
-        for planned in rows:
-            self._move(planned.index, (PLANNED,), SENDING)
-            self._written[planned.index] = _SENDING_CODE
-        self.outstanding += len(rows)
+    def queue(self, planned: PlannedRow) -> None:
+        """planned → queued: handed to the workers (nothing written yet; counts against the room)."""
+        self._move(planned.index, (PLANNED,), QUEUED)
+        self.outstanding += 1
         if self.outstanding >= self.room:
             self._room_free.clear()
-        future = self.ledger.submit_sending(((p.key, p.reference) for p in rows), self.run_id)
+
+    async def sending(self, planned: PlannedRow) -> None:
+        """queued → sending, durably: returns once the ledger holds the row as `sending` (send only then). A row
+        already `sending` (sent before, waiting to be sent again) returns at once. Raises what the ledger's write
+        raised; a cancel while waiting takes the row back."""
+        if self._phase[planned.index] == SENDING:
+            return
+        self._move(planned.index, (QUEUED,), SENDING)
+        self._written[planned.index] = _SENDING_CODE
+        loop = asyncio.get_running_loop()
+        if self._batch is None:  # the rows asking in this loop step share one commit
+            self._batch, self._batch_done = {}, loop.create_future()
+            loop.call_soon(self._commit_sending)
+        self._batch[planned.index] = planned
+        done = self._batch_done
+        assert done is not None
+        try:
+            await asyncio.shield(done)
+        except BaseException:
+            self.take_back(planned)
+            raise
+
+    def _commit_sending(self) -> None:
+        batch, done = self._batch or {}, self._batch_done
+        self._batch, self._batch_done = None, None
+        assert done is not None
+        if not batch:
+            done.set_result(None)
+            return
+        rows = list(batch.values())
+        try:
+            future = self.ledger.submit_sending(((p.key, p.reference) for p in rows), self.run_id)
+        except Exception as exc:
+            done.set_exception(exc)
+            return
         self._watch(future, [p.index for p in rows])
-        return future
+        loop = asyncio.get_running_loop()
+
+        def landed(f: Future[Any]) -> None:  # the writer's thread
+            loop.call_soon_threadsafe(_settle_future, done, f)
+
+        future.add_done_callback(landed)
 
     def on_wire(self, planned: PlannedRow) -> None:
         """sending → on the wire: its request is about to leave (from here on, it may create the job)."""
@@ -133,14 +177,21 @@ class RowTracker:
         self._release(1)
 
     def take_back(self, planned: PlannedRow) -> None:
-        """sending → final: marked `sending` but never put on the wire (a stop, a cancel). The ledger gets back
-        what it held before (pending for a new row), in a write queued after the `sending` one."""
-        self._move(planned.index, (SENDING,), FINAL)
-        prior = planned.prior
-        if prior is not None and prior.state in (Status.UNCERTAIN, Status.FAILED, Status.REJECTED, Status.PENDING):
-            update = Update(planned.key, prior.state, prior.job_id, prior.problem, prior.fingerprint)
-        else:
-            update = Update(planned.key, Status.PENDING)
+        """queued | sending → final: never put on the wire by this run (a stop, a cancel). A row already written
+        `sending` gets back what the ledger held before (pending for a new row), in a write queued after that one;
+        a queued row, or one whose `sending` was not yet handed to the ledger, needs no write."""
+        phase = self._phase[planned.index]
+        self._move(planned.index, (QUEUED, SENDING), FINAL)
+        update: Update | None = None
+        if phase == SENDING and self._batch is not None and planned.index in self._batch:
+            del self._batch[planned.index]  # its commit was not submitted yet: the ledger never hears of it
+            self._written[planned.index] = 0
+        elif phase == SENDING:
+            prior = planned.prior
+            if prior is not None and prior.state in _RESTORABLE:
+                update = Update(planned.key, prior.state, prior.job_id, prior.problem, prior.fingerprint)
+            else:
+                update = Update(planned.key, Status.PENDING)
         self._final(planned, _unsent_result(planned), update)
         self._release(1)
 
@@ -290,6 +341,15 @@ class RowTracker:
             self._room_free.set()
         if self.outstanding == 0:
             self.on_idle()
+
+
+def _settle_future(done: asyncio.Future[None], landed: Future[Any]) -> None:
+    if done.done():
+        return
+    if landed.cancelled() or landed.exception() is None:
+        done.set_result(None)
+    else:
+        done.set_exception(landed.exception())  # type: ignore[arg-type]
 
 
 def _unsent_result(planned: PlannedRow) -> RowResult:
