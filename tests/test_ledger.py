@@ -141,3 +141,27 @@ def test_a_cancelled_wait_never_kills_the_writer(tmp_path: Path) -> None:
         blocker.close()
         ledger.record([Update("R-2", "created", job_id=2)], "r")  # would hang if the writer had died
         assert set(ledger.known(["R-1", "R-2"])) <= {"R-1", "R-2"} and "R-2" in ledger.known(["R-2"])
+
+
+def test_a_commit_that_fails_keeps_its_own_error_when_the_rollback_fails_too() -> None:
+    """SQLITE_FULL at COMMIT, then a ROLLBACK that fails as well (SQLite had already rolled back): the write's
+    future carries SQLITE_FULL, which says what to do, not the rollback's error."""
+    import sqlite3
+    from concurrent.futures import Future
+
+    from pipeline.submit.ledger import _Writer
+
+    class FullDisk:
+        def execute(self, sql: str) -> None:
+            if sql == "COMMIT":
+                raise sqlite3.OperationalError("database or disk is full")
+            if sql == "ROLLBACK":
+                raise sqlite3.OperationalError("cannot rollback - no transaction is active")
+
+        def executemany(self, sql: str, params: object) -> None:
+            pass
+
+    future: Future[None] = Future()
+    _Writer(FullDisk())._commit([([("INSERT", [])], future)])  # type: ignore[arg-type]
+    with pytest.raises(sqlite3.OperationalError, match="database or disk is full"):
+        future.result()

@@ -16,6 +16,7 @@ reads use their own connection and only ever ask for the keys of the file at han
 
 from __future__ import annotations
 
+import contextlib
 import json
 import queue
 import sqlite3
@@ -149,6 +150,13 @@ def read_identity(path: Path) -> tuple[str | None, int | None]:
 _Job = tuple[str, Iterable[Any]]  # (sql, parameters for executemany)
 
 
+def _rollback(db: sqlite3.Connection) -> None:
+    """Roll back after a failure, keeping the failure: when the disk is full (or SQLite already rolled back by
+    itself), ROLLBACK fails too, and raising its error would hide SQLITE_FULL — the one that says what to do."""
+    with contextlib.suppress(sqlite3.Error):
+        db.execute("ROLLBACK")
+
+
 def _resolve(future: Future[None], error: BaseException | None) -> None:
     """Settle a write's future. A waiter that gave up (a cancelled await) may have cancelled it: the write happened
     all the same, and the writer thread must not die of it."""
@@ -200,7 +208,7 @@ class _Writer(threading.Thread):
                         self.db.executemany(sql, params)
                 self.db.execute("COMMIT")
             except BaseException:
-                self.db.execute("ROLLBACK")  # never leave a transaction open behind a failed commit
+                _rollback(self.db)  # never leave a transaction open behind a failed commit
                 raise
         except Exception as exc:
             for _, future in batch:
@@ -314,12 +322,12 @@ class Ledger:
 
         def __exit__(self, exc_type: object, *rest: object) -> None:
             if exc_type:
-                self.db.execute("ROLLBACK")
+                _rollback(self.db)
                 return
             try:
                 self.db.execute("COMMIT")
             except sqlite3.Error:
-                self.db.execute("ROLLBACK")  # never leave a transaction open behind a failed commit
+                _rollback(self.db)  # never leave a transaction open behind a failed commit
                 raise
 
     def _tx(self) -> Ledger._Tx:
