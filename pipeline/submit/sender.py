@@ -59,6 +59,7 @@ class Sender:
             if self.stopping():
                 self.tracker.take_back(planned)
                 continue
+            landed = self.tracker.sending(planned)  # written while this worker waits for its slot
             try:
                 await self.gate.acquire()
             except Stopped:
@@ -67,16 +68,7 @@ class Sender:
             except BaseException:
                 self.tracker.take_back(planned)
                 raise
-            try:
-                await self.tracker.sending(planned)  # durable before the request leaves (takes it back if cancelled)
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # the ledger cannot be written: the run stops, the row was taken back
-                self.ledger_failed(exc)
-                await self.gate.release()
-                continue
-            if self.stopping():  # stopped while the commit landed: this request never leaves
-                self.tracker.take_back(planned)
+            if not await self._landed(planned, landed):
                 await self.gate.release()
                 continue
             self.tracker.on_wire(planned)
@@ -89,6 +81,24 @@ class Sender:
                 raise
             self.handle(planned, answer)  # recorded before any other await
             await self.gate.release()
+
+    async def _landed(self, planned: PlannedRow, landed: asyncio.Future[None] | None) -> bool:
+        """Wait until the row is durably `sending`; False (the row taken back) when the ledger failed or the run
+        stopped meanwhile: its request never leaves."""
+        try:
+            if landed is not None:
+                await asyncio.shield(landed)
+        except asyncio.CancelledError:
+            self.tracker.take_back(planned)
+            raise
+        except Exception as exc:  # the ledger cannot be written: the run stops
+            self.tracker.take_back(planned)
+            self.ledger_failed(exc)
+            return False
+        if self.stopping():
+            self.tracker.take_back(planned)
+            return False
+        return True
 
     async def _send(self, planned: PlannedRow) -> Answer:
         try:

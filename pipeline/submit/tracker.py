@@ -12,13 +12,13 @@ A row moves through phases, and only these moves are legal (anything else raises
                                             ├──take_back──▶ final (pending, or what the ledger held before)
                                             └──finish─────▶ final (a retry budget spent while waiting)
 
-A row is written `sending` only once a worker holds a slot of the gate for it (`sending`, awaited just before the
-request leaves; the rows asking at the same moment share one durable commit), so after a kill -9 the rows the
-ledger holds as `sending` are the ones in flight, no more. A row taken back after that commit (a stop, a cancel)
-gets back what the ledger held before (`pending` for a new row) in a write queued after it. At the end, `close()`
-checks that every row is final and that its reported status agrees with what was written to the ledger for it;
-rows whose ledger write did not become durable are named (the reports say so), so a ledger failure loses no
-outcome.
+A row is written `sending` only once a worker has taken it to send: the commit runs while the worker waits for a
+slot of the gate and is awaited just before the request leaves (the rows asking at the same moment share one
+durable commit), so after a kill -9 the rows the ledger holds as `sending` are at most one per worker. A row taken
+back after that commit (a stop, a cancel) gets back what the ledger held before (`pending` for a new row) in a
+write queued after it. At the end, `close()` checks that every row is final and that its reported status agrees
+with what was written to the ledger for it; rows whose ledger write did not become durable are named (the reports
+say so), so a ledger failure loses no outcome.
 """
 
 from __future__ import annotations
@@ -117,26 +117,20 @@ class RowTracker:
         if self.outstanding >= self.room:
             self._room_free.clear()
 
-    async def sending(self, planned: PlannedRow) -> None:
-        """queued → sending, durably: returns once the ledger holds the row as `sending` (send only then). A row
-        already `sending` (sent before, waiting to be sent again) returns at once. Raises what the ledger's write
-        raised; a cancel while waiting takes the row back."""
+    def sending(self, planned: PlannedRow) -> asyncio.Future[None] | None:
+        """queued → sending: the row is to be written `sending`; returns the future of that durable commit (await
+        it before the request leaves), or None for a row already `sending` (sent before, now sent again). The rows
+        asking in the same loop step share one commit, made while their workers wait for a slot of the gate."""
         if self._phase[planned.index] == SENDING:
-            return
+            return None
         self._move(planned.index, (QUEUED,), SENDING)
         self._written[planned.index] = _SENDING_CODE
-        loop = asyncio.get_running_loop()
-        if self._batch is None:  # the rows asking in this loop step share one commit
+        if self._batch is None:
+            loop = asyncio.get_running_loop()
             self._batch, self._batch_done = {}, loop.create_future()
             loop.call_soon(self._commit_sending)
         self._batch[planned.index] = planned
-        done = self._batch_done
-        assert done is not None
-        try:
-            await asyncio.shield(done)
-        except BaseException:
-            self.take_back(planned)
-            raise
+        return self._batch_done
 
     def _commit_sending(self) -> None:
         batch, done = self._batch or {}, self._batch_done
