@@ -156,8 +156,8 @@ def test_kill_9_of_a_file_without_references_then_rerun_and_resend_uncertain(
     assert uncertain and all(s in ("created", "already_created", "uncertain") for s in status.values())
     missing = [notes for notes in uncertain if notes not in created]
     # Uncertain: rows answered but not yet recorded when the process died (results are committed every 0.2 s), and
-    # rows written `sending` whose job does not exist — at most one per worker (--max-concurrency, 32).
-    assert len(missing) <= 32, f"{len(missing)} rows written 'sending' without being sent"
+    # rows written `sending` whose job does not exist — at most one per worker (40 at --max-concurrency 32).
+    assert len(missing) <= 40, f"{len(missing)} rows written 'sending' without being sent"
     done = run_cli([*args, "--resend-uncertain"], sandbox.env(), tmp_path)
     assert done.returncode == 0, (done.stdout, done.stderr)
     created = _descriptions(sandbox)
