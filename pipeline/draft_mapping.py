@@ -20,6 +20,7 @@ import polars as pl
 
 from pipeline.errors import UsageError
 from pipeline.mapping.parsers import parse_value
+from pipeline.mapping.units import header_unit
 from pipeline.model import API_FIELDS, REQUIRED_FIELDS, RawTable
 
 SAMPLE_ROWS = 5000
@@ -150,6 +151,7 @@ class Profile:
     max_len: int = 0
     date: float = 0.0
     leading_zero: bool = False  # a whole number written with leading zeros: a code, not an id
+    plain: list[float] = field(default_factory=list)  # the distinct plain numbers (no unit) among the cells
     tenant: dict[str, float] = field(default_factory=dict)  # "jobTypes:name", "contacts:reference"… → share
 
     def examples(self, values: list[str]) -> str:
@@ -172,7 +174,7 @@ def profile(frame: pl.DataFrame, column: str, tenant_keys: dict[str, set[str]]) 
     col = pl.col(column)
     shares = pl.DataFrame({column: cells}).select(
         parse_value("uuid", col).is_not_null().mean().alias("uuid"),
-        parse_value("duration", col).is_not_null().mean().alias("duration"),
+        parse_value("duration", col, "hours").is_not_null().mean().alias("duration"),
         parse_value("integer", col).is_not_null().mean().alias("integer"),
         col.str.contains(r"^[^@\s]+@[^@\s]+\.[^@\s]+$").mean().alias("email"),
         col.str.contains(r"\s").mean().alias("spaces"),
@@ -199,7 +201,44 @@ def profile(frame: pl.DataFrame, column: str, tenant_keys: dict[str, set[str]]) 
         leading_zero=bool(row["leading_zero"]),
         tenant=tenant,
     )
+    p.plain = (
+        cells.filter(cells.str.contains(r"^\d{1,9}(?:\.\d+)?$")).unique().cast(pl.Float64).sort().to_list()
+        if p.duration >= 0.9
+        else []
+    )
     return p, cells.unique(maintain_order=True).head(3).to_list()
+
+
+def _numbers(values: list[float]) -> str:
+    shown = [f"{v:g}" for v in values[:4]]
+    return ", ".join(shown) + (", …" if len(values) > 4 else "")
+
+
+def duration_unit(p: Profile) -> tuple[str, str, bool]:
+    """The unit of a duration column's plain numbers, the reason, and whether it is sure (else `# CHECK`).
+
+    The header decides when it names a unit (`Hours`, `Duration (h)`, `Mins`); else the plain numbers: a fraction
+    (1.5) is hours — minutes are whole; whole numbers all from 15 up are minutes; whole numbers all up to 12 are
+    probably hours (jobs of 1 to 12 minutes are rare) but asked; anything else is asked too."""
+    named = header_unit(p.column)
+    if named is not None:
+        return named, f"the header {p.column!r} says {named}", True
+    values = p.plain
+    if not values:
+        return "minutes", "no plain numbers in the sampled cells (they carry their units: 90m, 1:30)", False
+    if any(v != int(v) for v in values) and max(values) <= 24:
+        return "hours", f"plain numbers with fractions ({_numbers(values)}): hours, since minutes are whole", True
+    if min(values) >= 15:
+        return "minutes", f"plain whole numbers from {min(values):g} to {max(values):g}: minutes", True
+    if max(values) <= 12:
+        return "hours", f"plain numbers {_numbers(values)} could be hours or minutes; hours assumed", False
+    return "minutes", f"plain numbers {_numbers(values)} could be hours or minutes; minutes assumed", False
+
+
+def _unit_lines(p: Profile) -> list[str]:
+    unit, why, sure = duration_unit(p)
+    lines = [] if sure else [f'# CHECK: {why}: say which with unit = "minutes" or "hours"']
+    return [*lines, f'unit = "{unit}"  # {why}' if sure else f'unit = "{unit}"']
 
 
 @dataclass
@@ -243,10 +282,10 @@ def score(field_name: str, p: Profile, examples: list[str], online: bool) -> Gue
         if p.duration >= 0.9 and p.integer < 0.999:
             s += 0.4
             evidence.append(f"{_pct(p.duration)} of cells look like durations{shown}")
-            lines.append('parse = "duration"')
+            lines += ['parse = "duration"', *_unit_lines(p)]
         elif p.duration >= 0.9:
-            evidence.append(f"whole numbers{shown}: taken as minutes")
-            lines.append('parse = "duration"')
+            evidence.append(f"whole numbers{shown}")
+            lines += ['parse = "duration"', *_unit_lines(p)]
         else:
             s -= 0.5
     elif field_name in ("typeId", "contactId"):
