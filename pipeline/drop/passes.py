@@ -389,6 +389,8 @@ class DropSession:
             filed = filing.file_to(path, self.folder, filing.DONE)
             self.record.add_import(base["sha256"], name, self.folder, filed, result.run_id, filing.DONE)
             self._filed(filed, name, base, result.run_id)
+            if result.summary.corrects_run is not None:
+                self._close_attention(filed, name)
             return FileOutcome(name, filing.DONE, 0, filed, **common)
         if result.exit_code in (0, 1):
             filed = filing.file_to(path, self.folder, filing.ATTENTION)
@@ -410,6 +412,32 @@ class DropSession:
         stopped = result.stop_reason or "the run was stopped"
         reason = f"{stopped}; the file stays in processing/ and the next pass resumes it"
         return FileOutcome(name, filing.PROCESSING, result.exit_code, path, reason=reason, stops_round=True, **common)
+
+    def _close_attention(self, corrections: Path, name: str) -> None:
+        """A corrections file was imported whole: when that leaves no open row in its original file (every round
+        counted, `jobimport status FILE`), the original moves from attention/ to done/, with its companions."""
+        from pipeline.signoff import sign_off
+        from pipeline.state import default_ledger_path
+
+        signed = sign_off(corrections, [default_ledger_path(self.identity, self.options.state_dir)])
+        if not signed.done:
+            return
+        attention = self.folder / filing.ATTENTION
+        for path in self.record.filed_by_runs([r.run_id for r in signed.rounds]):
+            if attention not in path.parents or not path.is_file():
+                continue
+            companions = [p for p in path.parent.glob(f"{path.stem}.corrections.*") if p.is_file()]
+            moved = filing.file_to(path, self.folder, filing.DONE)
+            for companion in companions:
+                filing.move(companion, moved.parent)
+            self.record.forget_filed(path)
+            self.record.add_filed(moved, moved.name, self.folder, *_recorded(moved))
+            line = (
+                f"  {moved.name}: its last open rows were imported (from {name}): "
+                f"{self._rel(path)} -> {self._rel(moved)}; {signed.verdict}"
+            )
+            self.say(line)
+            self.log.write("closed", name=moved.name, path=self._rel(moved), was=self._rel(path), by=name)
 
     def _filed(self, filed: Path, name: str, base: dict[str, Any], run_id: str | None) -> None:
         """Remember a filed file as it was read (not as it is now: bytes its writer added since must show)."""
@@ -619,6 +647,11 @@ def fingerprint(path: Path) -> tuple[str, int, int]:
     """sha256, size and mtime of a file; the stat comes first, so a write during the hashing shows later."""
     info = path.stat()
     return file_sha256(path), info.st_size, info.st_mtime_ns
+
+
+def _recorded(path: Path) -> tuple[str, int, int, None]:
+    sha256, size, mtime_ns = fingerprint(path)
+    return sha256, size, mtime_ns, None
 
 
 def _interrupted(result: RunResult) -> bool:

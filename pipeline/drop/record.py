@@ -186,6 +186,12 @@ class DropRecord:
                 (str(path), name, str(folder), sha256, size, mtime_ns, run_id, now_iso()),
             )
 
+    def filed_by_runs(self, run_ids: list[str]) -> list[Path]:
+        """The filed files whose last import was one of `run_ids`."""
+        marks = ", ".join("?" * len(run_ids))
+        rows = self._db.execute(f"SELECT path FROM filed WHERE run_id IN ({marks})", run_ids).fetchall()
+        return [Path(p) for (p,) in rows]
+
     def forget_filed(self, path: Path) -> None:
         with self._db:
             self._db.execute("DELETE FROM filed WHERE path = ?", (str(path),))

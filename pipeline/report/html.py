@@ -68,7 +68,7 @@ def _header(run: RunSummary) -> str:
         f"Sheet {run.sheet}" if run.sheet else "",
         f"Encoding {run.encoding}" if run.encoding else "",
         f"Started {run.started_at}",
-        f"Customer {run.customer_id}" if run.customer_id is not None else "",
+        f"To {run.target}",
     ]
     badge = '<span class="badge">dry run</span>' if run.dry_run else ""
     return (

@@ -23,6 +23,7 @@ from pipeline.model import RawTable
 from pipeline.plan import Plan, plan
 from pipeline.read import CSV_SUFFIXES, read_table
 from pipeline.settings import Settings, load_settings
+from pipeline.signoff import corrected_run
 from pipeline.submit import SubmitOptions
 from pipeline.tenant.preflight import check_rows, tenant_for
 from pipeline.validate import Validation, validate
@@ -102,6 +103,12 @@ def prepare(options: RunOptions, checkpoint: Callable[[], None] = lambda: None) 
     )
     for warning in raw.warnings:  # (e.g. the workbook is open in Excel; number formats not reproduced)
         print(f"jobimport: warning: {warning}", file=sys.stderr)
+    if not raw.is_corrections and (parent := corrected_run(options.input)) is not None:
+        print(
+            f"jobimport: warning: {options.input.name} is a corrections file of run {parent} without its 'row' "
+            "column: results point at the rows of this file, not the original's; put the column back to keep the link",
+            file=sys.stderr,
+        )
     if raw.is_corrections and raw.kind == "csv":
         raw = restore_neutralised(raw)
     read_s = time.perf_counter() - started

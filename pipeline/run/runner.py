@@ -35,7 +35,8 @@ from pipeline.run.prepare import Prepared, RunOptions, prepare
 from pipeline.run.progress import RunProgress
 from pipeline.run.signals import _Signals
 from pipeline.settings import Settings, load_settings
-from pipeline.state import TenantIdentity, default_ledger_path
+from pipeline.signoff import corrected_run
+from pipeline.state import TenantIdentity, default_ledger_path, normalise_api
 from pipeline.submit import PlannedRow, SubmitStats, Submitter
 from pipeline.submit.client import ApiClient, ClientOptions
 from pipeline.submit.ledger import Ledger, legacy_ledgers, now_iso
@@ -301,6 +302,8 @@ def _run(
         stop_reason=stats.stop_reason,
         exit_code=exit_code,
         customer_id=settings.customer_id if settings else None,
+        api=normalise_api(settings.base_url) if settings else None,  # (normalised: no credentials, no query)
+        corrects_run=corrected_run(options.input) if prepared.raw.is_corrections else None,
         header_row=options.header_row or prepared.mapping.header_row,
         max_concurrency=None if options.dry_run else options.submit.max_concurrency,
         peak_concurrency=stats.max_concurrency_seen or None,
