@@ -215,6 +215,7 @@ def build_parser() -> argparse.ArgumentParser:
     status.add_argument("--state-dir", type=Path, help=STATE_DIR_HELP)
     status.add_argument("--env-file", type=Path, help="a .env-style file (its JOBIMPORT_HOME names the state folder)")
     status.add_argument("--limit", type=_positive, default=10)
+    status.add_argument("--all", action="store_true", help="also list runs that never started")
 
     ledger = sub.add_parser("ledger", help="where the ledger of the configured tenant is; adopt an older one")
     ledger_sub = ledger.add_subparsers(dest="ledger_command", required=True, parser_class=_Parser)
@@ -315,7 +316,7 @@ def _dispatch(args: argparse.Namespace) -> int:
 
         passes = passes_table(args.state_dir, args.limit)
         try:
-            print(recent_runs(args.report_dir, args.ledger, args.limit, args.state_dir))
+            print(recent_runs(args.report_dir, args.ledger, args.limit, args.state_dir, args.all))
         except JobImportError:
             if not passes:
                 raise

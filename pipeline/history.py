@@ -22,6 +22,7 @@ from pipeline.report.summary import api_label
 from pipeline.run.outcome import OUTCOME_SCHEMA
 from pipeline.run.prepare import restore_neutralised
 from pipeline.run.runner import file_sha256
+from pipeline.run.unstarted import never_started
 from pipeline.settings import load_settings
 from pipeline.state import TenantIdentity, default_ledger_path, known_ledgers, state_home
 from pipeline.submit.ledger import Ledger, RunRecord, adopt
@@ -61,18 +62,26 @@ def adopt_ledger(legacy: Path, env_file: Path | None, state_dir: Path | None) ->
     return identity, target, renamed
 
 
-def recent_runs(report_root: Path, explicit: Path | None, limit: int, state_dir: Path | None = None) -> str:
-    """A table of the latest runs of every ledger, newest first; every heading stands over its column."""
+def recent_runs(
+    report_root: Path, explicit: Path | None, limit: int, state_dir: Path | None = None, show_all: bool = False
+) -> str:
+    """A table of the latest runs of every ledger, newest first; every heading stands over its column. Runs that
+    never started (stopped before their first request) are hidden unless `show_all`, and counted below."""
     records: list[tuple[RunRecord, str]] = []
     for path in ledgers(report_root, explicit, state_dir):
         with Ledger.open_existing(path) as ledger:
             target = short_target(ledger.identity.api or None, ledger.identity.customer_id)
-            records.extend((record, target) for record in ledger.runs(limit))
+            records.extend((record, target) for record in ledger.runs(limit if show_all else limit * 5))
     records.sort(key=lambda r: r[0].started_at, reverse=True)
+    unstarted = [r for r, _ in records if never_started(r.summary, r.exit_code)]
+    if not show_all:
+        records = [(r, t) for r, t in records if not never_started(r.summary, r.exit_code)]
     rows = []
     for record, target in records[:limit]:
         counts = (record.summary or {}).get("counts") or {}
         shown = ", ".join(f"{n} {s}" for s, n in counts.items() if n) or "-"
+        if never_started(record.summary, record.exit_code):
+            shown = f"never started ({shown})"
         exit_code = "-" if record.exit_code is None else str(record.exit_code)
         source = _where_now(record.input, record.run_id)
         rows.append((record.run_id, record.finished_at or "(did not finish)", exit_code, target, shown, source))
@@ -89,6 +98,11 @@ def recent_runs(report_root: Path, explicit: Path | None, limit: int, state_dir:
     lines = [line(headings)] + [line(row) for row in rows]
     if not rows:
         lines.append("(no runs yet)")
+    if unstarted and not show_all:
+        n = len(unstarted)
+        lines.append(
+            f"({n} run{'s' if n > 1 else ''} that never started (stopped before the first request) not shown: --all)"
+        )
     return "\n".join(lines)
 
 

@@ -153,3 +153,33 @@ def test_drop_moves_an_attention_file_to_done_when_its_corrections_close_it(tmp_
     files = tree(folder)
     assert not [f for f in files if f.startswith("attention/")], files
     assert f"done/{today}/jobs.csv" in files and f"done/{today}/jobs.corrections.xlsx" in files
+
+
+def test_runs_that_never_started_leave_nothing_and_are_hidden(tmp_path: Path, sandbox: Any) -> None:
+    """Issue 22, finding 7: a wrong base path (404) or refused credentials stop a run before its first request."""
+    home = tmp_path / "home"
+    env = {**sandbox.env(), "JOBIMPORT_HOME": str(home)}
+    jobs = write_jobs(tmp_path / "in", 3, prefix="NEVER")
+    mapping = jobs.parent / "mapping.toml"
+    reports = tmp_path / "r"
+    wrong = {**env, "BIGCHANGE_BASE_URL": sandbox.base_url.rstrip("/") + "/wrong"}
+    stopped = run_cli(["run", jobs, "-m", mapping, "--report-dir", reports], wrong, tmp_path)
+    assert stopped.returncode == 3, stopped.stdout + stopped.stderr
+    assert not (home / "tenants").exists() or not list((home / "tenants").iterdir())
+
+    good = run_cli(["run", jobs, "-m", mapping, "--report-dir", reports], env, tmp_path)
+    assert good.returncode == 0, good.stdout + good.stderr
+    refused = {**env, "BIGCHANGE_CLIENT_SECRET": "not-the-secret"}
+    other = write_jobs(tmp_path / "in2", 3, prefix="NEVER2")
+    again = run_cli(["run", other, "-m", mapping, "--report-dir", reports], refused, tmp_path)
+    assert again.returncode == 3, again.stdout + again.stderr
+    assert len(list((home / "tenants").iterdir())) == 1
+
+    status = run_cli(["status", "--report-dir", reports], env, tmp_path)
+    print(status.stdout)
+    lines = status.stdout.splitlines()
+    assert len(lines) == 3 and "3 created" in lines[1]
+    assert lines[2] == "(1 run that never started (stopped before the first request) not shown: --all)"
+    everything = run_cli(["status", "--all", "--report-dir", reports], env, tmp_path)
+    print(everything.stdout)
+    assert "never started (3 pending)" in everything.stdout.splitlines()[1]

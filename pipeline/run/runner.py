@@ -34,6 +34,7 @@ from pipeline.run.outcome import _outcome_errors, _outcomes, _run_rows
 from pipeline.run.prepare import Prepared, RunOptions, prepare
 from pipeline.run.progress import RunProgress
 from pipeline.run.signals import _Signals
+from pipeline.run.unstarted import discard_if_unused
 from pipeline.settings import Settings, load_settings
 from pipeline.signoff import corrected_run
 from pipeline.state import TenantIdentity, default_ledger_path, normalise_api
@@ -205,12 +206,15 @@ def run_import(options: RunOptions, on_prepared: Callable[[Prepared], None] | No
     signals = _Signals()
     signals.arm()  # from here to the last report a signal is noted, and acted on where it is safe
     ledger: Ledger | None = None
+    ledger_path: Path | None = None
+    fresh_folder: Path | None = None  # the tenant folder this run creates (removed again if nothing is sent)
     try:
         settings = None if options.dry_run else options.settings or load_settings(options.env_file)
-        ledger_path: Path | None = None
         if settings is not None:
-            _, ledger_path = resolve_ledger(options, settings)
-            ledger = Ledger(ledger_path, TenantIdentity.of(settings.base_url, settings.customer_id))
+            identity, ledger_path = resolve_ledger(options, settings)
+            if ledger_path == default_ledger_path(identity, options.state_dir) and not ledger_path.parent.exists():
+                fresh_folder = ledger_path.parent
+            ledger = Ledger(ledger_path, identity)
         signals.checkpoint()
         prepared = prepare(options, signals.checkpoint)
         if on_prepared is not None:
@@ -227,6 +231,8 @@ def run_import(options: RunOptions, on_prepared: Callable[[Prepared], None] | No
     finally:
         if ledger is not None:
             ledger.close()
+        if fresh_folder is not None and ledger_path is not None:
+            discard_if_unused(fresh_folder, ledger_path)
         logs.close()
         structlog.contextvars.clear_contextvars()
         signals.disarm()  # last: a signal during the ledger's final commit is noted, not obeyed
