@@ -150,7 +150,8 @@ class Profile:
     avg_len: float = 0.0
     max_len: int = 0
     date: float = 0.0
-    leading_zero: bool = False  # a whole number written with leading zeros: a code, not an id
+    leading_zero: bool = False  # most whole numbers written with leading zeros: codes, not ids
+    odd: list[str] = field(default_factory=list)  # in a column of mostly whole numbers, the cells that are not
     plain: list[float] = field(default_factory=list)  # the distinct plain numbers (no unit) among the cells
     tenant: dict[str, float] = field(default_factory=dict)  # "jobTypes:name", "contacts:reference"… → share
 
@@ -181,7 +182,7 @@ def profile(frame: pl.DataFrame, column: str, tenant_keys: dict[str, set[str]]) 
         col.str.len_chars().mean().alias("avg_len"),
         col.str.len_chars().max().alias("max_len"),
         col.str.contains(_DATE).mean().alias("date"),
-        col.str.contains(r"^0\d").any().alias("leading_zero"),
+        (col.str.contains(r"^0\d").mean() >= 0.5).alias("leading_zero"),
     )
     row = shares.row(0, named=True)
     normalised = cells.str.to_lowercase().str.replace_all(r"\s+", "")
@@ -201,6 +202,9 @@ def profile(frame: pl.DataFrame, column: str, tenant_keys: dict[str, set[str]]) 
         leading_zero=bool(row["leading_zero"]),
         tenant=tenant,
     )
+    if 0.5 <= p.integer < 1.0:
+        ints = pl.DataFrame({column: cells}).select(parse_value("integer", col).is_null()).to_series()
+        p.odd = cells.filter(ints).unique(maintain_order=True).head(5).to_list()
     p.plain = (
         cells.filter(cells.str.contains(r"^\d{1,9}(?:\.\d+)?$")).unique().cast(pl.Float64).sort().to_list()
         if p.duration >= 0.9
@@ -300,8 +304,13 @@ def score(field_name: str, p: Profile, examples: list[str], online: bool) -> Gue
             lines.append(f'lookup = "bigchange:{kind}"')
             if by != "name" or kind == "contacts":
                 lines.append(f'by = "{by}"')
-        elif p.integer >= 0.99 and not p.leading_zero:
+        elif p.integer >= 0.8 and not p.leading_zero:
             evidence.append(f"whole numbers{shown}: taken as BigChange ids")
+            if p.odd:
+                listed = ", ".join(repr(v) for v in p.odd)
+                evidence.append(
+                    f"{_pct(1 - p.integer)} of cells are not ({listed}): likely mistakes, which validate will name"
+                )
             s += 0.1
         elif p.uuid > 0.5 or p.email > 0.5 or p.avg_len > 60:
             s -= 0.5
@@ -396,6 +405,14 @@ def draft(
         else:
             out.append(f"# {name}: no column looked like it (optional)")
     rest = [c for c in raw.columns if c not in used]
+    dates = [p.column for p, _ in profiles if p.column in rest and p.date > 0.8]
+    if dates:
+        out += [
+            "",
+            f"# Dates: {', '.join(repr(c) for c in dates)} {'holds' if len(dates) == 1 else 'hold'} dates, and POST "
+            "/v1/jobs takes no date (no planned start,",
+            "# no due date): not importable as job fields; a text custom field can carry them as text.",
+        ]
     if rest:
         out += [
             "",
