@@ -1,8 +1,9 @@
 """Runs that never started: stopped before their first request (a wrong base path, a DNS failure, a customer id
 the API refuses, a bad mapping). They leave no tenant folder behind, and `status` hides them unless `--all`.
 
-A tenant folder this run created (it did not exist before) is removed again when its ledger holds no row at all:
-nothing was ever marked `sending`, so nothing can be forgotten by removing it.
+A tenant folder this run created (it did not exist before) is removed again when its ledger holds no row (nothing
+was ever marked `sending`, so nothing can be forgotten by removing it) and no run that ran (a run whose rows were
+all invalid did run: exit 1, kept).
 """
 
 from __future__ import annotations
@@ -29,7 +30,11 @@ def _ledger_is_empty(path: Path) -> bool:
     try:
         db = sqlite3.connect(f"file:{path.as_posix()}?mode=ro", uri=True, timeout=5)
         try:
-            return db.execute("SELECT EXISTS (SELECT 1 FROM rows)").fetchone()[0] == 0
+            used = db.execute(
+                "SELECT EXISTS (SELECT 1 FROM rows) OR EXISTS (SELECT 1 FROM runs WHERE exit_code IS NOT NULL "
+                "AND exit_code <> 3)"
+            ).fetchone()[0]
+            return not used
         finally:
             db.close()
     except sqlite3.Error:
@@ -37,7 +42,8 @@ def _ledger_is_empty(path: Path) -> bool:
 
 
 def discard_if_unused(folder: Path, ledger: Path) -> bool:
-    """Remove `folder` (a tenant folder created by this run) when its ledger holds no row; True when removed."""
+    """Remove `folder` (a tenant folder created by this run) when its ledger holds no row and no run that was not
+    stopped (exit 3) or could not start; True when removed."""
     if not folder.is_dir() or not _ledger_is_empty(ledger):
         return False
     shutil.rmtree(folder, ignore_errors=True)
