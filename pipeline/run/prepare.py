@@ -65,6 +65,7 @@ class Prepared:
     preflight_caught: int | None = None  # rows the pre-flight against the tenant made invalid (None: no pre-flight)
     preflight_note: str | None = None  # why a real run's pre-flight was skipped
     refdata_when: str = ""  # " (fetched …)": when the reference data used was fetched
+    preflight_rows: int | None = None  # rows the pre-flight refused (also those that failed other checks)
 
 
 def prepare(options: RunOptions, checkpoint: Callable[[], None] = lambda: None) -> Prepared:
@@ -125,7 +126,17 @@ def prepare(options: RunOptions, checkpoint: Callable[[], None] = lambda: None) 
     caught = checked.caught if checked is not None else None
     when = f" (fetched {source.data.fetched_at_iso})" if source is not None else ""
     return Prepared(
-        raw, mapping, mapped, validation, planned, read_s, time.perf_counter() - started, caught, skipped, when
+        raw,
+        mapping,
+        mapped,
+        validation,
+        planned,
+        read_s,
+        time.perf_counter() - started,
+        caught,
+        skipped,
+        when,
+        preflight_rows=checked.rows if checked is not None else None,
     )
 
 

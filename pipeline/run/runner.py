@@ -147,10 +147,12 @@ def _notes(prepared: Prepared, stats: SubmitStats | None = None) -> list[str]:
             "rejected, not sent."
         )
     if prepared.preflight_caught is not None:
-        n = prepared.preflight_caught
+        n, refused = prepared.preflight_caught, prepared.preflight_rows or 0
+        also = f" ({refused} refused in all, counting rows that failed other checks too)" if refused > n else ""
         notes.append(
             f"Pre-flight against the tenant's reference data{prepared.refdata_when}: {n} row{'s' if n != 1 else ''} "
-            "caught before sending (job type, order number, contact, person or custom field the API would refuse)."
+            f"caught before sending{also} (job type, order number, contact, person or custom field the API would "
+            "refuse)."
         )
     if prepared.preflight_note:
         notes.append(prepared.preflight_note)
