@@ -204,6 +204,23 @@ def test_elapsed_time_formats_as_shown(tmp_path: Path) -> None:
     }
 
 
+def test_elapsed_time_keeps_the_leading_zeros_its_format_shows(tmp_path: Path) -> None:
+    """Issue 22, finding 9: `[hh]:mm:ss` showed 01:18:43 in Excel and was read 1:18:43."""
+    short = datetime.timedelta(hours=1, minutes=18, seconds=43)
+    rows: list[tuple[str, object, str | None]] = [
+        ("hh", short, "[hh]:mm:ss"),
+        ("h", short, "[h]:mm:ss"),
+        ("mm", datetime.timedelta(minutes=5, seconds=7), "[mm]:ss"),
+        ("long", datetime.timedelta(hours=255, minutes=10, seconds=10), "[hh]:mm:ss"),
+    ]
+    assert cells(kinds_workbook(tmp_path / "z.xlsx", rows)) == {
+        "hh": "01:18:43",
+        "h": "1:18:43",
+        "mm": "05:07",
+        "long": "255:10:10",
+    }
+
+
 def test_text_cells_are_never_reformatted(tmp_path: Path) -> None:
     rows: list[tuple[str, object, str | None]] = [
         ("text like a float", "0.14285714285714285000", None),

@@ -229,18 +229,19 @@ def elapsed_text(value: float, code: str) -> str:
     bare = _QUOTED.sub("", _first_section(code)).lower()
     unit = _ELAPSED.search(bare)
     lead = unit.group(1)[0] if unit else "h"
+    width = len(unit.group(1)) if unit else 1  # `[hh]` shows 01:18:43, `[h]` 1:18:43
     has_seconds = "s" in bare.replace("[s", "")
     has_minutes = lead == "h" and ("m" in _ELAPSED.sub("", bare))
     sign = "-" if value < 0 else ""
     total_s = round(abs(value) * 86_400) if has_seconds or lead == "s" else round(abs(value) * 1440) * 60
     if lead == "s":
-        return f"{sign}{total_s}"
+        return f"{sign}{total_s:0{width}d}"
     if lead == "m":
         minutes, sec = divmod(total_s, 60)
-        return f"{sign}{minutes}:{sec:02d}" if has_seconds else f"{sign}{minutes}"
+        return f"{sign}{minutes:0{width}d}:{sec:02d}" if has_seconds else f"{sign}{minutes:0{width}d}"
     hours, rest = divmod(total_s, 3600)
     minute, sec = divmod(rest, 60)
-    text = f"{sign}{hours}"
+    text = f"{sign}{hours:0{width}d}"
     if has_minutes:
         text += f":{minute:02d}"
     if has_seconds:
