@@ -308,6 +308,9 @@ def test_ods_times_dates_and_numbers(tmp_path: Path) -> None:
         ("kind", ods_text("value")),
         ("time of day", value("time", "time-value", "PT11H12M12S", "11:12:12")),
         ("duration", value("time", "time-value", "PT255H10M10S", "255:10:10")),
+        # issue 22, finding 9: milliseconds the cell's format hides are not shown
+        ("hidden ms", value("time", "time-value", "PT01H18M42.600S", "01:18:43")),
+        ("shown ms", value("time", "time-value", "PT00H00M02.250S", "00:00:02.25")),
         ("seventh", value("float", "value", "0.14285714285714285", "0.142857")),
         ("tiny", value("float", "value", "1.23456789012E-10", "1.23E-10")),
         ("whole", value("float", "value", "1234", "1234")),
@@ -320,6 +323,8 @@ def test_ods_times_dates_and_numbers(tmp_path: Path) -> None:
     assert cells(ods(tmp_path / "t.ods", ods_rows(rows))) == {
         "time of day": "11:12:12",  # (calamine alone: blank)
         "duration": "255:10:10",
+        "hidden ms": "01:18:43",
+        "shown ms": "00:00:02.250",
         "seventh": "0.14285714285714285",
         "tiny": "1.23456789012e-10",
         "whole": "1234",
