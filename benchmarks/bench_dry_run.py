@@ -71,6 +71,7 @@ lookup = "customers"
 [fields.plannedDuration]
 column = "Duration"
 parse = "duration"
+unit = "minutes"
 [fields.reference]
 column = "Legacy Ref"
 template = "LEG-{Job No}"

@@ -201,12 +201,21 @@ def build_parser() -> argparse.ArgumentParser:
     drop.add_argument("--max-attempts", type=_positive, default=6, help="sends per row for retryable failures")
     drop.add_argument("--timeout", type=_positive, default=30, help="seconds to wait for an answer")
 
-    status = sub.add_parser("status", help="list recent runs and drop passes with their counts")
+    status = sub.add_parser(
+        "status", help="list recent runs and drop passes with their counts; with FILE, that file's sign-off"
+    )
+    status.add_argument(
+        "file",
+        nargs="?",
+        type=Path,
+        help="an original file or any of its corrections files: one line per original row across every round",
+    )
     status.add_argument("--report-dir", type=Path, default=Path("reports"), help="also list runs of older ledgers here")
     status.add_argument("--ledger", type=Path, help="ledger file (default: every tenant's, in the state folder)")
     status.add_argument("--state-dir", type=Path, help=STATE_DIR_HELP)
     status.add_argument("--env-file", type=Path, help="a .env-style file (its JOBIMPORT_HOME names the state folder)")
     status.add_argument("--limit", type=_positive, default=10)
+    status.add_argument("--all", action="store_true", help="also list runs that never started")
 
     ledger = sub.add_parser("ledger", help="where the ledger of the configured tenant is; adopt an older one")
     ledger_sub = ledger.add_subparsers(dest="ledger_command", required=True, parser_class=_Parser)
@@ -293,13 +302,21 @@ def _dispatch(args: argparse.Namespace) -> int:
         return 0
     if args.command == "drop":
         return _drop(args)
+    if args.command == "status" and args.file is not None:
+        from pipeline.history import ledgers
+        from pipeline.signoff import render, sign_off, write_signoff
+
+        signed = sign_off(args.file, ledgers(args.report_dir, args.ledger, args.state_dir))
+        write_signoff(signed)
+        print(render(signed))
+        return 0 if signed.done else 1
     if args.command == "status":
         from pipeline.drop import passes_table
         from pipeline.history import recent_runs
 
         passes = passes_table(args.state_dir, args.limit)
         try:
-            print(recent_runs(args.report_dir, args.ledger, args.limit, args.state_dir))
+            print(recent_runs(args.report_dir, args.ledger, args.limit, args.state_dir, args.all))
         except JobImportError:
             if not passes:
                 raise
@@ -380,6 +397,8 @@ def _render(result: object, demo: bool = False) -> int:
     where = f" (sheet {summary.sheet})" if summary.sheet else ""
     enc = f", {summary.encoding}" if summary.encoding else ""
     print(f"{'dry run' if summary.dry_run else 'run'} {result.run_id}: {summary.input}{where}{enc}")
+    if not summary.dry_run:
+        print(f"  to {summary.target}")
     shown = {k: v for k, v in result.counts.items() if v}
     total = sum(result.counts.values())
     print(f"  {total} rows: " + ", ".join(f"{n} {status}" for status, n in shown.items()))

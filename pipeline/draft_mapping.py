@@ -20,6 +20,7 @@ import polars as pl
 
 from pipeline.errors import UsageError
 from pipeline.mapping.parsers import parse_value
+from pipeline.mapping.units import header_unit
 from pipeline.model import API_FIELDS, REQUIRED_FIELDS, RawTable
 
 SAMPLE_ROWS = 5000
@@ -149,7 +150,9 @@ class Profile:
     avg_len: float = 0.0
     max_len: int = 0
     date: float = 0.0
-    leading_zero: bool = False  # a whole number written with leading zeros: a code, not an id
+    leading_zero: bool = False  # most whole numbers written with leading zeros: codes, not ids
+    odd: list[str] = field(default_factory=list)  # in a column of mostly whole numbers, the cells that are not
+    plain: list[float] = field(default_factory=list)  # the distinct plain numbers (no unit) among the cells
     tenant: dict[str, float] = field(default_factory=dict)  # "jobTypes:name", "contacts:reference"… → share
 
     def examples(self, values: list[str]) -> str:
@@ -172,14 +175,14 @@ def profile(frame: pl.DataFrame, column: str, tenant_keys: dict[str, set[str]]) 
     col = pl.col(column)
     shares = pl.DataFrame({column: cells}).select(
         parse_value("uuid", col).is_not_null().mean().alias("uuid"),
-        parse_value("duration", col).is_not_null().mean().alias("duration"),
+        parse_value("duration", col, "hours").is_not_null().mean().alias("duration"),
         parse_value("integer", col).is_not_null().mean().alias("integer"),
         col.str.contains(r"^[^@\s]+@[^@\s]+\.[^@\s]+$").mean().alias("email"),
         col.str.contains(r"\s").mean().alias("spaces"),
         col.str.len_chars().mean().alias("avg_len"),
         col.str.len_chars().max().alias("max_len"),
         col.str.contains(_DATE).mean().alias("date"),
-        col.str.contains(r"^0\d").any().alias("leading_zero"),
+        (col.str.contains(r"^0\d").mean() >= 0.5).alias("leading_zero"),
     )
     row = shares.row(0, named=True)
     normalised = cells.str.to_lowercase().str.replace_all(r"\s+", "")
@@ -199,7 +202,47 @@ def profile(frame: pl.DataFrame, column: str, tenant_keys: dict[str, set[str]]) 
         leading_zero=bool(row["leading_zero"]),
         tenant=tenant,
     )
+    if 0.5 <= p.integer < 1.0:
+        ints = pl.DataFrame({column: cells}).select(parse_value("integer", col).is_null()).to_series()
+        p.odd = cells.filter(ints).unique(maintain_order=True).head(5).to_list()
+    p.plain = (
+        cells.filter(cells.str.contains(r"^\d{1,9}(?:\.\d+)?$")).unique().cast(pl.Float64).sort().to_list()
+        if p.duration >= 0.9
+        else []
+    )
     return p, cells.unique(maintain_order=True).head(3).to_list()
+
+
+def _numbers(values: list[float]) -> str:
+    shown = [f"{v:g}" for v in values[:4]]
+    return ", ".join(shown) + (", …" if len(values) > 4 else "")
+
+
+def duration_unit(p: Profile) -> tuple[str, str, bool]:
+    """The unit of a duration column's plain numbers, the reason, and whether it is sure (else `# CHECK`).
+
+    The header decides when it names a unit (`Hours`, `Duration (h)`, `Mins`); else the plain numbers: a fraction
+    (1.5) is hours — minutes are whole; whole numbers all from 15 up are minutes; whole numbers all up to 12 are
+    probably hours (jobs of 1 to 12 minutes are rare) but asked; anything else is asked too."""
+    named = header_unit(p.column)
+    if named is not None:
+        return named, f"the header {p.column!r} says {named}", True
+    values = p.plain
+    if not values:
+        return "minutes", "no plain numbers in the sampled cells (they carry their units: 90m, 1:30)", False
+    if any(v != int(v) for v in values) and max(values) <= 24:
+        return "hours", f"plain numbers with fractions ({_numbers(values)}): hours, since minutes are whole", True
+    if min(values) >= 15:
+        return "minutes", f"plain whole numbers from {min(values):g} to {max(values):g}: minutes", True
+    if max(values) <= 12:
+        return "hours", f"plain numbers {_numbers(values)} could be hours or minutes; hours assumed", False
+    return "minutes", f"plain numbers {_numbers(values)} could be hours or minutes; minutes assumed", False
+
+
+def _unit_lines(p: Profile) -> list[str]:
+    unit, why, sure = duration_unit(p)
+    lines = [] if sure else [f'# CHECK: {why}: say which with unit = "minutes" or "hours"']
+    return [*lines, f'unit = "{unit}"  # {why}' if sure else f'unit = "{unit}"']
 
 
 @dataclass
@@ -243,10 +286,10 @@ def score(field_name: str, p: Profile, examples: list[str], online: bool) -> Gue
         if p.duration >= 0.9 and p.integer < 0.999:
             s += 0.4
             evidence.append(f"{_pct(p.duration)} of cells look like durations{shown}")
-            lines.append('parse = "duration"')
+            lines += ['parse = "duration"', *_unit_lines(p)]
         elif p.duration >= 0.9:
-            evidence.append(f"whole numbers{shown}: taken as minutes")
-            lines.append('parse = "duration"')
+            evidence.append(f"whole numbers{shown}")
+            lines += ['parse = "duration"', *_unit_lines(p)]
         else:
             s -= 0.5
     elif field_name in ("typeId", "contactId"):
@@ -261,8 +304,13 @@ def score(field_name: str, p: Profile, examples: list[str], online: bool) -> Gue
             lines.append(f'lookup = "bigchange:{kind}"')
             if by != "name" or kind == "contacts":
                 lines.append(f'by = "{by}"')
-        elif p.integer >= 0.99 and not p.leading_zero:
+        elif p.integer >= 0.8 and not p.leading_zero:
             evidence.append(f"whole numbers{shown}: taken as BigChange ids")
+            if p.odd:
+                listed = ", ".join(repr(v) for v in p.odd)
+                evidence.append(
+                    f"{_pct(1 - p.integer)} of cells are not ({listed}): likely mistakes, which validate will name"
+                )
             s += 0.1
         elif p.uuid > 0.5 or p.email > 0.5 or p.avg_len > 60:
             s -= 0.5
@@ -357,6 +405,14 @@ def draft(
         else:
             out.append(f"# {name}: no column looked like it (optional)")
     rest = [c for c in raw.columns if c not in used]
+    dates = [p.column for p, _ in profiles if p.column in rest and p.date > 0.8]
+    if dates:
+        out += [
+            "",
+            f"# Dates: {', '.join(repr(c) for c in dates)} {'holds' if len(dates) == 1 else 'hold'} dates, and POST "
+            "/v1/jobs takes no date (no planned start,",
+            "# no due date): not importable as job fields; a text custom field can carry them as text.",
+        ]
     if rest:
         out += [
             "",

@@ -18,12 +18,14 @@ from pipeline.mapping import load_mapping
 from pipeline.model import ERROR_SCHEMA, ORIGIN_ROW, ROW, Status
 from pipeline.read import read_table
 from pipeline.report import ReportPaths, RunSummary, write_reports
+from pipeline.report.summary import api_label
 from pipeline.run.outcome import OUTCOME_SCHEMA
 from pipeline.run.prepare import restore_neutralised
 from pipeline.run.runner import file_sha256
+from pipeline.run.unstarted import never_started
 from pipeline.settings import load_settings
 from pipeline.state import TenantIdentity, default_ledger_path, known_ledgers, state_home
-from pipeline.submit.ledger import Ledger, adopt
+from pipeline.submit.ledger import Ledger, RunRecord, adopt
 
 
 @dataclass
@@ -60,32 +62,67 @@ def adopt_ledger(legacy: Path, env_file: Path | None, state_dir: Path | None) ->
     return identity, target, renamed
 
 
-def recent_runs(report_root: Path, explicit: Path | None, limit: int, state_dir: Path | None = None) -> str:
-    """A table of the latest runs of every ledger, newest first; every heading stands over its column."""
-    records = []
+def recent_runs(
+    report_root: Path, explicit: Path | None, limit: int, state_dir: Path | None = None, show_all: bool = False
+) -> str:
+    """A table of the latest runs of every ledger, newest first; every heading stands over its column. Runs that
+    never started (stopped before their first request) are hidden unless `show_all`, and counted below."""
+    records: list[tuple[RunRecord, str]] = []
     for path in ledgers(report_root, explicit, state_dir):
         with Ledger.open_existing(path) as ledger:
-            records.extend(ledger.runs(limit))
-    records.sort(key=lambda r: r.started_at, reverse=True)
+            target = short_target(ledger.identity.api or None, ledger.identity.customer_id)
+            records.extend((record, target) for record in ledger.runs(limit if show_all else limit * 5))
+    records.sort(key=lambda r: r[0].started_at, reverse=True)
+    unstarted = [r for r, _ in records if never_started(r.summary, r.exit_code)]
+    if not show_all:
+        records = [(r, t) for r, t in records if not never_started(r.summary, r.exit_code)]
     rows = []
-    for record in records[:limit]:
+    for record, target in records[:limit]:
         counts = (record.summary or {}).get("counts") or {}
         shown = ", ".join(f"{n} {s}" for s, n in counts.items() if n) or "-"
+        if never_started(record.summary, record.exit_code):
+            shown = f"never started ({shown})"
         exit_code = "-" if record.exit_code is None else str(record.exit_code)
-        rows.append((record.run_id, record.finished_at or "(did not finish)", exit_code, shown, record.input))
-    headings = ("run id", "finished", "exit", "counts", "input")
-    widths = [max([len(headings[i])] + [len(row[i]) for row in rows]) for i in range(4)]
+        source = _where_now(record.input, record.run_id)
+        rows.append((record.run_id, record.finished_at or "(did not finish)", exit_code, target, shown, source))
+    headings = ("run id", "finished", "exit", "target", "counts", "input")
+    widths = [max([len(headings[i])] + [len(row[i]) for row in rows]) for i in range(5)]
 
     def line(cells: tuple[str, ...]) -> str:
-        run_id, finished, exit_code, shown, source = cells
+        run_id, finished, exit_code, target, shown, source = cells
         return (
-            f"{run_id:<{widths[0]}}  {finished:<{widths[1]}}  {exit_code:>{widths[2]}}  {shown:<{widths[3]}}  {source}"
+            f"{run_id:<{widths[0]}}  {finished:<{widths[1]}}  {exit_code:>{widths[2]}}  {target:<{widths[3]}}  "
+            f"{shown:<{widths[4]}}  {source}"
         )
 
     lines = [line(headings)] + [line(row) for row in rows]
     if not rows:
         lines.append("(no runs yet)")
+    if unstarted and not show_all:
+        n = len(unstarted)
+        lines.append(
+            f"({n} run{'s' if n > 1 else ''} that never started (stopped before the first request) not shown: --all)"
+        )
     return "\n".join(lines)
+
+
+def short_target(api: str | None, customer_id: int | None) -> str:
+    """`sandbox 127.0.0.1:8765/v1 #1001`, `API api.bigchange.com/v1 #1001`: the API and customer of a ledger."""
+    if not api:
+        return f"(API not recorded) #{customer_id}" if customer_id is not None else "-"
+    return f"{api_label(api)} {api.split('://', 1)[-1]} #{customer_id}"
+
+
+def _where_now(input_path: str, run_id: str) -> str:
+    """The run's input; for a dropped file read in processing/, where the drop filed it since."""
+    path = Path(input_path)
+    if path.parent.name == "processing" and not path.exists():
+        from pipeline.drop import filed_path
+
+        moved = filed_path(path, run_id)
+        if moved is not None:
+            return str(moved)
+    return input_path
 
 
 def rebuild_reports(run_id: str, report_root: Path, explicit: Path | None, state_dir: Path | None = None) -> Rebuilt:

@@ -4,10 +4,15 @@ Every failing cell of every row is reported (lazy validation), mapped from pande
 the spreadsheet row, with the source column from the mapping and a message an analyst can act on. Rules that
 span rows (duplicate references, rows the ledger could not tell apart) are computed here in polars.
 
-Speed: every rule is first evaluated on every row in one parallel polars pass, as is or as a cheaper superset
+One definition per rule: each rule is a `Rule` (its column, its check as a polars expression, its message, and
+optionally a cheaper superset of its failures), built by one constructor per kind of rule and listed once in
+`_rules`; the pandera schema, the first pass and the messages are all generated from that list, so adding a rule
+is one edit. Blank required cells are pandera's own `nullable` check.
+
+Speed: every rule is first evaluated on every row in one parallel polars pass, as is or as its cheaper superset
 (a text longer than the limit in UTF-8 bytes may be too long in UTF-16 units; a shorter one cannot be). Pandera
 then validates the rows that first pass flags (and the schema itself, on zero rows when none is flagged) and
-reports their failing cells; a row the first pass clears cannot fail any of pandera's checks. Duplicate references are
+collects their failing cells; a row the first pass clears cannot fail any of pandera's checks. Duplicate references are
 first looked for among 64-bit hashes (sorted, neighbours compared), and grouped exactly only on the rows whose
 hash repeats.
 
@@ -17,6 +22,7 @@ make pandera skip our checks silently; validation always runs with both forced o
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cached_property
 
@@ -73,49 +79,112 @@ class Validation:
         return self.frame.filter(self.valid_mask)
 
 
-def _check(code: str, rule: pl.Expr) -> pa.Check:
-    """A vectorised column check; `code` comes back in failure_cases["check"]. Nulls pass (nullable decides)."""
-    return pa.Check(lambda data: data.lazyframe.select(rule.fill_null(True)), name=code, error=code)
-
-
 def utf16_length(text: pl.Expr) -> pl.Expr:
     """Length in UTF-16 code units, as the .NET API counts (an emoji counts 2)."""
     return text.str.len_chars().cast(pl.Int64) + text.str.count_matches(_ASTRAL).cast(pl.Int64)
 
 
-def _max_length(column: str, limit: int) -> pa.Check:
-    return _check(f"max_length:{limit}", utf16_length(pl.col(column)) <= limit)
+Message = Callable[[pl.Expr], pl.Expr]
 
 
 @dataclass(frozen=True)
-class _Rule:
-    """One column check: `rule` (true = pass; null passes) as pandera runs it, and `may_fail`, an expression that
-    is true at least wherever the rule fails (null counts as false), cheap to evaluate on every row."""
+class Rule:
+    """One validation rule, stated once: everything else is generated from it.
+
+    - `passes`: true where the cell is valid (null passes: blanks are the business of `nullable`); it becomes the
+      pandera check `name` on `column`;
+    - `message`: the analyst's message, from the failing value;
+    - `may_fail`: true at least wherever the rule fails (null counts as false), cheap enough for every row: the
+      rows it flags are the ones pandera validates (default: not `passes`; a text rule may give a cheaper
+      superset, e.g. UTF-8 bytes for a UTF-16 length);
+    - `code`: the `check` reported (default `name`).
+    """
 
     column: str
-    code: str
-    rule: pl.Expr
-    may_fail: pl.Expr
+    name: str
+    passes: pl.Expr
+    message: Message
+    may_fail: pl.Expr | None = None
+    code: str | None = None
+
+    def check(self) -> pa.Check:
+        passes = self.passes.fill_null(True)
+        return pa.Check(lambda data: data.lazyframe.select(passes), name=self.name, error=self.name)
+
+    @property
+    def flags(self) -> pl.Expr:
+        return (self.may_fail if self.may_fail is not None else ~self.passes).fill_null(False)
 
 
-def _rules(mapping: Mapping) -> tuple[dict[str, bool], list[_Rule]]:
-    """Column → nullable, and the checks of each column, for the schema of a job frame under `mapping`."""
+# --- the rules: one constructor per kind of rule, one line per rule in `_rules` ----------------------------------
+
+
+def positive_id(field: str, label: str) -> Rule:
+    return Rule(
+        field,
+        "positive",
+        pl.col(field) > 0,
+        lambda v: text_of("'", v, f"' is not a valid {label} id; ids are whole numbers above 0 like 101"),
+    )
+
+
+def minutes_range(field: str) -> Rule:
+    return Rule(
+        field,
+        "range",
+        pl.col(field).is_between(0, INT32_MAX),
+        lambda v: text_of(v, f" minutes is out of range; a planned duration is 0 to {INT32_MAX} minutes"),
+    )
+
+
+def max_length(field: str, label: str, limit: int) -> Rule:
+    # UTF-16 code units ≤ UTF-8 bytes (1-3 bytes → 1 unit, 4 bytes → 2 units): a text within the limit in bytes
+    # is within it in units
+    return Rule(
+        field,
+        f"max_length:{limit}",
+        utf16_length(pl.col(field)) <= limit,
+        lambda v: text_of(
+            f"{label} is ", utf16_length(v).cast(pl.String), f" characters long; the limit is {limit}, shorten it"
+        ),
+        may_fail=pl.col(field).str.len_bytes() > limit,
+        code="max_length",
+    )
+
+
+def person_uuid(field: str, parsed: bool) -> Rule:
+    return Rule(
+        field,
+        "uuid",
+        pl.col(field).str.contains(UUID_PATTERN),
+        lambda v: bad_value_expr("personId", "uuid", v),
+        # the map stage's uuid parser writes canonical uuids or null (a conversion error): none can fail then
+        may_fail=pl.lit(False) if parsed else None,
+    )
+
+
+def required_message(label: str, column: str | None, custom: bool) -> str:
+    """The message of a blank cell in a required column (pandera's `not_nullable`)."""
+    if custom:
+        return f"{label} is blank; the mapping makes it required, fill it in"
+    if column:
+        return f"{label} is blank; it is required, fill in '{column}'"
+    return f"{label} is missing; it is required, set it in the mapping"
+
+
+def _label(mapping: Mapping, field: str) -> str:
+    if field in LABELS:
+        return LABELS[field]
+    column = mapping.source_column(field)
+    return f"'{column}'" if column else field
+
+
+def _rules(mapping: Mapping) -> tuple[dict[str, bool], list[Rule]]:
+    """Column → nullable, and every rule, for a job frame under `mapping`. A new rule is one line here (with a
+    constructor above when it is a new kind)."""
     limits = mapping.limits
-
-    def exact(column: str, code: str, rule: pl.Expr) -> _Rule:
-        return _Rule(column, code, rule, ~rule)
-
-    def max_length(column: str, limit: int) -> _Rule:
-        # UTF-16 code units ≤ UTF-8 bytes (1-3 bytes → 1 unit, 4 bytes → 2 units)
-        return _Rule(
-            column, f"max_length:{limit}", utf16_length(pl.col(column)) <= limit, pl.col(column).str.len_bytes() > limit
-        )
-
-    uuid_rule = exact("personId", "uuid", pl.col("personId").str.contains(UUID_PATTERN))
+    label = {name: _label(mapping, name) for name in [*API_FIELDS, *(cf.key for cf in mapping.custom_fields)]}
     person = mapping.fields.get("personId")
-    if person is not None and person.column is not None and person.parse == "uuid":
-        # the map stage's uuid parser writes canonical uuids or null (a conversion error): none can fail
-        uuid_rule = _Rule("personId", "uuid", uuid_rule.rule, pl.lit(False))
     nullable = {
         "typeId": False,
         "contactId": False,
@@ -126,30 +195,30 @@ def _rules(mapping: Mapping) -> tuple[dict[str, bool], list[_Rule]]:
         "orderNumber": True,
     }
     rules = [
-        exact("typeId", "positive", pl.col("typeId") > 0),
-        exact("contactId", "positive", pl.col("contactId") > 0),
-        exact("plannedDuration", "range", pl.col("plannedDuration").is_between(0, INT32_MAX)),
-        max_length("reference", limits.reference),
-        max_length("description", limits.description),
-        uuid_rule,
+        positive_id("typeId", label["typeId"]),
+        positive_id("contactId", label["contactId"]),
+        minutes_range("plannedDuration"),
+        max_length("reference", label["reference"], limits.reference),
+        max_length("description", label["description"], limits.description),
+        person_uuid("personId", person is not None and person.column is not None and person.parse == "uuid"),
     ]
     if limits.order_number:
-        rules.append(max_length("orderNumber", limits.order_number))
+        rules.append(max_length("orderNumber", label["orderNumber"], limits.order_number))
     for cf in mapping.custom_fields:
         nullable[cf.key] = not cf.required
-        rules.append(max_length(cf.key, limits.custom_field))
+        rules.append(max_length(cf.key, label[cf.key], limits.custom_field))
     assert all(f in nullable and not nullable[f] for f in REQUIRED_FIELDS)
     return nullable, rules
 
 
 def build_schema(mapping: Mapping) -> pa.DataFrameSchema:
-    """The Pandera schema of a job frame under `mapping` (typed columns; no coercion)."""
+    """The Pandera schema of a job frame under `mapping` (typed columns; no coercion), generated from `_rules`."""
     nullable, rules = _rules(mapping)
     cols = {
         name: pa.Column(
             pl.Int64 if name in INT_FIELDS else pl.String,
             nullable=can_be_null,
-            checks=[_check(r.code, r.rule) for r in rules if r.column == name],
+            checks=[r.check() for r in rules if r.column == name],
         )
         for name, can_be_null in nullable.items()
     }
@@ -157,13 +226,13 @@ def build_schema(mapping: Mapping) -> pa.DataFrameSchema:
 
 
 def _may_fail(mapping: Mapping, frame: pl.DataFrame) -> pl.Series:
-    """True for every row that may fail a check of the schema (one parallel pass over the frame)."""
+    """True for every row that may fail a rule (one parallel pass over the frame), generated from `_rules`."""
     nullable, rules = _rules(mapping)
     expected = {name: pl.Int64 if name in INT_FIELDS else pl.String for name in nullable}
     if any(frame.schema.get(name) != dtype for name, dtype in expected.items()):
         return pl.repeat(True, frame.height, dtype=pl.Boolean, eager=True)  # pandera reports the schema problem
     flags = [pl.col(name).is_null() for name, can_be_null in nullable.items() if not can_be_null]
-    flags += [r.may_fail.fill_null(False) for r in rules]
+    flags += [r.flags for r in rules]
     return frame.select(pl.any_horizontal(flags).alias("may_fail")).to_series()
 
 
@@ -186,47 +255,24 @@ def _run_schema(schema: pa.DataFrameSchema, frame: pl.DataFrame) -> pl.DataFrame
     return failures.select("failure_case", "column", "check", pl.col("index").cast(pl.Int64))
 
 
-def _label(mapping: Mapping, field: str) -> str:
-    if field in LABELS:
-        return LABELS[field]
-    column = mapping.source_column(field)
-    return f"'{column}'" if column else field
-
-
 def _messages(failures: pl.DataFrame, mapping: Mapping) -> pl.DataFrame:
-    """failure cases → (field, check, message) per failing cell, vectorised per (column, check) group."""
+    """failure cases → (field, check, message) per failing cell, vectorised per (column, check) group; each
+    message comes from its rule (`Rule.message`, `required_message`)."""
+    _, rules = _rules(mapping)
+    by_name = {(r.column, r.name): r for r in rules}
     parts: list[pl.DataFrame] = []
     for (field, check), group in failures.group_by("column", "check", maintain_order=True):
         field, check = str(field), str(check)
-        label = _label(mapping, field)
-        value = pl.col("failure_case")
         column = mapping.source_column(field)
+        rule = by_name.get((field, check))
+        value = pl.col("failure_case")
         if check == "not_nullable":
-            if field.startswith(CUSTOM_PREFIX):
-                text = f"{label} is blank; the mapping makes it required, fill it in"
-            elif column:
-                text = f"{label} is blank; it is required, fill in '{column}'"
-            else:
-                text = f"{label} is missing; it is required, set it in the mapping"
+            text = required_message(_label(mapping, field), column, field.startswith(CUSTOM_PREFIX))
             code, message = "required", pl.lit(text)
-        elif check == "positive":
-            code = "positive"
-            message = text_of("'", value, f"' is not a valid {label} id; ids are whole numbers above 0 like 101")
-        elif check == "range":
-            code = "range"
-            message = text_of(value, f" minutes is out of range; a planned duration is 0 to {INT32_MAX} minutes")
-        elif check == "uuid":
-            code, message = "uuid", bad_value_expr("personId", "uuid", value)
-        elif check.startswith("max_length:"):
-            limit = check.split(":", 1)[1]
-            code = "max_length"
-            message = text_of(
-                f"{label} is ",
-                utf16_length(value).cast(pl.String),
-                f" characters long; the limit is {limit}, shorten it",
-            )
-        else:
-            code, message = check, text_of(f"{label}: '", value, f"' fails {check}")
+        elif rule is not None:
+            code, message = rule.code or rule.name, rule.message(value)
+        else:  # a check pandera added itself (none today)
+            code, message = check, text_of(f"{_label(mapping, field)}: '", value, f"' fails {check}")
         parts.append(
             group.select(
                 pl.col("index"),

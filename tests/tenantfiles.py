@@ -214,6 +214,7 @@ column = "{w["personId"]}"
 [fields.plannedDuration]
 column = "{w["plannedDuration"]}"
 parse = "duration"
+unit = "minutes"
 [fields.orderNumber]
 column = "{w["orderNumber"]}"
 [fields.description]

@@ -91,3 +91,86 @@ def test_init_mapping_refuses_to_overwrite(tmp_path: Path) -> None:
     done = run_cli(["init-mapping", ROOT / "samples" / "jobs.xlsx", "-o", existing], {}, tmp_path)
     assert done.returncode == 2 and "exists; choose another -o or add --force" in done.stderr
     assert existing.read_text(encoding="utf-8") == "# mine\n"
+
+
+def _drafted_duration(tmp_path: Path, header: str, cells: list[str]) -> list[str]:
+    from pipeline.draft_mapping import draft
+    from pipeline.read import read_table
+
+    rows = [f"R{i},101,5001,{cell},Some words to describe the job here" for i, cell in enumerate(cells)]
+    path = tmp_path / "jobs.csv"
+    path.write_text(f"Ref,Job Type ID,Customer ID,{header},Notes\n" + "\n".join(rows) + "\n", encoding="utf-8")
+    text, chosen = draft(read_table(path))
+    assert chosen["plannedDuration"] == header
+    block = text.split("[fields.plannedDuration]\n", 1)[1].split("\n\n", 1)[0]
+    draft_path = tmp_path / "draft.toml"
+    draft_path.write_text(text, encoding="utf-8")
+    load_mapping(draft_path)  # every draft loads
+    return block.splitlines()[2:]
+
+
+@pytest.mark.parametrize(
+    ("header", "cells", "lines"),
+    [
+        ("Hours", ["1", "2", "1", "2"], ["unit = \"hours\"  # the header 'Hours' says hours"]),
+        ("Hrs", ["90m", "1:30"], ["unit = \"hours\"  # the header 'Hrs' says hours"]),
+        ("Duration (h)", ["1", "2"], ["unit = \"hours\"  # the header 'Duration (h)' says hours"]),
+        ("Minutes", ["1", "2"], ["unit = \"minutes\"  # the header 'Minutes' says minutes"]),
+        (
+            "Duration",
+            ["1.5", "2", "0.5"],
+            ['unit = "hours"  # plain numbers with fractions (0.5, 1.5, 2): hours, since minutes are whole'],
+        ),
+        ("Duration", ["30", "90", "120"], ['unit = "minutes"  # plain whole numbers from 30 to 120: minutes']),
+        (
+            "Duration",
+            ["1", "2", "2"],
+            [
+                '# CHECK: plain numbers 1, 2 could be hours or minutes; hours assumed: say which with unit = "minutes" '
+                'or "hours"',
+                'unit = "hours"',
+            ],
+        ),
+        (
+            "Duration",
+            ["5", "90", "120"],
+            [
+                "# CHECK: plain numbers 5, 90, 120 could be hours or minutes; minutes assumed: say which with unit = "
+                '"minutes" or "hours"',
+                'unit = "minutes"',
+            ],
+        ),
+    ],
+)
+def test_init_mapping_writes_the_duration_unit(tmp_path: Path, header: str, cells: list[str], lines: list[str]) -> None:
+    """Finding 1: 'Hours' was drafted with no unit and 1, 2 became minutes. The unit is now written, with why."""
+    assert _drafted_duration(tmp_path, header, cells) == lines
+
+
+def test_init_mapping_keeps_id_columns_with_a_few_bad_cells(tmp_path: Path) -> None:
+    """Issue 22, finding 5: one `Boiler` among 50 type ids, one `5,0O7` among contact ids made the draft look the
+    columns up by name, and validate --online refused all 50 rows. The majority decides; the odd cells are named."""
+    from pipeline.draft_mapping import draft
+    from pipeline.read import read_table
+
+    rows = ["Ref,Job Type ID,Customer ID,Notes"]
+    for i in range(50):
+        kind = "Boiler" if i == 7 else "101"
+        contact = "5,0O7" if i == 12 else str(5001 + i % 20)
+        rows.append(f'R{i},{kind},"{contact}",Visit number {i} at the back door')
+    path = tmp_path / "ids.csv"
+    path.write_text("\n".join(rows) + "\n", encoding="utf-8")
+    text, chosen = draft(read_table(path))
+    assert chosen["typeId"] == "Job Type ID" and chosen["contactId"] == "Customer ID"
+    assert "bigchange:" not in text
+    assert "2% of cells are not ('Boiler'): likely mistakes, which validate will name" in text
+    assert "2% of cells are not ('5,0O7'): likely mistakes, which validate will name" in text
+
+
+def test_init_mapping_says_dates_cannot_be_imported() -> None:
+    """Issue 22, finding 8: date columns were only mentioned after a run."""
+    from pipeline.draft_mapping import draft
+    from pipeline.read import read_table
+
+    text, _ = draft(read_table(ROOT / "samples" / "legacy_jobs.csv"))
+    assert "# Dates: 'Raised On' holds dates, and POST /v1/jobs takes no date (no planned start,\n" in text

@@ -55,7 +55,7 @@ def test_unknown_api_field_lists_valid_ones(tmp_path: Path) -> None:
 def test_unknown_field_key_is_a_typo(tmp_path: Path) -> None:
     assert mapping_error(tmp_path, BASE + '[fields.description]\ncolum = "Notes"\n') == (
         "M: [fields.description] unknown key 'colum' (did you mean 'column'?); allowed keys: column, value, "
-        "default, parse, lookup, by, trim, template"
+        "default, parse, unit, lookup, by, trim, template"
     )
 
 
@@ -270,7 +270,8 @@ def test_conversion_errors_are_cell_errors(tmp_path: Path) -> None:
             "plannedDuration",
             "Dur",
             "duration",
-            "'1.5' has no unit (hours or minutes?); write 90 for minutes or 1.5h for hours",
+            "'1.5' has no unit (hours or minutes?) and neither has its column; add unit = \"minutes\" or "
+            'unit = "hours" to the mapping, or write 90m or 1.5h',
         ),
         (
             5,
@@ -372,4 +373,73 @@ def test_errors_of_one_row_come_in_field_order(tmp_path: Path) -> None:
         ("typeId", "integer"),
         ("reference", "template"),
         ("personId", "uuid"),
+    ]
+
+
+# --- duration units (issue 22, finding 1) ---------------------------------------------------------------------
+
+
+def _durations(tmp_path: Path, header: str, cells: list[str], unit: str | None) -> tuple[list[object], list[str]]:
+    extra = f'unit = "{unit}"\n' if unit else ""
+    m = mapping_for(tmp_path, BASE + f'[fields.plannedDuration]\ncolumn = "{header}"\n{extra}')
+    raw = raw_table({"Type": ["101"] * len(cells), "Customer": ["5001"] * len(cells), header: cells})
+    out = apply_mapping(raw, m)
+    return out.frame["plannedDuration"].to_list(), out.errors["message"].to_list()
+
+
+def test_an_hours_column_is_read_in_hours(tmp_path: Path) -> None:
+    """The first week's finding: 'Hours' with 1 and 2 became 1 and 2 minutes. Now the header names the unit."""
+    values, errors = _durations(tmp_path, "Hours", ["1", "2", "1.5", "90m", "1:30"], None)
+    assert values == [60, 120, 90, 90, 90]
+    assert errors == []
+
+
+def test_a_unit_in_the_mapping_reads_plain_numbers(tmp_path: Path) -> None:
+    assert _durations(tmp_path, "Duration", ["1", "1.5", "2h"], "hours") == ([60, 90, 120], [])
+    values, errors = _durations(tmp_path, "Duration", ["90", "1.5", "2h"], "minutes")
+    assert values == [90, None, 120]
+    assert errors == ["'1.5' is not a whole number of minutes (the column is in minutes); write 90 or 1:30"]
+
+
+def test_plain_numbers_without_any_unit_are_refused(tmp_path: Path) -> None:
+    values, errors = _durations(tmp_path, "Duration", ["1", "90m"], None)
+    assert values == [None, 90]
+    assert errors == [
+        "'1' has no unit (hours or minutes?) and neither has its column; add unit = \"minutes\" or "
+        'unit = "hours" to the mapping, or write 90m or 1.5h'
+    ]
+
+
+def test_a_unit_that_contradicts_the_header_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(MappingError) as err:
+        _durations(tmp_path, "Duration (h)", ["1"], "minutes")
+    assert str(err.value).split(": ", 1)[1] == (
+        "[fields.plannedDuration] unit = \"minutes\" but the column 'Duration (h)' says hours; "
+        "fix the unit (or the header) so that both say the same"
+    )
+
+
+def test_unit_is_checked_when_the_mapping_loads(tmp_path: Path) -> None:
+    assert mapping_error(tmp_path, BASE + '[fields.plannedDuration]\ncolumn = "D"\nunit = "days"\n') == (
+        'M: [fields.plannedDuration] unit = \'days\' is not a unit; use unit = "minutes" or unit = "hours" '
+        "(the unit of the column's plain numbers)"
+    )
+    assert mapping_error(
+        tmp_path, BASE + '[fields.plannedDuration]\ncolumn = "D"\nparse = "integer"\nunit = "hours"\n'
+    ) == ('M: [fields.plannedDuration] unit is for durations only (parse = "duration"); remove it')
+    assert mapping_error(tmp_path, BASE + '[fields.plannedDuration]\nvalue = "90"\n').startswith(
+        "M: [fields.plannedDuration] value '90' has no unit (hours or minutes?)"
+    )
+
+
+def test_a_duration_custom_field_is_sent_in_minutes(tmp_path: Path) -> None:
+    m = mapping_for(
+        tmp_path,
+        BASE + '[custom_fields]\n"Travel (hrs)" = { definition_id = 432640, parse = "duration" }\n',
+    )
+    raw = raw_table({"Type": ["101"] * 3, "Customer": ["5001"] * 3, "Travel (hrs)": ["0.5", "1h", "soon"]})
+    out = apply_mapping(raw, m)
+    assert out.frame["cf:432640"].to_list() == ["30", "60", None]
+    assert out.errors.select("column", "check", "message").rows() == [
+        ("Travel (hrs)", "duration", "'soon' is not a duration; write minutes (90), h:mm (1:30) or hours (1h30, 1.5h)")
     ]

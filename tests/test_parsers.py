@@ -11,6 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pipeline.mapping.parsers import UUID_PATTERN, looks_scientific, normalise_uuid, parse_duration, parse_integer
+from pipeline.mapping.units import header_unit
 
 
 def run(parser, values: list[str | None]) -> list[object]:  # type: ignore[no-untyped-def]
@@ -51,7 +52,7 @@ def test_scientific_notation_is_recognised_for_its_own_message() -> None:
 @pytest.mark.parametrize(
     ("text", "minutes"),
     [
-        ("90", 90),
+        ("90", None),  # a plain number without a unit: hours or minutes? (see test_plain_numbers_take_the_unit)
         ("90m", 90),
         ("90 min", 90),
         ("90 mins", 90),
@@ -68,8 +69,10 @@ def test_scientific_notation_is_recognised_for_its_own_message() -> None:
         ("1.5h", 90),
         ("1.25 h", 75),
         ("0.5 hours", 30),
-        ("0", 0),
-        ("90.0", 90),
+        ("0", None),
+        ("0m", 0),
+        ("90.0", None),
+        ("90.0 min", 90),
         ("-90", None),
         ("-1:30", None),
         ("1.5", None),
@@ -86,6 +89,54 @@ def test_scientific_notation_is_recognised_for_its_own_message() -> None:
 )
 def test_parse_duration(text: str | None, minutes: int | None) -> None:
     assert run(parse_duration, [text]) == [minutes]
+
+
+@pytest.mark.parametrize(
+    ("text", "in_minutes", "in_hours"),
+    [
+        ("90", 90, 5400),
+        ("90.0", 90, 5400),
+        ("1", 1, 60),
+        ("2", 2, 120),
+        ("0", 0, 0),
+        ("1.5", None, 90),
+        ("0.25", None, 15),
+        ("1.01", None, None),  # 60.6 minutes
+        ("12.5", None, 750),
+        ("-2", None, None),
+        # a cell with its own unit is read as written, whatever the column's unit
+        ("90m", 90, 90),
+        ("2h", 120, 120),
+        ("1:30", 90, 90),
+        ("1.5h", 90, 90),
+    ],
+)
+def test_plain_numbers_take_the_unit(text: str, in_minutes: int | None, in_hours: int | None) -> None:
+    assert run(lambda e: parse_duration(e, "minutes"), [text]) == [in_minutes]
+    assert run(lambda e: parse_duration(e, "hours"), [text]) == [in_hours]
+
+
+@pytest.mark.parametrize(
+    ("header", "unit"),
+    [
+        ("Hours", "hours"),
+        ("Hrs", "hours"),
+        ("Est. hrs", "hours"),
+        ("Duration (h)", "hours"),
+        ("Duration (hours)", "hours"),
+        ("Minutes", "minutes"),
+        ("Planned Minutes", "minutes"),
+        ("Planned mins", "minutes"),
+        ("Duration (m)", "minutes"),
+        ("Duration", None),
+        ("Est. Time", None),
+        ("Duration (hh:mm)", None),
+        ("Hours and minutes", None),
+        ("Visit Length", None),
+    ],
+)
+def test_header_unit(header: str, unit: str | None) -> None:
+    assert header_unit(header) == unit
 
 
 @pytest.mark.parametrize(
@@ -131,7 +182,6 @@ def test_integer_refuses_overflow(n: int) -> None:
 def test_duration_forms_agree(hours: int, minutes: int) -> None:
     total = hours * 60 + minutes
     forms = [
-        str(total),
         f"{total}m",
         f"{total} min",
         f"{total} minutes",
@@ -141,6 +191,7 @@ def test_duration_forms_agree(hours: int, minutes: int) -> None:
         f"{hours} hours {minutes} minutes",
     ]
     assert run(parse_duration, forms) == [total] * len(forms)
+    assert run(lambda e: parse_duration(e, "minutes"), [str(total)]) == [total]
 
 
 @settings(max_examples=150, deadline=None)

@@ -204,6 +204,23 @@ def test_elapsed_time_formats_as_shown(tmp_path: Path) -> None:
     }
 
 
+def test_elapsed_time_keeps_the_leading_zeros_its_format_shows(tmp_path: Path) -> None:
+    """Issue 22, finding 9: `[hh]:mm:ss` showed 01:18:43 in Excel and was read 1:18:43."""
+    short = datetime.timedelta(hours=1, minutes=18, seconds=43)
+    rows: list[tuple[str, object, str | None]] = [
+        ("hh", short, "[hh]:mm:ss"),
+        ("h", short, "[h]:mm:ss"),
+        ("mm", datetime.timedelta(minutes=5, seconds=7), "[mm]:ss"),
+        ("long", datetime.timedelta(hours=255, minutes=10, seconds=10), "[hh]:mm:ss"),
+    ]
+    assert cells(kinds_workbook(tmp_path / "z.xlsx", rows)) == {
+        "hh": "01:18:43",
+        "h": "1:18:43",
+        "mm": "05:07",
+        "long": "255:10:10",
+    }
+
+
 def test_text_cells_are_never_reformatted(tmp_path: Path) -> None:
     rows: list[tuple[str, object, str | None]] = [
         ("text like a float", "0.14285714285714285000", None),
@@ -291,6 +308,9 @@ def test_ods_times_dates_and_numbers(tmp_path: Path) -> None:
         ("kind", ods_text("value")),
         ("time of day", value("time", "time-value", "PT11H12M12S", "11:12:12")),
         ("duration", value("time", "time-value", "PT255H10M10S", "255:10:10")),
+        # issue 22, finding 9: milliseconds the cell's format hides are not shown
+        ("hidden ms", value("time", "time-value", "PT01H18M42.600S", "01:18:43")),
+        ("shown ms", value("time", "time-value", "PT00H00M02.250S", "00:00:02.25")),
         ("seventh", value("float", "value", "0.14285714285714285", "0.142857")),
         ("tiny", value("float", "value", "1.23456789012E-10", "1.23E-10")),
         ("whole", value("float", "value", "1234", "1234")),
@@ -303,6 +323,8 @@ def test_ods_times_dates_and_numbers(tmp_path: Path) -> None:
     assert cells(ods(tmp_path / "t.ods", ods_rows(rows))) == {
         "time of day": "11:12:12",  # (calamine alone: blank)
         "duration": "255:10:10",
+        "hidden ms": "01:18:43",
+        "shown ms": "00:00:02.250",
         "seventh": "0.14285714285714285",
         "tiny": "1.23456789012e-10",
         "whole": "1234",

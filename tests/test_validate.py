@@ -216,3 +216,30 @@ def test_duplicates_among_many_rows(tmp_path: Path) -> None:
         (25010, "duplicate_reference"),
     ]
     assert result.valid.height == 2996
+
+
+def test_a_new_rule_is_one_definition(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """Issue 22: every rule was written twice (a pandera check and a polars superset) plus its message and label
+    elsewhere. Now one `Rule` is enough: the pandera schema, the first pass over every row and the message all come
+    from it. (Here added from outside by wrapping `_rules`; in the code it is one line in `_rules`.)"""
+    from pipeline import validate as module
+    from pipeline.mapping.parsers import text_of
+
+    original = module._rules
+
+    def with_new_rule(mapping: Mapping):  # type: ignore[no-untyped-def]
+        nullable, rules = original(mapping)
+        rule = module.Rule(
+            "reference",
+            "no_spaces",
+            ~pl.col("reference").str.contains(" "),
+            lambda v: text_of("reference '", v, "' has a space; references are one word"),
+        )
+        return nullable, [*rules, rule]
+
+    monkeypatch.setattr(module, "_rules", with_new_rule)
+    result = validate(mapped([{"reference": "A 1"}, {"reference": "B2"}]), make_mapping(tmp_path))
+    assert result.errors.rows() == [
+        (10, "reference", "Ref", "no_spaces", "reference 'A 1' has a space; references are one word")
+    ]
+    assert result.valid_mask.to_list() == [False, True]

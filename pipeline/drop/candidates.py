@@ -7,7 +7,8 @@ not hidden, not an Excel/LibreOffice lock file (`~$*`, `.~lock.*#`) and not a te
 - in a pass: its mtime is at least `settle` seconds old and neither its size nor its mtime change while the pass
   looks at it (a copy that keeps the source's mtime still grows during the look);
 - with --watch: it has not changed (size, mtime) for `settle` seconds of observation (`SettleTracker`);
-- with a ready marker: `NAME+SUFFIX` exists, whatever its age (the sender says it is complete).
+- with a ready marker: `NAME.ready` or `NAME.done` exists (always honoured, the safe way), or `NAME+SUFFIX` with
+  `--ready-marker SUFFIX` (then only marked files are taken), whatever its age: the sender says it is complete.
 
 A file still changing is left alone, without error, for the next look.
 """
@@ -25,6 +26,8 @@ from pipeline.read import CSV_SUFFIXES, EXCEL_SUFFIXES
 
 SUPPORTED_SUFFIXES = CSV_SUFFIXES + EXCEL_SUFFIXES
 IGNORED_PATTERNS = ("~$*", ".~lock.*#", "*.tmp", "*.part", "*.crdownload", "*.filepart")
+#: markers a sender may write after the file (`jobs.csv.ready`): the file is taken at once, without settling
+READY_MARKERS = (".ready", ".done")
 _HIDDEN = getattr(stat, "FILE_ATTRIBUTE_HIDDEN", 0)
 
 
@@ -82,18 +85,25 @@ def marker_of(path: Path, ready_marker: str) -> Path:
     return path.with_name(path.name + ready_marker)
 
 
+def markers_present(path: Path, ready_marker: str | None = None) -> list[Path]:
+    """The ready markers beside `path` (`--ready-marker`'s, else `NAME.ready` / `NAME.done`)."""
+    suffixes = (ready_marker,) if ready_marker else READY_MARKERS
+    return [m for m in (marker_of(path, s) for s in suffixes) if m.is_file()]
+
+
 def settled_in_pass(folder: Path, settle_s: float, ready_marker: str | None = None) -> list[Path]:
     """The candidates a pass may take now. Waits a moment (at most 2 s) to see that their size stays put."""
     candidates = scan(folder, ready_marker)
+    marked = [s.path for s in candidates if markers_present(s.path, ready_marker)]
     if ready_marker:
-        return [s.path for s in candidates if marker_of(s.path, ready_marker).is_file()]
-    old_enough = [s for s in candidates if s.age_s >= settle_s]
+        return marked
+    old_enough = [s for s in candidates if s.path not in marked and s.age_s >= settle_s]
     if not old_enough:
-        return []
+        return marked
     pause = min(2.0, settle_s / 4)
     if pause > 0:
         time.sleep(pause)
-    return [s.path for s in old_enough if look(s.path) == s]
+    return marked + [s.path for s in old_enough if look(s.path) == s]
 
 
 class SettleTracker:
@@ -110,8 +120,9 @@ class SettleTracker:
 
     def touch(self, path: Path) -> None:
         if path.parent != self.folder or not is_candidate_name(path.name, self.ready_marker):
-            if self.ready_marker and path.name.endswith(self.ready_marker):
-                self._observe(path.with_name(path.name[: -len(self.ready_marker)]))
+            for suffix in (self.ready_marker,) if self.ready_marker else READY_MARKERS:
+                if path.name.endswith(suffix):
+                    self._observe(path.with_name(path.name[: -len(suffix)]))
             return
         self._observe(path)
 
@@ -142,9 +153,7 @@ class SettleTracker:
             if self._observe(path) is None:
                 continue
             changed_at = self._last[path][1]
-            if self.ready_marker:
-                if marker_of(path, self.ready_marker).is_file():
-                    taken.append(path)
-            elif now - changed_at >= self.settle_s:
+            settled = not self.ready_marker and now - changed_at >= self.settle_s
+            if settled or markers_present(path, self.ready_marker):
                 taken.append(path)
         return sorted(taken, key=lambda p: (self._last[p][0].mtime_ns, p.name))

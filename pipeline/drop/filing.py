@@ -48,8 +48,11 @@ def day_folder(drop_folder: Path, outcome: str, day: date | None = None) -> Path
 
 
 def file_to(path: Path, drop_folder: Path, outcome: str, day: date | None = None) -> Path:
-    """Move a claimed file into `<outcome>/YYYY-MM-DD/`."""
-    return move(path, day_folder(drop_folder, outcome, day))
+    """Move a claimed file into `<outcome>/YYYY-MM-DD/` (a file already there stays as it is)."""
+    target = day_folder(drop_folder, outcome, day)
+    if path.parent == target:
+        return path
+    return move(path, target)
 
 
 def note_beside(filed: Path, suffix: str, text: str) -> Path:

@@ -9,12 +9,19 @@ Filing by outcome (one file at a time, oldest first):
 | has no data rows (header only: an empty night)            | `done/YYYY-MM-DD/`        | 0    |
 | content already imported for this tenant (any file name)  | `done/…` + `.duplicate.txt` | 0  |
 | left rows needing attention                               | `attention/…` + corrections | 1  |
+| kept changing while it was imported (MAX_READS imports)   | `attention/…` + `.changing.txt` | 1 |
 | could not read it / headers do not match / no route       | `failed/…` + `.error.txt` | 2    |
 | was stopped (API down, credentials refused, SIGTERM)      | stays in `processing/`    | 3    |
 | could not start for a settings or ledger problem          | stays in `processing/`    | 2    |
 
 A stopped file ends the pass (the next files would meet the same API); the next pass resumes it first and the
 ledger keeps every row exactly once. The settings and the mappings are checked before any file is touched.
+
+Nothing is filed that changed under the import: the file's size and sha256 are taken before it is read and again
+after; if they differ, it is imported again (the ledger makes that exact: rows already created are not sent)
+until they hold still, at most MAX_READS times. And a filed file whose writer still held it open may grow in
+done/ or attention/: each pass compares the files it filed in the last days with the size and mtime the drop
+record holds, and imports the new rows of one that changed (once it has settled), saying so.
 """
 
 from __future__ import annotations
@@ -33,7 +40,7 @@ from typing import TYPE_CHECKING, Any
 from filelock import FileLock, Timeout
 
 from pipeline.drop import filing
-from pipeline.drop.candidates import is_candidate_name, marker_of, scan, settled_in_pass
+from pipeline.drop.candidates import is_candidate_name, look, markers_present, scan, settled_in_pass
 from pipeline.drop.housekeeping import prune
 from pipeline.drop.notify import Notifier, message_text
 from pipeline.drop.record import DropLog, DropRecord, now_iso
@@ -47,6 +54,8 @@ if TYPE_CHECKING:
     from pipeline.settings import Settings
 
 LOCK_NAME = ".jobimport-drop.lock"
+#: imports of one file that kept changing while it was read, before it is filed to attention/
+MAX_READS = 3
 Say = Callable[[str], None]
 
 
@@ -112,6 +121,7 @@ class FileOutcome:
     problems: list[str] = field(default_factory=list)
     companions: list[Path] = field(default_factory=list)
     mapping: Path | None = None
+    mtime_ns: int | None = None  # its mtime when its sha256 was taken
     interrupted: bool = False  # a SIGTERM/SIGINT stopped its import
     stops_round: bool = False  # the next files would meet the same problem (API down, settings, ledger in use)
 
@@ -202,14 +212,42 @@ class DropSession:
         """Claim a settled file (consuming its ready marker) and handle it. None: it could not be moved (gone,
         or still open by its writer on Windows) and is left for the next pass."""
         name = path.name
+        markers = markers_present(path, self.options.ready_marker)
         try:
             claimed = filing.claim(path, self.folder)
         except OSError as exc:
             self.say(f"  {name}: cannot be moved into processing/ yet ({exc.strerror or exc}); left for the next pass")
             return None
-        if self.options.ready_marker:
-            marker_of(path, self.options.ready_marker).unlink(missing_ok=True)
+        for marker in markers:
+            marker.unlink(missing_ok=True)
         return self.handle(claimed, name, [])
+
+    def grown(self) -> list[tuple[Path, str, str]]:
+        """Files this folder's passes filed (done/, attention/) that changed since, and have settled again: their
+        path, name and what changed ("10 rows, 312 bytes → 624 bytes")."""
+        found = []
+        for filed, size in self.record.changed_since_filed(self.folder):
+            seen = look(filed.path)
+            if seen is None or seen.age_s < self.options.settle_s:
+                continue  # still being written: a later pass
+            found.append((filed.path, filed.name, f"{filed.size} → {size} bytes"))
+        return found
+
+    def run_grown(self) -> tuple[list[FileOutcome], bool]:
+        """Import the new rows of filed files that grew after they were filed (their writer still had them open)."""
+        done: list[FileOutcome] = []
+        for path, name, change in self.grown():
+            if self.stop.requested:
+                return done, True
+            self.say(
+                f"  {name} changed after it was filed in {self._rel(path.parent)} ({change}): importing it again; "
+                "only its new rows are sent"
+            )
+            outcome = self.handle(path, name, [], grown=change)
+            done.append(outcome)
+            if outcome.stops_round or outcome.interrupted:
+                return done, True
+        return done, False
 
     def resume(self, path: Path) -> FileOutcome:
         """A file an earlier pass left in processing/: import it again (the ledger knows what was sent)."""
@@ -223,9 +261,13 @@ class DropSession:
         self.say(f"  resuming {rel} (left by an earlier pass)")
         return self.handle(path, name, runs)
 
-    def handle(self, path: Path, name: str, earlier_runs: list[str]) -> FileOutcome:
+    def handle(self, path: Path, name: str, earlier_runs: list[str], grown: str | None = None) -> FileOutcome:
         try:
             outcome = self._handle(path, name, earlier_runs)
+            if grown is not None and outcome.outcome != filing.PROCESSING:
+                outcome.reason = f"changed after it was filed ({grown}); its new rows were imported" + (
+                    f"; {outcome.reason}" if outcome.reason else ""
+                )
         except Exception as exc:  # a bug: keep the file where a pass resumes it, say so, go on with the others
             reason = (
                 f"unexpected error {type(exc).__name__}: {exc}; the file stays in processing/ and the next pass "
@@ -247,9 +289,14 @@ class DropSession:
                 f"{name}: no --mapping route matches this file name (routes: {patterns}); rename the file "
                 "or add a route, then drop it again",
             )
-        sha256 = file_sha256(path)
-        size = path.stat().st_size
-        base: dict[str, Any] = {"sha256": sha256, "size": size, "mapping": route.mapping, "runs": list(earlier_runs)}
+        sha256, size, mtime_ns = fingerprint(path)
+        base: dict[str, Any] = {
+            "sha256": sha256,
+            "size": size,
+            "mtime_ns": mtime_ns,
+            "mapping": route.mapping,
+            "runs": list(earlier_runs),
+        }
         earlier = self.record.earlier_import(sha256)
         if earlier is not None:
             filed = filing.file_to(path, self.folder, filing.DONE)
@@ -263,7 +310,7 @@ class DropSession:
                 name, filing.DONE, 0, filed, reason=note, duplicate_of=duplicate, companions=[companion], **base
             )
         try:
-            result = self._import(path, route.mapping)
+            result, stable = self._import_until_stable(path, name, route.mapping, base)
         except NoDataRows as exc:
             missing = [c for c in source_columns(load_mapping(route.mapping)) if exc.columns and c not in exc.columns]
             if missing:  # an empty night all the same, but the export changed: it would fail on the first row
@@ -281,7 +328,28 @@ class DropSession:
         except JobImportError as exc:  # settings, ledger in use or of another tenant: not the file's fault
             reason = f"{exc}; the file stays in processing/ and the next pass resumes it"
             return FileOutcome(name, filing.PROCESSING, exc.exit_code, path, reason=reason, stops_round=True, **base)
-        return self._imported(path, name, result, base)
+        return self._imported(path, name, result, base, stable)
+
+    def _import_until_stable(
+        self, path: Path, name: str, mapping: Path, base: dict[str, Any]
+    ) -> tuple[RunResult, bool]:
+        """Import `path` until its size and sha256 after the import are those it had before (at most MAX_READS
+        times; each import after the first sends only the rows the ledger has not seen). `base` is updated to the
+        content last read; returns the last result and whether the file held still."""
+        for attempt in range(1, MAX_READS + 1):
+            result = self._import(path, mapping)
+            sha256, size, mtime_ns = fingerprint(path)
+            if (sha256, size) == (base["sha256"], base["size"]):
+                return result, True
+            self.say(
+                f"  {name} changed while it was imported ({base['size']} → {size} bytes, import {attempt} of at most "
+                f"{MAX_READS}){'; importing it again: only new rows are sent' if attempt < MAX_READS else ''}"
+            )
+            if result.exit_code not in (0, 1) or attempt == MAX_READS:
+                return result, False  # `base` stays what was known before this read: the rest shows as a change
+            base.update(sha256=sha256, size=size, mtime_ns=mtime_ns)
+            base["runs"].append(result.run_id)
+        raise AssertionError("unreachable")
 
     def _import(self, path: Path, mapping: Path) -> RunResult:
         """The one place a drop calls the import: RunOptions is built here. The ledger and this drop's record of
@@ -302,7 +370,9 @@ class DropSession:
             )
         )
 
-    def _imported(self, path: Path, name: str, result: RunResult, base: dict[str, Any]) -> FileOutcome:
+    def _imported(
+        self, path: Path, name: str, result: RunResult, base: dict[str, Any], stable: bool = True
+    ) -> FileOutcome:
         counts = {s: n for s, n in result.counts.items() if n}
         runs = [*base.pop("runs"), result.run_id]
         common: dict[str, Any] = dict(
@@ -315,29 +385,74 @@ class DropSession:
             problems=_problems(result.report_dir),
             **base,
         )
-        if result.exit_code == 0:
+        if result.exit_code == 0 and stable:
             filed = filing.file_to(path, self.folder, filing.DONE)
             self.record.add_import(base["sha256"], name, self.folder, filed, result.run_id, filing.DONE)
+            self._filed(filed, name, base, result.run_id)
+            if result.summary.corrects_run is not None:
+                self._close_attention(filed, name)
             return FileOutcome(name, filing.DONE, 0, filed, **common)
-        if result.exit_code == 1:
+        if result.exit_code in (0, 1):
             filed = filing.file_to(path, self.folder, filing.ATTENTION)
             self.record.add_import(base["sha256"], name, self.folder, filed, result.run_id, filing.ATTENTION)
+            self._filed(filed, name, base, result.run_id)
             companions = []
             for source in (result.paths.corrections_xlsx, result.paths.corrections_csv):
                 if source is not None and source.is_file():
                     companions.append(filing.copy_beside(filed, f"{filed.stem}.corrections{source.suffix}", source))
+            if not stable:
+                reason = (
+                    f"{name} was still changing after {MAX_READS} imports (its writer had not finished); the rows "
+                    "read so far were imported; once it holds still for --settle, a pass imports the rest (rows "
+                    "already created are not sent again). A sender that writes NAME.ready when done avoids this"
+                )
+                companions.append(filing.note_beside(filed, ".changing.txt", reason))
+                common["reason"] = reason
             return FileOutcome(name, filing.ATTENTION, 1, filed, companions=companions, **common)
         stopped = result.stop_reason or "the run was stopped"
         reason = f"{stopped}; the file stays in processing/ and the next pass resumes it"
         return FileOutcome(name, filing.PROCESSING, result.exit_code, path, reason=reason, stops_round=True, **common)
 
+    def _close_attention(self, corrections: Path, name: str) -> None:
+        """A corrections file was imported whole: when that leaves no open row in its original file (every round
+        counted, `jobimport status FILE`), the original moves from attention/ to done/, with its companions."""
+        from pipeline.signoff import sign_off
+        from pipeline.state import default_ledger_path
+
+        signed = sign_off(corrections, [default_ledger_path(self.identity, self.options.state_dir)])
+        if not signed.done:
+            return
+        attention = self.folder / filing.ATTENTION
+        for path in self.record.filed_by_runs([r.run_id for r in signed.rounds]):
+            if attention not in path.parents or not path.is_file():
+                continue
+            companions = [p for p in path.parent.glob(f"{path.stem}.corrections.*") if p.is_file()]
+            moved = filing.file_to(path, self.folder, filing.DONE)
+            for companion in companions:
+                filing.move(companion, moved.parent)
+            self.record.forget_filed(path)
+            self.record.add_filed(moved, moved.name, self.folder, *_recorded(moved))
+            line = (
+                f"  {moved.name}: its last open rows were imported (from {name}): "
+                f"{self._rel(path)} -> {self._rel(moved)}; {signed.verdict}"
+            )
+            self.say(line)
+            self.log.write("closed", name=moved.name, path=self._rel(moved), was=self._rel(path), by=name)
+
+    def _filed(self, filed: Path, name: str, base: dict[str, Any], run_id: str | None) -> None:
+        """Remember a filed file as it was read (not as it is now: bytes its writer added since must show)."""
+        self.record.add_filed(filed, name, self.folder, base["sha256"], base["size"], base["mtime_ns"], run_id)
+
     def _empty_night(self, path: Path, name: str, base: dict[str, Any]) -> FileOutcome:
         filed = filing.file_to(path, self.folder, filing.DONE)
+        self._filed(filed, name, base, None)  # its writer may not have finished
         reason = f"{name} has headers but no data rows: nothing to import"
         return FileOutcome(name, filing.DONE, 0, filed, rows=0, reason=reason, **base)
 
     def _failed(self, path: Path, name: str, reason: str, base: dict[str, Any] | None = None) -> FileOutcome:
         filed = filing.file_to(path, self.folder, filing.FAILED)
+        if base is not None:  # a file cut short by a writer that had not finished: tried again when it grows
+            self._filed(filed, name, base, None)
         companion = filing.note_beside(filed, ".error.txt", reason)
         return FileOutcome(name, filing.FAILED, 2, filed, reason=reason, companions=[companion], **(base or {}))
 
@@ -473,6 +588,9 @@ def run_pass(options: DropOptions, say: Say = print) -> PassResult:
                 session.housekeeping()
                 files, ended = session.run_files(session.leftovers(), resumed=True)
                 if not ended and not stop.requested:
+                    grown, ended = session.run_grown()
+                    files += grown
+                if not ended and not stop.requested:
                     taken = settled_in_pass(folder, options.settle_s, options.ready_marker)
                     more, ended = session.run_files(taken)
                     files += more
@@ -504,10 +622,11 @@ def describe(o: FileOutcome, folder: Path) -> str:
     if o.duplicate_of:
         parts.insert(1, "duplicate")
     line = ", ".join(parts)
-    if o.reason and o.outcome != filing.ATTENTION:
+    if o.reason:
         line += f"\n    {o.reason}"
-    if o.companions and o.outcome == filing.ATTENTION:
-        fix = o.companions[0].name
+    corrections = [c for c in o.companions if ".corrections." in c.name]
+    if corrections and o.outcome == filing.ATTENTION:
+        fix = corrections[0].name
         line += f"\n    fix the rows in {fix} beside it and drop it back in; reports: {o.reports}"
     return line
 
@@ -522,6 +641,17 @@ def describe_pass(
     why = f"no NAME{ready_marker} marker yet" if ready_marker else "not settled yet: see --settle"
     later = f"; {waiting} left for a later pass ({why})" if waiting else ""
     return f"drop pass on {folder}: {shown}{later}; exit {exit_code}"
+
+
+def fingerprint(path: Path) -> tuple[str, int, int]:
+    """sha256, size and mtime of a file; the stat comes first, so a write during the hashing shows later."""
+    info = path.stat()
+    return file_sha256(path), info.st_size, info.st_mtime_ns
+
+
+def _recorded(path: Path) -> tuple[str, int, int, None]:
+    sha256, size, mtime_ns = fingerprint(path)
+    return sha256, size, mtime_ns, None
 
 
 def _interrupted(result: RunResult) -> bool:

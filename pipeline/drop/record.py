@@ -5,7 +5,9 @@
   pass loses at most the line it was writing.
 - `DropRecord` (`<state home>/tenants/<identity>/drops.sqlite`): which file contents (sha256) were imported
   for this tenant (an import that ended in `done/` or `attention/`), whatever the folder or the file name, so
-  the same export dropped twice is not imported twice; and the passes, for `jobimport status`.
+  the same export dropped twice is not imported twice; the size and mtime each filed file had when it was filed
+  (so a pass finds a file that grew afterwards, its writer having still held it open); and the passes, for
+  `jobimport status`.
 """
 
 from __future__ import annotations
@@ -35,6 +37,16 @@ CREATE TABLE IF NOT EXISTS imported (
     at TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS imported_sha ON imported (sha256);
+CREATE TABLE IF NOT EXISTS filed (
+    path TEXT PRIMARY KEY,
+    name TEXT NOT NULL,
+    folder TEXT NOT NULL,
+    sha256 TEXT NOT NULL,
+    size INTEGER NOT NULL,
+    mtime_ns INTEGER NOT NULL,
+    run_id TEXT,
+    at TEXT NOT NULL
+);
 CREATE TABLE IF NOT EXISTS passes (
     folder TEXT NOT NULL,
     started_at TEXT NOT NULL,
@@ -105,6 +117,23 @@ class Imported:
 
 
 @dataclass(frozen=True, slots=True)
+class Filed:
+    """A file a pass filed in done/ or attention/, as it was when filed."""
+
+    path: Path
+    name: str
+    sha256: str
+    size: int
+    mtime_ns: int
+    run_id: str | None
+    at: str
+
+
+#: how long a filed file is watched for growth (a writer that still held it open when it was taken)
+WATCH_FILED_DAYS = 7
+
+
+@dataclass(frozen=True, slots=True)
 class PassRecord:
     folder: str
     started_at: str
@@ -146,6 +175,45 @@ class DropRecord:
                 "INSERT INTO imported VALUES (?, ?, ?, ?, ?, ?, ?)",
                 (sha256, name, str(folder), str(filed), run_id, outcome, now_iso()),
             )
+
+    def add_filed(
+        self, path: Path, name: str, folder: Path, sha256: str, size: int, mtime_ns: int, run_id: str | None
+    ) -> None:
+        """Remember a filed file with the sha256, size and mtime of the content its import read."""
+        with self._db:
+            self._db.execute(
+                "INSERT OR REPLACE INTO filed VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (str(path), name, str(folder), sha256, size, mtime_ns, run_id, now_iso()),
+            )
+
+    def filed_by_runs(self, run_ids: list[str]) -> list[Path]:
+        """The filed files whose last import was one of `run_ids`."""
+        marks = ", ".join("?" * len(run_ids))
+        rows = self._db.execute(f"SELECT path FROM filed WHERE run_id IN ({marks})", run_ids).fetchall()
+        return [Path(p) for (p,) in rows]
+
+    def forget_filed(self, path: Path) -> None:
+        with self._db:
+            self._db.execute("DELETE FROM filed WHERE path = ?", (str(path),))
+
+    def changed_since_filed(self, folder: Path, days: int = WATCH_FILED_DAYS) -> list[tuple[Filed, int]]:
+        """Files of `folder` filed in the last `days` days whose size or mtime is no longer what it was when filed,
+        with their size now (a file moved away or deleted since is forgotten)."""
+        since = datetime.fromtimestamp(datetime.now(UTC).timestamp() - days * 86400, UTC).isoformat()
+        rows = self._db.execute(
+            "SELECT path, name, sha256, size, mtime_ns, run_id, at FROM filed WHERE folder = ? AND at >= ? ORDER BY at",
+            (str(folder), since),
+        ).fetchall()
+        changed: list[tuple[Filed, int]] = []
+        for path, name, sha256, size, mtime_ns, run_id, at in rows:
+            try:
+                info = Path(path).stat()
+            except OSError:
+                self.forget_filed(Path(path))
+                continue
+            if (info.st_size, info.st_mtime_ns) != (size, mtime_ns):
+                changed.append((Filed(Path(path), name, sha256, size, mtime_ns, run_id, at), info.st_size))
+        return changed
 
     def add_pass(self, folder: Path, started_at: str, exit_code: int, outcomes: dict[str, int]) -> None:
         with self._db:

@@ -15,8 +15,7 @@ from pathlib import Path
 
 import watchfiles
 
-from pipeline.drop.candidates import SettleTracker, scan
-from pipeline.drop.filing import PROCESSING
+from pipeline.drop.candidates import SettleTracker
 from pipeline.drop.passes import (
     DropOptions,
     DropSession,
@@ -77,7 +76,7 @@ def watch(options: DropOptions, say: Say = print) -> PassResult:
                 if now - last_rescan >= options.rescan_s:
                     tracker.rescan()
                     last_rescan = now
-                    retry = _has_leftovers(folder)  # a file a stopped import left: try it again
+                    retry = True  # a file a stopped import left, or a filed file that grew: try them again
                 ready = tracker.ready()
                 housekeeping = options.keep_days is not None and now - last_housekeeping >= HOUSEKEEPING_EVERY_S
                 if ready or housekeeping or retry:
@@ -91,10 +90,6 @@ def watch(options: DropOptions, say: Say = print) -> PassResult:
             return PassResult(0, stopped_by_signal=True)
     finally:
         lock.release()
-
-
-def _has_leftovers(folder: Path) -> bool:
-    return bool(scan(folder / PROCESSING))
 
 
 def _round(options: DropOptions, say: Say, stop: StopFlag, ready: list[Path], strict: bool = False) -> int:
@@ -112,6 +107,9 @@ def _round(options: DropOptions, say: Say, stop: StopFlag, ready: list[Path], st
     try:
         session.housekeeping()
         files, ended = session.run_files(session.leftovers(), resumed=True)
+        if not ended:
+            grown, ended = session.run_grown()
+            files += grown
         if not ended:
             more, _ = session.run_files([p for p in ready if p.exists()])
             files += more

@@ -16,9 +16,10 @@ from typing import Any
 import polars as pl
 
 from pipeline.errors import MappingError
-from pipeline.mapping.load import FieldSpec, Mapping
+from pipeline.mapping.load import CustomField, FieldSpec, Mapping
 from pipeline.mapping.lookups import Lookup, resolve_persons, tenant_lookup
 from pipeline.mapping.parsers import UUID_PATTERN, bad_value_expr, parse_value, quoted, text_of
+from pipeline.mapping.units import header_unit
 from pipeline.model import API_FIELDS, ERROR_SCHEMA, INT_FIELDS, ORIGIN_ROW, ROW, CellError, RawTable, errors_frame
 
 
@@ -59,6 +60,33 @@ def _check_columns(mapping: Mapping, raw: RawTable) -> None:
         _check_column(mapping, raw, "[fields.reference] template placeholder", name)
     for cf in mapping.custom_fields:
         _check_column(mapping, raw, f'[custom_fields] "{cf.column}"', cf.column)
+
+
+def _column_unit(mapping: Mapping, where: str, column: str, unit: str | None) -> str | None:
+    """The unit of a duration column's plain numbers: the mapping's, else its header's; MappingError when the
+    mapping says one unit and the header the other (`unit = "minutes"` on a column headed `Hours`)."""
+    named = header_unit(column)
+    if unit is not None and named is not None and named != unit:
+        raise MappingError(
+            f"{mapping.path}: {where} unit = \"{unit}\" but the column '{column}' says {named}; "
+            "fix the unit (or the header) so that both say the same"
+        )
+    return unit or named
+
+
+def resolve_units(mapping: Mapping) -> Mapping:
+    """The mapping with each duration column's unit settled (see `_column_unit`)."""
+    fields = dict(mapping.fields)
+    for name, spec in mapping.fields.items():
+        if spec.parse == "duration" and spec.column is not None:
+            fields[name] = replace(spec, unit=_column_unit(mapping, f"[fields.{name}]", spec.column, spec.unit))
+    custom = tuple(
+        replace(cf, unit=_column_unit(mapping, f'[custom_fields] "{cf.column}"', cf.column, cf.unit))
+        if cf.parse == "duration"
+        else cf
+        for cf in mapping.custom_fields
+    )
+    return replace(mapping, fields=fields, custom_fields=custom)
 
 
 def _cell(column: str, trim: bool, trimmed: frozenset[str] = frozenset()) -> pl.Expr:
@@ -124,7 +152,7 @@ def _conversion_table(spec: FieldSpec, mapping: Mapping, keys: pl.Series) -> tup
         table = table.with_columns(lookup.translate(pl.col("cell")).alias("text"))
     else:
         table = table.with_columns(pl.col("cell").alias("text"))
-    parsed = parse_value(spec.parse, pl.col("text")).cast(dtype)
+    parsed = parse_value(spec.parse, pl.col("text"), spec.unit).cast(dtype)
     if spec.parse == "uuid":  # a person id already in canonical form skips parsing (they can be many)
         canonical = pl.col("text").str.contains(UUID_PATTERN).fill_null(False)
         table = pl.concat(
@@ -148,7 +176,7 @@ def _conversion_table(spec: FieldSpec, mapping: Mapping, keys: pl.Series) -> tup
         pl.when(miss).then(pl.lit("lookup")).otherwise(pl.lit(spec.parse)).alias("check"),
         pl.when(miss)
         .then(lookup_msg)
-        .otherwise(bad_value_expr(spec.name, spec.parse, pl.col("text")))
+        .otherwise(bad_value_expr(spec.name, spec.parse, pl.col("text"), spec.unit))
         .alias("message"),
     )
     if spec.lookup and mapping.lookups[spec.lookup_key].tenant and failed.height:
@@ -237,6 +265,7 @@ def apply_mapping(raw: RawTable, mapping: Mapping) -> MappedTable:
     every output column (the conversion tables in between are small: one row per distinct cell).
     """
     _check_columns(mapping, raw)
+    mapping = resolve_units(mapping)
     if mapping.tenant_fields and mapping.tenant is None:
         first = mapping.tenant_fields[0]
         raise MappingError(
@@ -262,9 +291,10 @@ def apply_mapping(raw: RawTable, mapping: Mapping) -> MappedTable:
             value = pl.coalesce(value, generated).alias(name)
         columns.append(value)
         checks.append((spec, failed, needed))
-    columns.extend(_cell(cf.column, cf.trim, raw.trimmed).alias(cf.key) for cf in mapping.custom_fields)
+    columns.extend(_custom_value(cf, raw.trimmed) for cf in mapping.custom_fields)
     out = frame.select(columns)
-    errors: list[pl.DataFrame] = []
+    parsed_custom = [cf for cf in mapping.custom_fields if cf.parse != "text"]
+    errors: list[pl.DataFrame] = [_custom_errors(frame, cf, raw.trimmed) for cf in parsed_custom]
     for spec, failed, needed in checks:
         if failed is not None and failed.height:
             errors.append(_conversion_errors(frame, spec, failed))
@@ -279,6 +309,21 @@ def apply_mapping(raw: RawTable, mapping: Mapping) -> MappedTable:
     errors.append(_raw_cell_errors(raw, mapping))
     all_errors = pl.concat([e.cast(ERROR_SCHEMA) for e in errors], how="vertical")  # type: ignore[arg-type]
     return MappedTable(frame=out, errors=all_errors.sort("row", maintain_order=True))
+
+
+def _custom_value(cf: CustomField, trimmed: frozenset[str]) -> pl.Expr:
+    """A custom field's value as sent: the cell's text, or (parse = "duration") its number of minutes as text."""
+    cell = _cell(cf.column, cf.trim, trimmed)
+    if cf.parse == "duration":
+        cell = parse_value("duration", cell, cf.unit).cast(pl.String)
+    return cell.alias(cf.key)
+
+
+def _custom_errors(frame: pl.DataFrame, cf: CustomField, trimmed: frozenset[str]) -> pl.DataFrame:
+    """Errors for the non-blank cells of a parsed custom field that do not parse."""
+    cell = _cell(cf.column, cf.trim, trimmed)
+    mask = frame.select((cell.is_not_null() & parse_value(cf.parse, cell, cf.unit).is_null()).alias("m")).to_series()
+    return _error_rows(frame, mask, cf.key, cf.column, cf.parse, bad_value_expr(cf.key, cf.parse, cell, cf.unit))
 
 
 def bind_tenant(mapping: Mapping, source: Any) -> Mapping:

@@ -19,12 +19,13 @@ import polars as pl
 from pipeline.errors import MappingError
 from pipeline.mapping.lookups import TENANT_LOOKUPS, TENANT_PREFIX, Lookup, load_lookup
 from pipeline.mapping.parsers import FIELD_HINT, bad_value_expr, parse_scalar, parse_value
+from pipeline.mapping.units import UNITS
 from pipeline.model import API_FIELDS, CUSTOM_PREFIX, REQUIRED_FIELDS
 
 SECTIONS = ("source", "fields", "custom_fields", "lookups", "limits")
 SOURCE_KEYS = ("sheet", "header_row", "encoding", "delimiter")
-FIELD_KEYS = ("column", "value", "default", "parse", "lookup", "by", "trim", "template")
-CUSTOM_KEYS = ("definition_id", "required", "trim", "job_types")
+FIELD_KEYS = ("column", "value", "default", "parse", "unit", "lookup", "by", "trim", "template")
+CUSTOM_KEYS = ("definition_id", "required", "trim", "job_types", "parse", "unit")
 LIMIT_KEYS = ("reference", "description", "custom_field", "order_number")
 
 #: parse kinds each field accepts; the first is the default.
@@ -52,6 +53,7 @@ class FieldSpec:
     trim: bool = True
     template: str | None = None  # reference only: used when the column is blank or absent
     by: str | None = None  # look-ups against the tenant ("bigchange:…"): the key ("reference", "name", "email")
+    unit: str | None = None  # parse = "duration": the unit of plain numbers ("minutes", "hours"; see units.py)
 
     @property
     def tenant_lookup(self) -> bool:
@@ -73,6 +75,8 @@ class CustomField:
     required: bool = False
     trim: bool = True
     job_types: tuple[int, ...] | None = None  # the job types this definition belongs to, when declared
+    parse: str = "text"  # "duration": the cell is sent as its number of minutes
+    unit: str | None = None  # parse = "duration": the unit of plain numbers
 
     @property
     def key(self) -> str:
@@ -158,9 +162,24 @@ def _table(path: Path, doc: dict[str, Any], name: str) -> dict[str, Any]:
     return value
 
 
-def bad_value_message(field_name: str, kind: str, text: str) -> str:
+def bad_value_message(field_name: str, kind: str, text: str, unit: str | None = None) -> str:
     """The analyst message for a value of `field_name` that did not parse (one value; see `bad_value_expr`)."""
-    return pl.select(bad_value_expr(field_name, kind, pl.lit(text, dtype=pl.String))).item()
+    return pl.select(bad_value_expr(field_name, kind, pl.lit(text, dtype=pl.String), unit)).item()
+
+
+def _check_unit(path: Path, where: str, raw: dict[str, Any], kind: str) -> str | None:
+    """The `unit` of a duration field (None when absent); MappingError when it is not one or not for this parse."""
+    unit = raw.get("unit")
+    if unit is None:
+        return None
+    if kind != "duration":
+        raise MappingError(f'{path}: {where} unit is for durations only (parse = "duration"); remove it')
+    if unit not in UNITS:
+        raise MappingError(
+            f'{path}: {where} unit = {unit!r} is not a unit; use unit = "minutes" or unit = "hours" '
+            "(the unit of the column's plain numbers)"
+        )
+    return str(unit)
 
 
 def _load_source(path: Path, doc: dict[str, Any]) -> dict[str, Any]:
@@ -194,9 +213,9 @@ def _check_value(path: Path, where: str, spec: FieldSpec, text: str, lookups: di
                 f"{path}: {where} {what} '{text}' is not in {lookups[spec.lookup].where()}; add it there or change it"
             )
         text = hit
-    parsed = parse_scalar(spec.parse, text)
+    parsed = parse_scalar(spec.parse, text, spec.unit)
     if parsed is None:
-        raise MappingError(f"{path}: {where} {what} {bad_value_message(spec.name, spec.parse, text)}")
+        raise MappingError(f"{path}: {where} {what} {bad_value_message(spec.name, spec.parse, text, spec.unit)}")
     return parsed
 
 
@@ -239,7 +258,10 @@ def _load_field(path: Path, name: str, raw: Any, lookups: dict[str, Lookup]) -> 
     default = raw.get("default")
     if default is not None and column is None:
         raise MappingError(f"{path}: {where} 'default' needs a 'column' (it fills the column's blank cells)")
-    spec = FieldSpec(name=name, column=column, parse=kind, lookup=lookup, trim=trim, template=template, by=by)
+    unit = _check_unit(path, where, raw, kind)
+    spec = FieldSpec(
+        name=name, column=column, parse=kind, lookup=lookup, trim=trim, template=template, by=by, unit=unit
+    )
     if template is not None:
         _check_template(path, template)
     if default is not None:
@@ -325,6 +347,12 @@ def _load_custom_fields(path: Path, doc: dict[str, Any]) -> tuple[CustomField, .
                 f"{path}: {where} job_types must be a list of job type ids like [101, 102] (the types this "
                 "custom field belongs to)"
             )
+        kind = spec.get("parse", "text")
+        if kind not in ("text", "duration"):
+            raise MappingError(
+                f'{path}: {where} parse = {kind!r} is not possible for a custom field; use "text" or "duration"'
+            )
+        unit = _check_unit(path, where, spec, kind)
         if def_id in seen:
             raise MappingError(
                 f'{path}: [custom_fields] definition id {def_id} is mapped twice ("{seen[def_id]}" and "{column}"); '
@@ -338,6 +366,8 @@ def _load_custom_fields(path: Path, doc: dict[str, Any]) -> tuple[CustomField, .
                 required=required,
                 trim=trim,
                 job_types=tuple(types) if types is not None else None,
+                parse=kind,
+                unit=unit,
             )
         )
     return tuple(out)
@@ -357,7 +387,7 @@ def _check_lookup_ids(path: Path, spec: FieldSpec, lookup: Lookup) -> None:
     if spec.parse == "text" or not lookup.table:
         return
     ids = pl.Series("id", list(lookup.table.values()), dtype=pl.String)
-    parsed = pl.select(parse_value(spec.parse, pl.lit(ids))).to_series()
+    parsed = pl.select(parse_value(spec.parse, pl.lit(ids), spec.unit)).to_series()
     bad = ids.filter(parsed.is_null())
     if len(bad):
         raise MappingError(

@@ -229,18 +229,19 @@ def elapsed_text(value: float, code: str) -> str:
     bare = _QUOTED.sub("", _first_section(code)).lower()
     unit = _ELAPSED.search(bare)
     lead = unit.group(1)[0] if unit else "h"
+    width = len(unit.group(1)) if unit else 1  # `[hh]` shows 01:18:43, `[h]` 1:18:43
     has_seconds = "s" in bare.replace("[s", "")
     has_minutes = lead == "h" and ("m" in _ELAPSED.sub("", bare))
     sign = "-" if value < 0 else ""
     total_s = round(abs(value) * 86_400) if has_seconds or lead == "s" else round(abs(value) * 1440) * 60
     if lead == "s":
-        return f"{sign}{total_s}"
+        return f"{sign}{total_s:0{width}d}"
     if lead == "m":
         minutes, sec = divmod(total_s, 60)
-        return f"{sign}{minutes}:{sec:02d}" if has_seconds else f"{sign}{minutes}"
+        return f"{sign}{minutes:0{width}d}:{sec:02d}" if has_seconds else f"{sign}{minutes:0{width}d}"
     hours, rest = divmod(total_s, 3600)
     minute, sec = divmod(rest, 60)
-    text = f"{sign}{hours}"
+    text = f"{sign}{hours:0{width}d}"
     if has_minutes:
         text += f":{minute:02d}"
     if has_seconds:
@@ -251,14 +252,20 @@ def elapsed_text(value: float, code: str) -> str:
 _ISO_DURATION = re.compile(r"^(-)?P(?:(\d+)D)?T?(?:(\d+)H)?(?:(\d+)M)?(?:(\d+(?:\.\d+)?)S)?$")
 
 
-def iso_duration_text(value: str) -> str | None:
+_SHOWN_FRACTION = re.compile(r"\d[.,]\d")
+
+
+def iso_duration_text(value: str, shown: str | None = None) -> str | None:
     """An ODS time value (`PT11H12M12S`, `PT255H10M10S`, `P1DT2H`) as `11:12:12` / `255:10:10` / `26:00:00`;
-    fractions of a second kept to the millisecond when not zero. None when it is not such a value."""
+    fractions of a second kept to the millisecond when not zero — unless `shown` (the cell's displayed text) has
+    none: then rounded to the second, as its format shows it. None when it is not such a value."""
     m = _ISO_DURATION.match(value.strip())
     if not m:
         return None
     sign, days, hours, minutes, seconds = m.groups()
     ms = round(float(seconds or 0) * 1000)
+    if shown is not None and not _SHOWN_FRACTION.search(shown):
+        ms = round(ms / 1000) * 1000
     total_ms = ((int(days or 0) * 24 + int(hours or 0)) * 60 + int(minutes or 0)) * 60_000 + ms
     secs, milli = divmod(total_ms, 1000)
     mins, sec = divmod(secs, 60)

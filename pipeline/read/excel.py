@@ -573,7 +573,7 @@ def _ods_parse(xml: IO[bytes], sheet: str) -> _Survey:
                 shown = "".join(el.itertext()).strip() or "an error"
                 text = f"shows {shown} in the workbook"
             elif kind == "time":
-                text = iso_duration_text(el.get(_ODS_OFFICE + "time-value", ""))
+                text = iso_duration_text(el.get(_ODS_OFFICE + "time-value", ""), "".join(el.itertext()))
             elif kind == "date" and "T" in el.get(_ODS_OFFICE + "date-value", ""):
                 text = iso_datetime_text(el.get(_ODS_OFFICE + "date-value", ""))
             elif kind in ("float", "percentage", "currency"):

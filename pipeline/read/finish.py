@@ -159,11 +159,12 @@ def finish_table(
         )
 
     columns = data_cols
-    # Our corrections files end with row, status, errors; an analyst may have deleted the errors column.
+    # Our corrections files end with row, status, errors; an analyst may have deleted status and errors (the
+    # `row` column alone keeps each row's link to the original file).
     extra = next(
         (
             tail
-            for tail in (REPORT_COLUMNS, REPORT_COLUMNS[:2])
+            for tail in (REPORT_COLUMNS, REPORT_COLUMNS[:2], (REPORT_COLUMNS[0], REPORT_COLUMNS[2]), REPORT_COLUMNS[:1])
             if len(columns) > len(tail) and tuple(columns[-len(tail) :]) == tail
         ),
         (),

@@ -6,6 +6,7 @@ Every piece of user or server text goes through `html.escape`. The page shell an
 
 from __future__ import annotations
 
+import dataclasses
 from html import escape
 from importlib import resources
 from pathlib import Path
@@ -68,7 +69,7 @@ def _header(run: RunSummary) -> str:
         f"Sheet {run.sheet}" if run.sheet else "",
         f"Encoding {run.encoding}" if run.encoding else "",
         f"Started {run.started_at}",
-        f"Customer {run.customer_id}" if run.customer_id is not None else "",
+        f"To {run.target}",
     ]
     badge = '<span class="badge">dry run</span>' if run.dry_run else ""
     return (
@@ -83,15 +84,15 @@ def _header(run: RunSummary) -> str:
 def _verdict(run: RunSummary, stats: SummaryStats) -> str:
     if run.stop_reason:
         css, head = "stop", "The run was stopped"
-        detail = f"{run.stop_reason} — {_n(stats.counts.get('pending', 0))} rows were not sent; run again to continue."
+        detail = f"{run.stop_reason} — {_rows_n(stats.counts.get('pending', 0))} not sent; run again to continue."
     elif stats.needs_attention:
         css, head = "warn", f"{_n(stats.needs_attention)} of {_n(stats.total_rows)} rows need attention"
         detail = "Fix the highlighted cells in corrections.xlsx and import it again with the same mapping."
     elif run.dry_run:
-        css, head = "ok", f"All {_n(stats.total_rows)} rows passed every check"
+        css, head = "ok", f"All {_rows_n(stats.total_rows)} passed every check"
         detail = "Nothing was sent (dry run)."
     else:
-        css, head = "ok", f"All {_n(stats.total_rows)} rows are in BigChange"
+        css, head = "ok", f"All {_rows_n(stats.total_rows)} are in BigChange"
         detail = "Nothing needs attention."
     return (
         f'<div class="verdict {css}" role="status"><span>{escape(head)}</span>'
@@ -150,8 +151,8 @@ def _run_facts(run: RunSummary, stats: SummaryStats) -> str:
         ("Retries", _n(run.retries)),
         ("HTTP 429", _n(run.http_429)),
         ("HTTP 5xx", _n(run.http_5xx)),
-        ("Reconciled", _n(run.reconciled)),
-        ("Errors found", f"{_n(stats.error_count)} in {_n(stats.rows_with_errors)} rows"),
+        ("Looked up after a lost answer", _n(run.reconciled)),
+        ("Errors found", f"{_n(stats.error_count)} in {_rows_n(stats.rows_with_errors)}"),
     ]
     if run.peak_concurrency is not None:
         ceiling = f" of {run.max_concurrency}" if run.max_concurrency is not None else ""
@@ -179,7 +180,7 @@ def _changes(stats: SummaryStats) -> str:
         for key, label, n, colour in cards
     )
     gone = (
-        f'<p class="empty">{_n(c.not_in_this_run)} rows of the last run are not in this file.</p>'
+        f'<p class="empty">{_rows_n(c.not_in_this_run)} of the last run are not in this file.</p>'
         if c.not_in_this_run
         else ""
     )
@@ -193,7 +194,8 @@ def _error_charts(stats: SummaryStats) -> str:
         return '<section id="errors"><h2>Errors</h2><p class="empty">No errors were found.</p></section>'
     return (
         '<section id="errors"><h2>Errors</h2><div class="grid2">'
-        f'<div class="panel"><h3>By kind of check</h3>{bar_chart(stats.errors_by_check, "Errors by kind")}</div>'
+        f'<div class="panel"><h3>By kind of check</h3>{bar_chart(_in_words(stats.errors_by_check), "Errors by kind")}'
+        "</div>"
         f'<div class="panel"><h3>By column</h3>{bar_chart(stats.errors_by_column, "Errors by column")}</div>'
         "</div></section>"
     )
@@ -280,6 +282,41 @@ def bar_chart(items: list[CountedItem], title: str) -> str:
         )
     out.append("</svg>")
     return "".join(out)
+
+
+#: the words for each `check` code (summary.json keeps the codes)
+CHECK_WORDS: dict[str, str] = {
+    "required": "blank but required",
+    "positive": "not a valid id",
+    "range": "out of range",
+    "uuid": "not a person id",
+    "max_length": "too long",
+    "integer": "not a whole number",
+    "duration": "not a duration",
+    "lookup": "not in the look-up",
+    "template": "no reference",
+    "duplicate_reference": "reference used twice",
+    "duplicate_job": "same job twice, no reference",
+    "error_cell": "error cell (#N/A…)",
+    "not_found": "not in BigChange",
+    "ambiguous": "matches several",
+    "api": "refused by the API",
+}
+
+
+def check_words(code: str) -> str:
+    """`api_422` → "refused by the API (422)"; a known code → its words; else the code with spaces."""
+    if code.startswith("api_"):
+        return f"refused by the API ({code[4:]})"
+    return CHECK_WORDS.get(code, code.replace("_", " "))
+
+
+def _in_words(items: list[CountedItem]) -> list[CountedItem]:
+    return [dataclasses.replace(i, label=check_words(i.label)) for i in items]
+
+
+def _rows_n(n: int) -> str:
+    return f"{_n(n)} row{'' if n == 1 else 's'}"
 
 
 def _rows(rows: tuple[int, ...], count: int) -> str:

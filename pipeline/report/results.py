@@ -101,7 +101,9 @@ def write_reports(
             sheet = raw.sheet if raw.kind == "excel" and raw.sheet else mapping_sheet or "Corrections"
             _atomic(
                 xlsx_path,
-                lambda fh: write_corrections_xlsx(fh, corrections, raw.columns, cells, sheet, run.header_row),
+                lambda fh: write_corrections_xlsx(
+                    fh, corrections, raw.columns, cells, sheet, run.header_row, None if run.dry_run else run.run_id
+                ),
             )
         else:
             notes.append(

@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import polars as pl
 
@@ -54,6 +55,26 @@ class RunSummary:
     latency_p95_ms: float | None = None
     notes: list[str] = field(default_factory=list)  # things the user should know (encoding fallback, ...)
     header_row: int = 1  # the input's header row: corrections files put their headers on the same row
+    api: str | None = None  # the API the run went to: its base URL (scheme, host, port, path only); None: dry run
+    corrects_run: str | None = None  # a corrections file's input: the run that wrote it (pipeline/signoff.py)
+
+    @property
+    def target(self) -> str:
+        """Where the run went, in words: `sandbox http://127.0.0.1:8765/v1, customer 1001`."""
+        return describe_target(self.api, self.customer_id)
+
+
+def api_label(api: str | None) -> str:
+    """ "sandbox" for an API on this machine (only the local sandbox can be: real APIs are https elsewhere), else
+    "API"."""
+    host = (urlsplit(api).hostname or "") if api else ""
+    return "sandbox" if host in ("127.0.0.1", "localhost", "::1") else "API"
+
+
+def describe_target(api: str | None, customer_id: int | None) -> str:
+    if api is None:
+        return "no API (dry run)"
+    return f"{api_label(api)} {api}, customer {customer_id}"
 
 
 @dataclass(frozen=True)

@@ -23,6 +23,7 @@ from pipeline.model import RawTable
 from pipeline.plan import Plan, plan
 from pipeline.read import CSV_SUFFIXES, read_table
 from pipeline.settings import Settings, load_settings
+from pipeline.signoff import corrected_run
 from pipeline.submit import SubmitOptions
 from pipeline.tenant.preflight import check_rows, tenant_for
 from pipeline.validate import Validation, validate
@@ -64,6 +65,7 @@ class Prepared:
     preflight_caught: int | None = None  # rows the pre-flight against the tenant made invalid (None: no pre-flight)
     preflight_note: str | None = None  # why a real run's pre-flight was skipped
     refdata_when: str = ""  # " (fetched …)": when the reference data used was fetched
+    preflight_rows: int | None = None  # rows the pre-flight refused (also those that failed other checks)
 
 
 def prepare(options: RunOptions, checkpoint: Callable[[], None] = lambda: None) -> Prepared:
@@ -102,6 +104,12 @@ def prepare(options: RunOptions, checkpoint: Callable[[], None] = lambda: None) 
     )
     for warning in raw.warnings:  # (e.g. the workbook is open in Excel; number formats not reproduced)
         print(f"jobimport: warning: {warning}", file=sys.stderr)
+    if not raw.is_corrections and (parent := corrected_run(options.input)) is not None:
+        print(
+            f"jobimport: warning: {options.input.name} is a corrections file of run {parent} without its 'row' "
+            "column: results point at the rows of this file, not the original's; put the column back to keep the link",
+            file=sys.stderr,
+        )
     if raw.is_corrections and raw.kind == "csv":
         raw = restore_neutralised(raw)
     read_s = time.perf_counter() - started
@@ -118,7 +126,17 @@ def prepare(options: RunOptions, checkpoint: Callable[[], None] = lambda: None) 
     caught = checked.caught if checked is not None else None
     when = f" (fetched {source.data.fetched_at_iso})" if source is not None else ""
     return Prepared(
-        raw, mapping, mapped, validation, planned, read_s, time.perf_counter() - started, caught, skipped, when
+        raw,
+        mapping,
+        mapped,
+        validation,
+        planned,
+        read_s,
+        time.perf_counter() - started,
+        caught,
+        skipped,
+        when,
+        preflight_rows=checked.rows if checked is not None else None,
     )
 
 

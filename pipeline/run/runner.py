@@ -34,8 +34,10 @@ from pipeline.run.outcome import _outcome_errors, _outcomes, _run_rows
 from pipeline.run.prepare import Prepared, RunOptions, prepare
 from pipeline.run.progress import RunProgress
 from pipeline.run.signals import _Signals
+from pipeline.run.unstarted import discard_if_unused
 from pipeline.settings import Settings, load_settings
-from pipeline.state import TenantIdentity, default_ledger_path
+from pipeline.signoff import corrected_run
+from pipeline.state import TenantIdentity, default_ledger_path, normalise_api
 from pipeline.submit import PlannedRow, SubmitStats, Submitter
 from pipeline.submit.client import ApiClient, ClientOptions
 from pipeline.submit.ledger import Ledger, legacy_ledgers, now_iso
@@ -145,10 +147,12 @@ def _notes(prepared: Prepared, stats: SubmitStats | None = None) -> list[str]:
             "rejected, not sent."
         )
     if prepared.preflight_caught is not None:
-        n = prepared.preflight_caught
+        n, refused = prepared.preflight_caught, prepared.preflight_rows or 0
+        also = f" ({refused} refused in all, counting rows that failed other checks too)" if refused > n else ""
         notes.append(
             f"Pre-flight against the tenant's reference data{prepared.refdata_when}: {n} row{'s' if n != 1 else ''} "
-            "caught before sending (job type, order number, contact, person or custom field the API would refuse)."
+            f"caught before sending{also} (job type, order number, contact, person or custom field the API would "
+            "refuse)."
         )
     if prepared.preflight_note:
         notes.append(prepared.preflight_note)
@@ -204,12 +208,15 @@ def run_import(options: RunOptions, on_prepared: Callable[[Prepared], None] | No
     signals = _Signals()
     signals.arm()  # from here to the last report a signal is noted, and acted on where it is safe
     ledger: Ledger | None = None
+    ledger_path: Path | None = None
+    fresh_folder: Path | None = None  # the tenant folder this run creates (removed again if nothing is sent)
     try:
         settings = None if options.dry_run else options.settings or load_settings(options.env_file)
-        ledger_path: Path | None = None
         if settings is not None:
-            _, ledger_path = resolve_ledger(options, settings)
-            ledger = Ledger(ledger_path, TenantIdentity.of(settings.base_url, settings.customer_id))
+            identity, ledger_path = resolve_ledger(options, settings)
+            if ledger_path == default_ledger_path(identity, options.state_dir) and not ledger_path.parent.exists():
+                fresh_folder = ledger_path.parent
+            ledger = Ledger(ledger_path, identity)
         signals.checkpoint()
         prepared = prepare(options, signals.checkpoint)
         if on_prepared is not None:
@@ -226,6 +233,8 @@ def run_import(options: RunOptions, on_prepared: Callable[[Prepared], None] | No
     finally:
         if ledger is not None:
             ledger.close()
+        if fresh_folder is not None and ledger_path is not None:
+            discard_if_unused(fresh_folder, ledger_path)
         logs.close()
         structlog.contextvars.clear_contextvars()
         signals.disarm()  # last: a signal during the ledger's final commit is noted, not obeyed
@@ -301,6 +310,8 @@ def _run(
         stop_reason=stats.stop_reason,
         exit_code=exit_code,
         customer_id=settings.customer_id if settings else None,
+        api=normalise_api(settings.base_url) if settings else None,  # (normalised: no credentials, no query)
+        corrects_run=corrected_run(options.input) if prepared.raw.is_corrections else None,
         header_row=options.header_row or prepared.mapping.header_row,
         max_concurrency=None if options.dry_run else options.submit.max_concurrency,
         peak_concurrency=stats.max_concurrency_seen or None,

@@ -55,7 +55,11 @@ def pull_command(args: argparse.Namespace) -> int:
 
 def _print(data: RefData, stats: PullStats, home: Path | None) -> None:
     scope = "every contact" if data.persons_scope is None else f"{len(data.persons_scope)} contacts"
+    if data.persons_scope is not None and not data.persons_scope:
+        persons = "no persons fetched (INPUT --mapping: those of the contacts a file uses; --all-persons: all)"
+    else:
+        persons = f"{len(data.persons)} persons (of {scope})"
     print(f"reference data of {data.identity}, fetched {data.fetched_at_iso}:")
-    print(f"  {len(data.job_types)} job types, {len(data.contacts)} contacts, {len(data.persons)} persons (of {scope})")
+    print(f"  {len(data.job_types)} job types, {len(data.contacts)} contacts, {persons}")
     print(f"  {stats.requests} requests, {stats.retries} retries, {stats.seconds:.2f} s")
     print(f"  cached in {cache_path(data.identity, home)}")

@@ -26,6 +26,7 @@ class Preflight:
     validation: Validation  # the validation with the pre-flight's errors merged in
     caught: int  # rows that passed every offline check and were caught by the pre-flight
     errors: int  # pre-flight cell errors
+    rows: int = 0  # rows with a pre-flight error (also those that failed other checks)
 
 
 def _errors(frame: pl.DataFrame, mask: pl.Expr, field: str, column: str | None, check: str, message: pl.Expr) -> Any:
@@ -146,9 +147,10 @@ def check_rows(validation: Validation, mapping: Mapping, source: Any) -> Preflig
         )
     found = pl.concat([p.cast(ERROR_SCHEMA) for p in parts], how="vertical")
     before = set(validation.errors.get_column("row").unique().to_list())
-    caught = len(set(found.get_column("row").unique().to_list()) - before)
+    refused = set(found.get_column("row").unique().to_list())
+    caught = len(refused - before)
     merged = pl.concat([validation.errors.cast(ERROR_SCHEMA), found], how="vertical").sort("row", maintain_order=True)  # type: ignore[arg-type]
-    return Preflight(Validation(frame=frame, errors=merged), caught, found.height)
+    return Preflight(Validation(frame=frame, errors=merged), caught, found.height, len(refused))
 
 
 def tenant_for(
