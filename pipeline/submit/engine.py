@@ -161,10 +161,10 @@ class Submitter:
                 self.tracker.take_back(planned)
 
     def _workers(self) -> int:
-        """The gate admits at most max_concurrency requests at once; a few more workers hold their next row,
-        written `sending` while they wait for a slot, so that no slot waits for a ledger commit (measured: one
+        """The gate admits at most max_concurrency requests at once; a few more workers have their next row
+        written `sending` and wait for a slot with it, so that no slot waits for a ledger commit (measured: one
         worker per slot, each send waiting for its commit, gave 0.80× a bare loop at concurrency 32). After a kill
-        -9, at most this many rows are `sending` without having been sent."""
+        -9, the rows `sending` without having been sent are at most the rows of these workers."""
         concurrency = self.options.max_concurrency
         return concurrency + max(4, concurrency // 4)
 

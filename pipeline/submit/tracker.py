@@ -12,9 +12,9 @@ A row moves through phases, and only these moves are legal (anything else raises
                                             ├──take_back──▶ final (pending, or what the ledger held before)
                                             └──finish─────▶ final (a retry budget spent while waiting)
 
-A row is written `sending` only once a worker has taken it to send: the commit runs while the worker waits for a
-slot of the gate and is awaited just before the request leaves (the rows asking at the same moment share one
-durable commit), so after a kill -9 the rows the ledger holds as `sending` are at most one per worker. A row taken
+A row is written `sending` only once a worker has taken it to send, then waits for a slot of the gate with it
+(the rows asking while a commit is on its way share the next one), so after a kill -9 the rows the ledger holds
+as `sending` without having been sent are at most one per worker. A row taken
 back after that commit (a stop, a cancel) gets back what the ledger held before (`pending` for a new row) in a
 write queued after it. At the end, `close()` checks that every row is final and that its reported status agrees
 with what was written to the ledger for it; rows whose ledger write did not become durable are named (the reports
@@ -96,6 +96,7 @@ class RowTracker:
         self.on_idle: Callable[[], None] = lambda: None
         self._batch: dict[int, PlannedRow] | None = None  # rows asking for `sending` in this loop step
         self._batch_done: asyncio.Future[None] | None = None
+        self._committing = False  # a `sending` commit is on its way
 
     # --- moves -------------------------------------------------------------------------------------------------
 
@@ -120,7 +121,7 @@ class RowTracker:
     def sending(self, planned: PlannedRow) -> asyncio.Future[None] | None:
         """queued → sending: the row is to be written `sending`; returns the future of that durable commit (await
         it before the request leaves), or None for a row already `sending` (sent before, now sent again). The rows
-        asking in the same loop step share one commit, made while their workers wait for a slot of the gate."""
+        asking while a commit is on its way share the next one."""
         if self._phase[planned.index] == SENDING:
             return None
         self._move(planned.index, (QUEUED,), SENDING)
@@ -128,12 +129,17 @@ class RowTracker:
         if self._batch is None:
             loop = asyncio.get_running_loop()
             self._batch, self._batch_done = {}, loop.create_future()
-            loop.call_soon(self._commit_sending)
+            if not self._committing:  # else it goes out as soon as the commit on its way has landed
+                loop.call_soon(self._commit_sending)
         self._batch[planned.index] = planned
         return self._batch_done
 
     def _commit_sending(self) -> None:
-        batch, done = self._batch or {}, self._batch_done
+        """One `sending` commit at a time: the rows asking while one is on its way make the next (group commit, so
+        the commits a second never outgrow what the disk can sync, however many workers ask)."""
+        if self._committing or self._batch is None:
+            return
+        batch, done = self._batch, self._batch_done
         self._batch, self._batch_done = None, None
         assert done is not None
         if not batch:
@@ -145,13 +151,19 @@ class RowTracker:
         except Exception as exc:
             done.set_exception(exc)
             return
+        self._committing = True
         self._watch(future, [p.index for p in rows])
         loop = asyncio.get_running_loop()
 
         def landed(f: Future[Any]) -> None:  # the writer's thread
-            loop.call_soon_threadsafe(_settle_future, done, f)
+            loop.call_soon_threadsafe(self._sending_landed, done, f)
 
         future.add_done_callback(landed)
+
+    def _sending_landed(self, done: asyncio.Future[None], landed: Future[Any]) -> None:
+        self._committing = False
+        _settle_future(done, landed)
+        self._commit_sending()  # the rows that asked meanwhile
 
     def on_wire(self, planned: PlannedRow) -> None:
         """sending → on the wire: its request is about to leave (from here on, it may create the job)."""
