@@ -39,7 +39,10 @@ def write_tenants(
             'env = { BIGCHANGE_CLIENT_SECRET = "JOBIMPORT_TEST_SECRET" }',
         ]
         for key, value in ((extra or {}).get(customer) or {}).items():
-            lines.append(f"{key} = {value!r}".replace("'", '"') if isinstance(value, str) else f"{key} = {value}")
+            if isinstance(value, bool):
+                lines.append(f"{key} = {'true' if value else 'false'}")
+            else:
+                lines.append(f'{key} = "{value}"' if isinstance(value, str) else f"{key} = {value}")
     path = root / "tenants.toml"
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return path

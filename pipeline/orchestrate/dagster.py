@@ -11,8 +11,9 @@ Per tenant (pipeline/orchestrate/tenants.py):
   starts a second run for a key this sensor used) and tags `jobimport/tenant`, `jobimport/file`. A file whose
   content already had a finished run (the same bytes dropped again, under any name) gets a run keyed
   `<sha256>-again-<mtime>` that files it as the drop does: done/ + `.duplicate.txt` when it was imported,
-  imported again when it had failed — never skipped silently. A file that cannot be looked at is one warning in
-  the tick's log; the others still run.
+  imported again when it had failed — never skipped silently. A file whose earlier run ended before taking it
+  (refused, a variable not set) waits for that run to be re-executed, with a warning at each tick. A file that
+  cannot be looked at is one warning in the tick's log; the others still run.
 - job `import_<tenant>` (one op, in-process executor): claims the file if its content is still the run's sha256,
   imports it and files it into done/ · attention/ · failed/ exactly as `jobimport drop` (pipeline/api.py
   `handle_dropped_file`). Metadata: counts per status, exit code, outcome, where the file went, report paths.
@@ -36,6 +37,7 @@ from pipeline.orchestrate.tenants import TenantConfig, load_tenants
 
 TENANT_TAG = "jobimport/tenant"
 FILE_TAG = "jobimport/file"
+OUTCOME_TAG = "jobimport/outcome"  # set by a run that took its file (done, attention, failed, processing…)
 OP_NAME = "import_dropped_file"
 #: tags of every run: no run-level retries (an op retries only an API outage, RetryRequested), whatever the instance
 RUN_TAGS = {"dagster/max_retries": "0", "dagster/retry_on_asset_or_op_failure": "false"}
@@ -188,7 +190,7 @@ def import_dropped_file(context: dg.OpExecutionContext, config: DroppedFile, ten
     if result.reason:
         metadata["reason"] = one_line(result.reason)
     context.instance.add_run_tags(
-        context.run_id, {"jobimport/outcome": result.outcome, "jobimport/exit_code": str(result.exit_code)}
+        context.run_id, {OUTCOME_TAG: result.outcome, "jobimport/exit_code": str(result.exit_code)}
     )
     reason = one_line(result.reason)
     retryable = result.outcome == "processing" and result.stop is not None and result.stop.retryable
@@ -222,15 +224,12 @@ def tenant_job(tenant: TenantConfig) -> dg.JobDefinition:
     )
 
 
-def _finished_run_of(instance: dg.DagsterInstance, tenant: str, key: str) -> tuple[bool, str | None]:
-    """(whether a run of this tenant was keyed `key`, the id of the latest one if it has finished)."""
+def _latest_run_of(instance: dg.DagsterInstance, tenant: str, key: str) -> dg.DagsterRun | None:
+    """The latest run of this tenant keyed `key` (what the daemon de-duplicates against), if any."""
     records = instance.get_run_records(
         filters=dg.RunsFilter(tags={"dagster/run_key": key, TENANT_TAG: tenant}), limit=1
     )
-    if not records:
-        return False, None
-    run = records[0].dagster_run
-    return True, run.run_id if run.is_finished else None
+    return records[0].dagster_run if records else None
 
 
 def tenant_sensor(tenant: TenantConfig, job: dg.JobDefinition) -> dg.SensorDefinition:
@@ -252,12 +251,18 @@ def tenant_sensor(tenant: TenantConfig, job: dg.JobDefinition) -> dg.SensorDefin
         for dropped in files:
             try:
                 key = dropped.sha256
-                used, finished = _finished_run_of(context.instance, tenant.name, key)
-                if used and finished is None:
+                earlier = _latest_run_of(context.instance, tenant.name, key)
+                if earlier is not None and not earlier.is_finished:
                     continue  # its run is queued or going: it takes this file, or files it as a duplicate after
-                if used:  # the same content again, under this or another name: a run files it as a drop would
+                if earlier is not None and OUTCOME_TAG not in earlier.tags:
+                    context.log.warning(
+                        f"{dropped.name}: run {earlier.run_id} of this content ended ({earlier.status.value}) before "
+                        "taking the file; Dagster never runs a key twice: fix what it says and re-execute that run"
+                    )
+                    continue
+                if earlier is not None:  # the same content again, under any name: a run files it as a drop would
                     key = f"{dropped.sha256}-again-{dropped.mtime_ns}"
-                    context.log.info(f"{dropped.name}: same content as run {finished}'s file: a run files it")
+                    context.log.info(f"{dropped.name}: same content as run {earlier.run_id}'s file: a run files it")
                 config = DroppedFile(name=dropped.name, sha256=dropped.sha256, size=dropped.size)
                 requests.append(
                     dg.RunRequest(
