@@ -133,3 +133,12 @@ def test_a_shared_ledger_url_is_refused_in_one_line_until_the_postgresql_backend
     options = ImportOptions(mapping=mapping_file(tmp_path), ledger_url="postgresql://db/jobimport", dry_run=True)
     with pytest.raises(SettingsError, match="only the SQLite ledger"):
         import_file(data, options)
+
+
+def test_the_command_never_imports_dagster() -> None:
+    import subprocess
+    import sys
+
+    code = "import sys, pipeline.cli, pipeline.api; assert 'dagster' not in sys.modules, 'dagster imported'"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
