@@ -284,18 +284,8 @@ def handle_dropped_file(
         session = _Session(options, say)
         try:
             dropped = folder / name
-            seen = look(dropped)
-            if seen is not None:
-                if _sha256(dropped) != sha256:
-                    return DroppedFileResult(
-                        name,
-                        sha256,
-                        "changed",
-                        0,
-                        dropped,
-                        reason=f"{name} changed after it was seen (its content is no longer sha256 {sha256}): "
-                        "not taken; its new content is a new file to the drop",
-                    )
+            present = look(dropped) is not None
+            if present and _sha256(dropped) == sha256:
                 return session.result(session.take(dropped), name, sha256)
             left = _with_sha(folder / filing.PROCESSING, sha256)
             if left is not None:
@@ -304,6 +294,12 @@ def handle_dropped_file(
             if failed is not None:
                 say(f"  {name}: taking {failed.relative_to(folder).as_posix()} back from failed/ to import it again")
                 return session.result(session.handle(filing.claim(failed, folder), name, []), name, sha256)
+            if present:
+                reason = (
+                    f"{name} changed after it was seen (its content is no longer sha256 {sha256}): not taken; "
+                    "its new content is a new file to the drop"
+                )
+                return DroppedFileResult(name, sha256, "changed", 0, dropped, reason=reason)
             earlier = session.record.earlier_import(sha256)
             reason = (
                 f"{name} (sha256 {sha256}) was already imported from {earlier.name} (run {earlier.run_id}, "

@@ -142,3 +142,20 @@ def test_the_command_never_imports_dagster() -> None:
     code = "import sys, pipeline.cli, pipeline.api; assert 'dagster' not in sys.modules, 'dagster imported'"
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
+
+
+def test_a_stopped_file_is_resumed_from_processing_even_with_a_new_file_of_its_name(several, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    from pipeline.run import file_sha256
+
+    several.reset()
+    folder = tmp_path / "drops"
+    left = write_csv(folder / "processing" / "night.csv", job_rows("LEFT", 3))
+    sha = file_sha256(left)
+    newer = write_csv(folder / "night.csv", job_rows("NEWER", 2), age_s=120)
+    options = DropOptions(
+        folder=folder, routes=[Route(None, mapping_file(tmp_path / "m"))], settings=load_settings(None, several.env())
+    )
+    result = handle_dropped_file(options, "night.csv", sha)
+    assert (result.outcome, result.counts) == ("done", {"created": 3})
+    assert newer.is_file() and not left.exists()  # the new file is left for its own run
+    assert sorted(j["reference"] for j in several.jobs())[:1] == ["LEFT-00001"] and len(several.jobs()) == 3
