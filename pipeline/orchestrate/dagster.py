@@ -200,9 +200,10 @@ def import_dropped_file(context: dg.OpExecutionContext, config: DroppedFile, ten
         )
         raise dg.RetryRequested(max_retries=tenant.api_retries, seconds_to_wait=tenant.retry_wait_s)
     if result.exit_code != 0:
+        counted = ", ".join(f"{n} {status}" for status, n in result.counts.items() if n)
         why = {
-            "attention": f"{result.name}: {result.counts} — rows need attention: the corrections workbook is beside "
-            f"the file in attention/ ({result.path})",
+            "attention": f"{result.name}: {counted} — rows need attention: the corrections workbook is beside the "
+            f"file in attention/ ({result.path})",
             "failed": f"{result.name}: could not be imported: {reason}",
             "processing": f"{result.name}: stopped, the file stays in processing/: {reason}",
         }.get(result.outcome, f"{result.name}: {result.outcome}: {reason}")
