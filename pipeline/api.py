@@ -21,7 +21,6 @@ start (or, for a dropped file, filed in failed/); 3 stopped (the file stays in p
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 

@@ -12,14 +12,13 @@ from drops import job_rows, mapping_file, write_csv
 
 from pipeline.api import (
     ImportOptions,
-    StopReason,
     handle_dropped_file,
     import_file,
+    is_retryable,
     settled_drops,
-    stop_reason,
 )
 from pipeline.drop import DropOptions, Route
-from pipeline.errors import AuthRefused, CircuitOpen, Interrupted, RunStopped, SettingsError
+from pipeline.errors import SettingsError, StopReason
 from pipeline.settings import load_settings
 
 CUSTOMERS = (1001, 1002, 1003)
@@ -119,13 +118,21 @@ def test_a_file_changed_after_it_was_seen_is_not_taken(several, tmp_path: Path) 
     assert changed.outcome == "changed" and path.is_file()
 
 
-def test_the_stop_reason_comes_from_the_type_of_the_error() -> None:
-    assert stop_reason(CircuitOpen("down"), 3) is StopReason.API_DOWN
-    assert stop_reason(Interrupted("SIGTERM"), 3) is StopReason.INTERRUPTED
-    assert stop_reason(AuthRefused("401"), 3) is StopReason.REFUSED
-    assert stop_reason(RunStopped("404 from the create endpoint"), 3) is StopReason.REFUSED
-    assert stop_reason(CircuitOpen("late"), 0) is None
-    assert StopReason.API_DOWN.retryable and not StopReason.REFUSED.retryable
+def test_an_import_that_meets_the_api_down_says_so_as_a_value(tmp_path: Path) -> None:
+    from pipeline.sandbox.process import SandboxProcess
+
+    with SandboxProcess() as gone:
+        env = gone.env()
+    # the sandbox is stopped: its port refuses connections
+    data = write_csv(tmp_path / "x.csv", job_rows("DOWN", 2))
+    options = ImportOptions(
+        mapping=mapping_file(tmp_path), report_dir=tmp_path / "r", settings=load_settings(None, env)
+    )
+    result = import_file(data, options)
+    assert (result.exit_code, result.stop, result.counts["pending"]) == (3, StopReason.API_DOWN, 2)
+    assert is_retryable(result.stop) and not is_retryable(StopReason.CONFIGURATION) and not is_retryable(None)
+    assert result.stop_message and "\n" not in result.stop_message
+    assert result.reports.results_csv.is_file()
 
 
 def test_a_shared_ledger_url_is_refused_in_one_line_until_the_postgresql_backend_is_in(tmp_path: Path) -> None:

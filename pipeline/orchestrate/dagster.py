@@ -148,7 +148,7 @@ def _executed_in_process(context: dg.OpExecutionContext) -> bool:
 @dg.op(name=OP_NAME)
 def import_dropped_file(context: dg.OpExecutionContext, config: DroppedFile, tenant: TenantResource) -> None:
     """Claim the file, import it, file it as `jobimport drop` does; fail (or retry, for an API outage) in one line."""
-    from pipeline.api import handle_dropped_file
+    from pipeline.api import handle_dropped_file, is_retryable
     from pipeline.errors import JobImportError
 
     if not tenant.ledger_url and not tenant.local_ledger and not _executed_in_process(context):
@@ -193,7 +193,7 @@ def import_dropped_file(context: dg.OpExecutionContext, config: DroppedFile, ten
         context.run_id, {OUTCOME_TAG: result.outcome, "jobimport/exit_code": str(result.exit_code)}
     )
     reason = one_line(result.reason)
-    retryable = result.outcome == "processing" and result.stop is not None and result.stop.retryable
+    retryable = result.outcome == "processing" and is_retryable(result.stop)
     if retryable and context.retry_number < tenant.api_retries:
         context.log.warning(
             f"{result.name}: stopped ({result.stop}): {reason}; trying again in {tenant.retry_wait_s:g} s"
