@@ -96,13 +96,18 @@ class ImportResult:
         return sum(self.counts.values())
 
 
-def _ledger_file(options: ImportOptions) -> Path | None:
-    """The ledger a run uses. A shared ledger URL is refused in one line until the PostgreSQL backend lands."""
-    if options.ledger_url:
+def _shared_ledger(ledger_url: str | None) -> None:
+    """The one place a shared ledger URL is taken: refused in one line until the PostgreSQL ledger lands (then it
+    is handed to the run here), so a run never uses its machine's SQLite ledger when its tenant has a shared one."""
+    if ledger_url:
         raise SettingsError(
             "a shared ledger URL was given, but this version of jobimport has only the SQLite ledger; "
             "remove ledger_url (every run then uses the tenant's ledger in the state home of its machine)"
         )
+
+
+def _ledger_file(options: ImportOptions) -> Path | None:
+    _shared_ledger(options.ledger_url)
     return options.ledger
 
 
@@ -254,6 +259,7 @@ def handle_dropped_file(
     sha256: str,
     say: Callable[[str], None] = _quiet,
     lock_wait_s: float = 30.0,
+    ledger_url: str | None = None,
 ) -> DroppedFileResult:
     """Claim the file `name` of the drop folder if its content is still `sha256`, import it, and file it exactly
     as a drop pass does (done/, attention/ + corrections, failed/ + .error.txt, a duplicate of content already
@@ -262,13 +268,15 @@ def handle_dropped_file(
     A file with that sha256 already in processing/ (a stopped earlier attempt) is resumed; one in failed/ (a
     re-executed orchestrator run after the mapping was fixed) is taken back and imported again. Holds the
     folder's lock meanwhile (waits up to `lock_wait_s`, then raises FolderInUse). Raises JobImportError (exit 2)
-    for a missing folder, a broken mapping or missing settings, before any file is touched."""
+    for a missing folder, a broken mapping or missing settings, before any file is touched. `ledger_url`: the
+    tenant's shared ledger (postgresql://…), refused in one line until that backend lands."""
     from filelock import FileLock, Timeout
 
     from pipeline.drop import filing
     from pipeline.drop.candidates import look
     from pipeline.drop.passes import LOCK_NAME, absolute, check_folder
 
+    _shared_ledger(ledger_url)
     check_folder(options.folder)
     options = absolute(options)
     folder = options.folder

@@ -88,7 +88,7 @@ def runs(instance: dg.DagsterInstance) -> list[dg.DagsterRun]:
     return list(instance.get_runs())
 
 
-def test_a_real_daemon_imports_each_file_once_and_never_twice(sandbox, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_a_real_daemon_imports_each_file_once_and_never_twice(sandbox, tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     home = tmp_path / "dagster_home"
     home.mkdir()
     shutil.copy(ROOT / "deploy" / "dagster" / "dagster.yaml", home / "dagster.yaml")
@@ -119,7 +119,7 @@ def test_a_real_daemon_imports_each_file_once_and_never_twice(sandbox, tmp_path:
     write_csv(drops / "c1004" / "monday.csv", job_rows("REFUSED", 3), age_s=5)
 
     daemon = Daemon(home, env)
-    os.environ["DAGSTER_HOME"] = str(home)  # (this test process reads the same instance)
+    monkeypatch.setenv("DAGSTER_HOME", str(home))  # (this test process reads the same instance)
     try:
         daemon.start()
         with dg.DagsterInstance.get() as instance:
@@ -189,7 +189,6 @@ def test_a_real_daemon_imports_each_file_once_and_never_twice(sandbox, tmp_path:
         assert (drops / "c1004" / "monday.csv").is_file()  # still waiting for its run to be re-executed
     finally:
         daemon.stop()
-        os.environ.pop("DAGSTER_HOME", None)
 
 
 def _ticks(instance: dg.DagsterInstance) -> int:

@@ -159,12 +159,15 @@ def import_dropped_file(context: dg.OpExecutionContext, config: DroppedFile, ten
             allow_retries=False,
         )
     try:
-        result = handle_dropped_file(tenant.drop_options(), config.name, config.sha256, context.log.info)
+        options = tenant.drop_options()
+        result = handle_dropped_file(
+            options, config.name, config.sha256, context.log.info, ledger_url=tenant.ledger_url
+        )
     except JobImportError as exc:
         if exc.retryable and context.retry_number < tenant.api_retries:
             context.log.warning(f"{config.name}: {one_line(str(exc))}; trying again in {tenant.retry_wait_s:g} s")
             raise dg.RetryRequested(max_retries=tenant.api_retries, seconds_to_wait=tenant.retry_wait_s) from None
-        raise dg.Failure(f"{config.name}: {one_line(str(exc))}", allow_retries=False) from None
+        raise dg.Failure(f"tenant {tenant.name}, {config.name}: {one_line(str(exc))}", allow_retries=False) from None
     metadata: dict[str, Any] = {
         "outcome": result.outcome,
         "exit_code": result.exit_code,
@@ -205,7 +208,7 @@ def import_dropped_file(context: dg.OpExecutionContext, config: DroppedFile, ten
             "attention": f"{result.name}: {counted} — rows need attention: the corrections workbook is beside the "
             f"file in attention/ ({result.path})",
             "failed": f"{result.name}: could not be imported: {reason}",
-            "processing": f"{result.name}: stopped, the file stays in processing/: {reason}",
+            "processing": f"{result.name}: stopped: {reason}",
         }.get(result.outcome, f"{result.name}: {result.outcome}: {reason}")
         raise dg.Failure(one_line(why), metadata=metadata, allow_retries=False)
     context.add_output_metadata(metadata)
