@@ -166,3 +166,23 @@ def test_a_stopped_file_is_resumed_from_processing_even_with_a_new_file_of_its_n
     assert (result.outcome, result.counts) == ("done", {"created": 3})
     assert newer.is_file() and not left.exists()  # the new file is left for its own run
     assert sorted(j["reference"] for j in several.jobs())[:1] == ["LEFT-00001"] and len(several.jobs()) == 3
+
+
+def test_a_file_filed_in_failed_is_taken_back_when_its_run_is_executed_again(several, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    from pipeline.run import file_sha256
+
+    several.reset()
+    folder = tmp_path / "drops"
+    mapping = mapping_file(tmp_path / "m")
+    dropped = write_csv(folder / "night.csv", job_rows("BACK", 3), header=["Reference", "Type", "Customer"], age_s=120)
+    sha = file_sha256(dropped)
+    options = DropOptions(folder=folder, routes=[Route(None, mapping)], settings=load_settings(None, several.env()))
+    first = handle_dropped_file(options, "night.csv", sha)
+    assert first.outcome == "failed" and "'Ref'" in (first.reason or "")
+    # the mapping is fixed (the file's "Reference" column), then the orchestrator's run is executed again
+    mapping.write_text(mapping.read_text(encoding="utf-8").replace('column = "Ref"', 'column = "Reference"'))
+    mapping.write_text(mapping.read_text(encoding="utf-8").replace('column = "Notes"', 'column = "Type"'))
+    mapping.write_text(mapping.read_text(encoding="utf-8").replace('"Access Code" = 432632', ""))
+    again = handle_dropped_file(options, "night.csv", sha)
+    assert (again.outcome, again.counts) == ("done", {"created": 3}), again.reason
+    assert not list((folder / "failed").glob("*/night.csv")) and len(several.jobs()) == 3
