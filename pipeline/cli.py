@@ -10,10 +10,13 @@ import argparse
 import os
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pipeline import __version__
 from pipeline.errors import JobImportError, UsageError
-from pipeline.submit import SubmitOptions
+
+if TYPE_CHECKING:
+    from pipeline.api import ImportResult
 
 EXIT_MEANING = {
     0: "every row created or already created",
@@ -288,9 +291,10 @@ def _dispatch(args: argparse.Namespace) -> int:
         serve(config_from_args(args))
         return 0
     if args.command == "demo":
+        from pipeline.api import result_of
         from pipeline.demo import run_demo
 
-        return _render(run_demo(args.report_dir), demo=True)
+        return _render(result_of(run_demo(args.report_dir)), demo=True)
     if args.command == "report":
         from pipeline.history import rebuild_reports
 
@@ -337,12 +341,11 @@ def _dispatch(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace, dry_run: bool) -> int:
-    from pipeline.run import RunOptions, run_import
+    from pipeline.api import ImportOptions, import_file
 
-    options = RunOptions(
-        input=args.input,
+    options = ImportOptions(
         mapping=args.mapping,
-        report_root=args.report_dir,
+        report_dir=args.report_dir,
         dry_run=dry_run,
         sheet=args.sheet,
         header_row=args.header_row,
@@ -352,23 +355,22 @@ def _run(args: argparse.Namespace, dry_run: bool) -> int:
         ledger=getattr(args, "ledger", None),
         state_dir=getattr(args, "state_dir", None),
         transport=getattr(args, "transport", "aiohttp"),
-        read_timeout_s=float(getattr(args, "timeout", 30)),
+        timeout_s=float(getattr(args, "timeout", 30)),
         online=args.online,
         preflight=not getattr(args, "no_preflight", False),
         refdata_max_age_s=args.refdata_max_age,
-        submit=SubmitOptions(
-            max_concurrency=getattr(args, "max_concurrency", 32),
-            max_attempts=getattr(args, "max_attempts", 6),
-            resend_uncertain=getattr(args, "resend_uncertain", False),
-            resend_rejected=getattr(args, "resend_rejected", False),
-            lookup_before_send=not getattr(args, "no_lookup", False),
-        ),
+        max_concurrency=getattr(args, "max_concurrency", 32),
+        max_attempts=getattr(args, "max_attempts", 6),
+        resend_uncertain=getattr(args, "resend_uncertain", False),
+        resend_rejected=getattr(args, "resend_rejected", False),
+        lookup_before_send=not getattr(args, "no_lookup", False),
     )
-    return _render(run_import(options))
+    return _render(import_file(args.input, options))
 
 
 def _drop(args: argparse.Namespace) -> int:
-    from pipeline.drop import DropOptions, Notifier, Route, run_pass, watch
+    from pipeline.api import run_drop_pass
+    from pipeline.drop import DropOptions, Notifier, Route
 
     options = DropOptions(
         folder=args.folder,
@@ -385,14 +387,10 @@ def _drop(args: argparse.Namespace) -> int:
         rescan_s=max(1.0, args.rescan),
         state_dir=args.state_dir,
     )
-    result = (watch if args.watch else run_pass)(options, lambda text: print(text, flush=True))
-    return result.exit_code
+    return run_drop_pass(options, lambda text: print(text, flush=True), watch=args.watch).exit_code
 
 
-def _render(result: object, demo: bool = False) -> int:
-    from pipeline.run import RunResult
-
-    assert isinstance(result, RunResult)
+def _render(result: ImportResult, demo: bool = False) -> int:
     summary = result.summary
     where = f" (sheet {summary.sheet})" if summary.sheet else ""
     enc = f", {summary.encoding}" if summary.encoding else ""
@@ -410,10 +408,10 @@ def _render(result: object, demo: bool = False) -> int:
     for note in summary.notes:
         if " is not UTF-8: it was read as " not in note:  # (the first line already names the encoding)
             print(f"  {note}")
-    if result.stop_reason:
-        print(f"jobimport: stopped: {result.stop_reason}", file=sys.stderr)
+    if result.stop_message:
+        print(f"jobimport: stopped: {result.stop_message}", file=sys.stderr)
     print(f"  reports: {result.report_dir}{os.sep}")
-    for name, path in result.paths.as_dict().items():
+    for name, path in result.reports.as_dict().items():
         if path:
             print(f"    {name}: {path}")
     if demo:

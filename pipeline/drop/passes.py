@@ -95,6 +95,7 @@ class DropOptions:
     timeout_s: float = 30.0
     state_dir: Path | None = None  # the state home (None: JOBIMPORT_HOME, else the user's state folder)
     rescan_s: float = 30.0  # --watch: look at the whole folder this often, events or not
+    settings: Settings | None = None  # given directly (the Python API, an orchestrator) instead of env_file
 
     @property
     def reports(self) -> Path:
@@ -199,7 +200,7 @@ class DropSession:
             raise UsageError("drop needs at least one --mapping (FILE, or PATTERN=FILE to route by file name)")
         for route in options.routes:
             load_mapping(route.mapping)  # a broken mapping stops the pass before any file is claimed
-        self.settings: Settings = load_settings(options.env_file)
+        self.settings: Settings = options.settings or load_settings(options.env_file)
         self.identity = TenantIdentity.of(self.settings.base_url, self.settings.customer_id)
         self.record = DropRecord(self.identity, options.state_dir)
 

@@ -2,8 +2,10 @@
 
 - GET  /_sandbox/health  → {"status": "ok"}
 - GET  /_sandbox/stats   → requests by path and status, jobs created, faults by kind, tokens issued, clients gone,
-                           creations_per_reference, duplicates (references created more than once)
-- GET  /_sandbox/jobs    → {"jobs": [every created job with its full body]} (optional ?reference= filters)
+                           creations_per_reference, duplicates (references created more than once); with several
+                           tenants, totals over all, references as "<customer>/<reference>", and `customers`
+- GET  /_sandbox/jobs    → {"jobs": [every created job with its full body]} (optional ?reference= filters;
+                           ?customer=ID: that tenant's, with --customers; default: the first tenant's)
 - POST /_sandbox/reset   → forget jobs and counters, reseed the fault generator (ids keep growing)
 - GET  /_sandbox/faults  → current fault settings and seed
 - POST /_sandbox/faults  → change any of them: a JSON object such as {"p500": 0.2, "latency_ms": 5, "seed": 7}
@@ -27,7 +29,7 @@ def stats_body(state: SandboxState) -> dict[str, Any]:
     for (path, status), count in sorted(state.requests.items()):
         requests.setdefault(path, {})[status] = count
     store = state.store
-    return {
+    body: dict[str, Any] = {
         "requests": requests,
         "requests_total": sum(state.requests.values()),
         "jobs_created": state.created,
@@ -40,6 +42,18 @@ def stats_body(state: SandboxState) -> dict[str, Any]:
         "creations_per_reference": store.creations_per_reference(),
         "duplicates": store.duplicates(),
     }
+    if len(state.tenants) > 1:  # several tenants: totals over all, references as "<customer>/<reference>"
+        tenants = state.tenants.items()
+        body["jobs_stored"] = sum(len(t.store.jobs) for _, t in tenants)
+        body["jobs_without_reference"] = sum(t.store.without_reference() for _, t in tenants)
+        body["creations_per_reference"] = {
+            f"{c}/{r}": n for c, t in tenants for r, n in t.store.creations_per_reference().items()
+        }
+        body["duplicates"] = [f"{c}/{r}" for c, t in tenants for r in t.store.duplicates()]
+        body["customers"] = {
+            str(c): {"jobs_stored": len(t.store.jobs), "duplicates": t.store.duplicates()} for c, t in tenants
+        }
+    return body
 
 
 def faults_body(state: SandboxState) -> dict[str, Any]:
@@ -55,7 +69,11 @@ def add_admin_routes(app: web.Application, state: SandboxState) -> None:
 
     async def jobs(request: web.Request) -> web.StreamResponse:
         references = request.query.getall("reference", [])
-        selected = state.store.find(references, []) if references else state.store.jobs
+        customer = request.query.get("customer")
+        if customer is not None and (not customer.isdigit() or int(customer) not in state.tenants):
+            return problem(404, f"No customer '{customer[:20]}' on this sandbox.", request.path)
+        store = state.tenants[int(customer)].store if customer is not None else state.store
+        selected = store.find(references, []) if references else store.jobs
         return json_response({"jobs": selected})
 
     async def reset(request: web.Request) -> web.StreamResponse:

@@ -14,6 +14,7 @@ import json
 import logging
 from collections import Counter
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 from aiohttp import web
@@ -41,24 +42,57 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 _log = logging.getLogger(__name__)
 
 
+class Tenant:
+    """One customer of the server: its own reference data and its own jobs."""
+
+    def __init__(self, customer_id: int, data: ReferenceData, store: JobStore) -> None:
+        self.customer_id = customer_id
+        self.data = data
+        self.store = store
+
+
+def _state_file(config: SandboxConfig, customer_id: int) -> Path | None:
+    """--state FILE: the jobs of one tenant in FILE; of several, in FILE-<customer><suffix> each."""
+    if config.state is None or not config.customers:
+        return config.state
+    return config.state.with_name(f"{config.state.stem}-{customer_id}{config.state.suffix}")
+
+
 class SandboxState:
-    """Everything one server knows: reference data, jobs, tokens, faults, counters."""
+    """Everything one server knows: reference data, jobs, tokens, faults, counters (jobs and reference data per
+    tenant; `data` and `store` are the first tenant's, the only one unless `--customers` names several)."""
 
     def __init__(self, config: SandboxConfig) -> None:
         config = config.resolved()
         assert config.client_id is not None and config.client_secret is not None and config.customer_id is not None
         self.config = config
-        self.data: ReferenceData = load_reference_data(config.data)
         self.limits = Limits(config.max_reference, config.max_description, config.max_custom_value)
-        self.store = JobStore(config.first_id, config.state)
+        customers = config.tenants() if config.customer_id in config.tenants() else (config.customer_id,)
+        self.tenants = {
+            c: Tenant(c, load_reference_data(config.data), JobStore(config.first_id, _state_file(config, c)))
+            for c in customers
+        }
+        first = self.tenants[customers[0]]
+        self.data: ReferenceData = first.data
+        self.store = first.store
+        self._only = first if len(self.tenants) == 1 else None
         self.faults = FaultInjector(config.faults(), config.seed)
-        self.auth = TokenIssuer(config.client_id, config.client_secret.reveal(), config.customer_id)
+        self.auth = TokenIssuer(
+            config.client_id, config.client_secret.reveal(), config.customer_id, tuple(self.tenants)
+        )
         self.requests: Counter[tuple[str, str]] = Counter()
         self.created = 0
         self.clients_gone = 0  # connections lost while a request was read (a killed client)
 
+    def tenant(self, request: web.Request) -> Tenant:
+        """The tenant an authorised request names in its Customer-Id header."""
+        if self._only is not None:
+            return self._only
+        return self.tenants[int(request.headers["Customer-Id"].strip())]
+
     def reset(self) -> None:
-        self.store.reset()
+        for tenant in self.tenants.values():
+            tenant.store.reset()
         self.faults.reset()
         self.auth.reset()
         self.requests.clear()
@@ -123,7 +157,6 @@ class Api:
 
     def __init__(self, state: SandboxState) -> None:
         self.state = state
-        self.data = state.data
 
     async def token(self, request: web.Request) -> web.StreamResponse:
         return await self.state.auth.token(request, self.state.faults.settings.token_lifetime)
@@ -153,10 +186,11 @@ class Api:
         if type(body) is not dict:
             message = "The JSON value could not be converted to JobCreate: expected an object."
             return problem(400, message, request.path, errors={"$": [message]})
-        errors = validate_create(body, self.data, self.state.limits)
+        tenant = self.state.tenant(request)
+        errors = validate_create(body, tenant.data, self.state.limits)
         if errors:
             return validation_problem(request.path, errors)
-        job = self.state.store.create(body)
+        job = tenant.store.create(body)
         self.state.created += 1
         return web.Response(body=b'{"id":%d}' % job["id"], status=201, content_type="application/json", charset="utf-8")
 
@@ -176,7 +210,7 @@ class Api:
             )
         if errors:
             return validation_problem(request.path, errors)
-        jobs = self.state.store.find(references, ids)
+        jobs = self.state.tenant(request).store.find(references, ids)
         items = [
             {
                 "id": job["id"],
@@ -190,23 +224,24 @@ class Api:
         return json_response(_page(items, number, size))
 
     async def list_job_types(self, request: web.Request) -> web.StreamResponse:
-        return self._list(request, [t.public for t in self.data.job_types.values()])
+        data = self.state.tenant(request).data
+        return self._list(request, [t.public for t in data.job_types.values()])
 
     async def get_job_type(self, request: web.Request) -> web.StreamResponse:
         raw = request.match_info["jobTypeId"]
         type_id = _int_text(raw)
-        job_type = self.data.job_types.get(type_id) if type_id is not None else None
+        job_type = self.state.tenant(request).data.job_types.get(type_id) if type_id is not None else None
         if job_type is None:
             return problem(404, f"Job type '{raw[:40]}' does not exist.", request.path)
         return json_response(job_type.public)
 
     async def list_contacts(self, request: web.Request) -> web.StreamResponse:
-        return self._list(request, list(self.data.contacts.values()))
+        return self._list(request, list(self.state.tenant(request).data.contacts.values()))
 
     async def get_contact(self, request: web.Request) -> web.StreamResponse:
         raw = request.match_info["contactId"]
         contact_id = _int_text(raw)
-        contact = self.data.contacts.get(contact_id) if contact_id is not None else None
+        contact = self.state.tenant(request).data.contacts.get(contact_id) if contact_id is not None else None
         if contact is None:
             return problem(404, f"Contact '{raw[:40]}' does not exist.", request.path)
         return json_response(contact)
@@ -218,7 +253,7 @@ class Api:
         number, size = _paging(query, errors)
         if errors:
             return validation_problem(request.path, errors)
-        persons = self.data.persons
+        persons = self.state.tenant(request).data.persons
         if "contactid" in query:
             persons = [p for p in persons if p["contactId"] in contact_ids]
         return json_response(_page(persons, number, size))
@@ -344,7 +379,8 @@ def build_app(config: SandboxConfig) -> web.Application:
     add_admin_routes(app, state)
 
     async def close_store(_: web.Application) -> None:
-        state.store.close()
+        for tenant in state.tenants.values():
+            tenant.store.close()
 
     app.on_cleanup.append(close_store)
     return app

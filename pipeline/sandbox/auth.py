@@ -23,10 +23,11 @@ FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
 
 
 class TokenIssuer:
-    def __init__(self, client_id: str, client_secret: str, customer_id: int) -> None:
+    def __init__(self, client_id: str, client_secret: str, customer_id: int, others: tuple[int, ...] = ()) -> None:
         self.client_id = client_id
         self._secret = client_secret.encode()
         self.customer_id = customer_id
+        self.customers = frozenset((customer_id, *others))  # every tenant these credentials may reach
         self._customer_text = str(customer_id)
         self.tokens: dict[str, float] = {}  # token → monotonic expiry
         self.issued = 0
@@ -119,7 +120,7 @@ class TokenIssuer:
             if customer is None:
                 return problem(403, "The Customer-Id header is required on every call.", request.path)
             try:
-                accepted = int(customer.strip()) == self.customer_id
+                accepted = int(customer.strip()) in self.customers
             except ValueError:
                 accepted = False
             if not accepted:

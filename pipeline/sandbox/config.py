@@ -48,6 +48,15 @@ class SandboxConfig:
     client_id: str | None = None
     client_secret: Secret | None = None
     customer_id: int | None = None
+    # Several tenants on one server (`--customers 1001,1002`): each its own jobs and its own copy of the reference
+    # data, all reached with the same credentials; the Customer-Id header picks one. Empty: customer_id alone.
+    customers: tuple[int, ...] = ()
+
+    def tenants(self) -> tuple[int, ...]:
+        """The customer ids this server hosts (the first is the one `customer_id` names by default)."""
+        if self.customers:
+            return self.customers
+        return (self.customer_id,) if self.customer_id is not None else ()
 
     def faults(self) -> FaultSettings:
         return FaultSettings(**{f.name: getattr(self, f.name) for f in fields(FaultSettings)})
@@ -57,11 +66,12 @@ class SandboxConfig:
         if self.client_id is not None and self.client_secret is not None and self.customer_id is not None:
             return self
         settings = sandbox_settings(self.host, self.port, environ=environ)
+        default_customer = self.customers[0] if self.customers else settings.customer_id
         return replace(
             self,
             client_id=self.client_id if self.client_id is not None else settings.client_id,
             client_secret=self.client_secret if self.client_secret is not None else settings.client_secret,
-            customer_id=self.customer_id if self.customer_id is not None else settings.customer_id,
+            customer_id=self.customer_id if self.customer_id is not None else default_customer,
         )
 
     def check(self) -> None:
@@ -75,6 +85,8 @@ class SandboxConfig:
         for name in ("max_reference", "max_description", "max_custom_value", "first_id"):
             if getattr(self, name) < 1:
                 raise UsageError(f"sandbox: {name} must be >= 1, got {getattr(self, name)}")
+        if any(c < 1 for c in self.customers) or len(set(self.customers)) != len(self.customers):
+            raise UsageError(f"sandbox: --customers must be distinct positive ids, got {self.customers}")
 
 
 def add_sandbox_arguments(parser: argparse.ArgumentParser) -> None:
@@ -85,6 +97,14 @@ def add_sandbox_arguments(parser: argparse.ArgumentParser) -> None:
     net.add_argument("--port", type=int, default=d.port, help=f"port; 0 picks a free one (default {d.port})")
     net.add_argument("--data", type=Path, help="reference data JSON (job types, contacts, persons)")
     net.add_argument("--state", type=Path, help="keep created jobs in this file across restarts (JSON lines)")
+    net.add_argument(
+        "--customers",
+        type=_customer_list,
+        default=(),
+        metavar="ID,ID,…",
+        help="host several tenants (e.g. 1001,1002,1003), each with its own jobs and reference data; the same "
+        "credentials reach every one, the Customer-Id header picks it (default: BIGCHANGE_CUSTOMER_ID alone)",
+    )
     net.add_argument("--first-id", type=int, default=d.first_id, help="id of the first job created")
     net.add_argument("--max-reference", type=int, default=d.max_reference, help="reference max length")
     net.add_argument("--max-description", type=int, default=d.max_description, help="description max length")
@@ -105,6 +125,16 @@ def add_sandbox_arguments(parser: argparse.ArgumentParser) -> None:
     fault.add_argument("--token-lifetime", type=int, default=d.token_lifetime, help="seconds a token lives")
 
 
+def _customer_list(text: str) -> tuple[int, ...]:
+    try:
+        values = tuple(int(part) for part in text.replace(" ", "").split(",") if part)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected customer ids separated by commas, got {text!r}") from None
+    if not values:
+        raise argparse.ArgumentTypeError("expected at least one customer id")
+    return values
+
+
 def config_from_args(ns: argparse.Namespace) -> SandboxConfig:
     """The config of parsed arguments, credentials and tenant from the environment. Raises UsageError."""
     names = {f.name for f in fields(SandboxConfig)} - {"client_id", "client_secret", "customer_id"}
@@ -123,5 +153,7 @@ def config_to_argv(config: SandboxConfig) -> list[str]:
         value = getattr(config, f.name)
         if value is None or (value == getattr(default, f.name) and f.name != "port"):
             continue
+        if isinstance(value, tuple):
+            value = ",".join(str(v) for v in value)
         argv += ["--" + f.name.replace("_", "-"), str(value)]
     return argv

@@ -161,8 +161,9 @@ class SandboxProcess:
     def token_url(self) -> str:
         return f"{self.root_url}/auth/tokens"
 
-    def env(self) -> dict[str, str]:
-        """BIGCHANGE_* variables that point an importer at this sandbox with credentials it accepts."""
+    def env(self, customer_id: int | None = None) -> dict[str, str]:
+        """BIGCHANGE_* variables that point an importer at this sandbox with credentials it accepts (at tenant
+        `customer_id`, one of `--customers`; default: the first)."""
         config = self.config
         assert config.client_id is not None and config.client_secret is not None
         return {
@@ -170,7 +171,7 @@ class SandboxProcess:
             "BIGCHANGE_TOKEN_URL": self.token_url,
             "BIGCHANGE_CLIENT_ID": config.client_id,
             "BIGCHANGE_CLIENT_SECRET": config.client_secret.reveal(),
-            "BIGCHANGE_CUSTOMER_ID": str(config.customer_id),
+            "BIGCHANGE_CUSTOMER_ID": str(customer_id if customer_id is not None else config.customer_id),
         }
 
     # --- inspection and control (/_sandbox) -------------------------------------------------------------------
@@ -191,9 +192,13 @@ class SandboxProcess:
     def stats(self) -> dict[str, Any]:
         return self._request("GET", "/_sandbox/stats")
 
-    def jobs(self, *references: str) -> list[dict[str, Any]]:
-        """Every created job (id, reference, typeId, contactId, status, createdAt, body), or those references."""
-        query = "&".join("reference=" + urllib.parse.quote(r, safe="") for r in references)
+    def jobs(self, *references: str, customer_id: int | None = None) -> list[dict[str, Any]]:
+        """Every created job (id, reference, typeId, contactId, status, createdAt, body), or those references
+        (of tenant `customer_id` when the sandbox hosts several; default: the first)."""
+        parts = ["reference=" + urllib.parse.quote(r, safe="") for r in references]
+        if customer_id is not None:
+            parts.append(f"customer={customer_id}")
+        query = "&".join(parts)
         return self._request("GET", "/_sandbox/jobs" + (f"?{query}" if query else ""))["jobs"]
 
     def faults(self) -> dict[str, Any]:

@@ -17,11 +17,12 @@ from pipeline.sandbox.config import SandboxConfig
 READY_PREFIX = "BigChange sandbox listening on "
 
 
-def ready_line(root_url: str, customer_id: int, client_id: str) -> str:
+def ready_line(root_url: str, customer_id: int, client_id: str, customers: tuple[int, ...] = ()) -> str:
     """The line printed once the server answers; SandboxProcess reads the URL (port 0 → the chosen port)."""
+    tenants = f"customer ids {','.join(map(str, customers))}" if customers else f"customer id {customer_id}"
     return (
         f"{READY_PREFIX}{root_url} (API {root_url}/v1, token URL {root_url}/auth/tokens, "
-        f"client id {client_id}, customer id {customer_id}); Ctrl-C to stop"
+        f"client id {client_id}, {tenants}); Ctrl-C to stop"
     )
 
 
@@ -47,7 +48,7 @@ async def run(config: SandboxConfig, stop: asyncio.Event | None = None) -> None:
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
     restore = _on_stop_signals(loop, stop)  # before the ready line: whoever reads it may stop us at once
-    print(ready_line(f"http://{shown_host}:{port}", config.customer_id, config.client_id), flush=True)
+    print(ready_line(f"http://{shown_host}:{port}", config.customer_id, config.client_id, config.customers), flush=True)
     try:
         await stop.wait()
     finally:
