@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from pipeline import __version__
+from pipeline.console import guard_stdout, one_line
 from pipeline.errors import JobImportError, UsageError
 
 if TYPE_CHECKING:
@@ -237,11 +238,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args: argparse.Namespace | None = None
+    saved = sys.stdout
+    guard_stdout()  # (control characters from files made visible; a reader that went away ends nothing)
     try:
         args = build_parser().parse_args(argv)
         return _dispatch(args)
     except JobImportError as exc:
-        print(f"jobimport: {exc}", file=sys.stderr)
+        print(f"jobimport: {one_line(exc)}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         print("jobimport: interrupted before anything was sent; nothing was changed", file=sys.stderr)
@@ -250,11 +253,13 @@ def main(argv: list[str] | None = None) -> int:
         if args is not None and args.debug:
             raise
         print(
-            f"jobimport: unexpected error {type(exc).__name__}: {exc} — please report it; rerun with --debug for "
-            "details (the ledger keeps every row's state, so a rerun is safe)",
+            f"jobimport: unexpected error {type(exc).__name__}: {one_line(exc)} — please report it; rerun with "
+            "--debug for details (the ledger keeps every row's state, so a rerun is safe)",
             file=sys.stderr,
         )
         return 2
+    finally:
+        sys.stdout = saved
 
 
 def _jobimport_variables(args: argparse.Namespace) -> None:
@@ -387,16 +392,16 @@ def _drop(args: argparse.Namespace) -> int:
         rescan_s=max(1.0, args.rescan),
         state_dir=args.state_dir,
     )
-    return run_drop_pass(options, lambda text: print(text, flush=True), watch=args.watch).exit_code
+    return run_drop_pass(options, lambda text: print(one_line(text), flush=True), watch=args.watch).exit_code
 
 
 def _render(result: ImportResult, demo: bool = False) -> int:
     summary = result.summary
     where = f" (sheet {summary.sheet})" if summary.sheet else ""
     enc = f", {summary.encoding}" if summary.encoding else ""
-    print(f"{'dry run' if summary.dry_run else 'run'} {result.run_id}: {summary.input}{where}{enc}")
+    print(one_line(f"{'dry run' if summary.dry_run else 'run'} {result.run_id}: {summary.input}{where}{enc}"))
     if not summary.dry_run:
-        print(f"  to {summary.target}")
+        print(f"  to {one_line(summary.target)}")
     shown = {k: v for k, v in result.counts.items() if v}
     total = sum(result.counts.values())
     print(f"  {total} rows: " + ", ".join(f"{n} {status}" for status, n in shown.items()))
@@ -407,9 +412,9 @@ def _render(result: ImportResult, demo: bool = False) -> int:
         )
     for note in summary.notes:
         if " is not UTF-8: it was read as " not in note:  # (the first line already names the encoding)
-            print(f"  {note}")
+            print(f"  {one_line(note)}")
     if result.stop_message:
-        print(f"jobimport: stopped: {result.stop_message}", file=sys.stderr)
+        print(f"jobimport: stopped: {one_line(result.stop_message)}", file=sys.stderr)
     print(f"  reports: {result.report_dir}{os.sep}")
     for name, path in result.reports.as_dict().items():
         if path:

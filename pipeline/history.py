@@ -173,6 +173,7 @@ def _rebuild(
         header_row=int(summary_doc.get("header_row") or mapping.header_row),  # type: ignore[call-overload]
         encoding=summary_doc.get("encoding") or mapping.encoding,  # type: ignore[arg-type]
         delimiter=summary_doc.get("delimiter") or mapping.delimiter,  # type: ignore[arg-type]
+        limits=mapping.read_limits,
     )
     if raw.is_corrections and raw.kind == "csv":
         raw = restore_neutralised(raw)

@@ -13,7 +13,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, urlsplit
 
 from dotenv import dotenv_values
 
@@ -140,10 +140,49 @@ def _customer_id(raw: str, source: str) -> int:
 
 
 _LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
+#: query parameter names that carry a credential (matched anywhere in the name, any case)
+_CREDENTIAL_PARAM = re.compile(r"secret|passw|pwd|token|key|auth|signature|^sig$|credential|session|^code$", re.I)
+
+
+def shown_url(url: str) -> str:
+    """`url` as it may be shown anywhere (console, logs, reports, messages): scheme, host, port and path only —
+    never user-info, query or fragment, where credentials hide."""
+    try:
+        parts = urlsplit(url.strip())
+        port = parts.port
+    except ValueError:
+        return "(a URL that cannot be parsed)"
+    host = parts.hostname or ""
+    if ":" in host:
+        host = f"[{host}]"
+    return f"{parts.scheme}://{host}{f':{port}' if port is not None else ''}{parts.path}"
+
+
+def _check_no_secret(name: str, url: str) -> None:
+    """A URL is shown in logs and reports (redacted) and kept in the ledger's identity: a credential inside it
+    is refused, naming where it belongs. The value itself is never echoed."""
+    try:
+        parts = urlsplit(url)
+        _ = parts.port
+    except ValueError:
+        raise SettingsError(f"{name} is not a valid URL (scheme://host[:port]/path); fix the setting") from None
+    if parts.username is not None or parts.password is not None or "@" in parts.netloc:
+        raise SettingsError(
+            f"{name} holds a user name or password before the host (user:…@); credentials belong in "
+            "BIGCHANGE_CLIENT_ID and BIGCHANGE_CLIENT_SECRET: remove them from the URL"
+        )
+    for key, _value in parse_qsl(parts.query, keep_blank_values=True):
+        if _CREDENTIAL_PARAM.search(key):
+            raise SettingsError(
+                f"{name} has a query parameter '{re.sub(r'[^ -~]', '?', key)[:40]}' that looks like a credential; the "
+                "client secret belongs in BIGCHANGE_CLIENT_SECRET (URLs are shown in logs and reports): remove it "
+                "from the URL"
+            )
 
 
 def _check_url(name: str, url: str) -> None:
     """https, or plain http only to this machine: credentials and tokens must not cross a network in clear."""
+    _check_no_secret(name, url)
     parts = urlsplit(url)
     if parts.scheme == "https" or (parts.scheme == "http" and parts.hostname in _LOCAL_HOSTS):
         return
@@ -151,7 +190,7 @@ def _check_url(name: str, url: str) -> None:
         raise SettingsError(
             f"{name} uses plain http to {parts.hostname}: credentials would travel unencrypted; use https://"
         )
-    raise SettingsError(f"{name} must start with https:// (or http:// to this machine), got {url!r}")
+    raise SettingsError(f"{name} must start with https:// (or http:// to this machine), got {shown_url(url)!r}")
 
 
 def load_settings(env_file: Path | None = None, environ: Mapping[str, str] | None = None) -> Settings:
@@ -165,8 +204,16 @@ def load_settings(env_file: Path | None = None, environ: Mapping[str, str] | Non
             + "; set them in the environment or in a file given with --env-file (see README, 'Settings')"
         )
     base_url = values["BIGCHANGE_BASE_URL"].strip().rstrip("/")
+    _check_no_secret("BIGCHANGE_BASE_URL", base_url)
+    if urlsplit(base_url).query or urlsplit(base_url).fragment:
+        raise SettingsError(
+            "BIGCHANGE_BASE_URL has a query or fragment (after ? or #); give the API's base only, e.g. "
+            "https://api.bigchange.com/v1 (paths such as /jobs are appended to it)"
+        )
     if urlsplit(base_url).scheme not in ("http", "https"):
-        raise SettingsError(f"BIGCHANGE_BASE_URL must start with https:// (or http:// locally), got {base_url!r}")
+        raise SettingsError(
+            f"BIGCHANGE_BASE_URL must start with https:// (or http:// locally), got {shown_url(base_url)!r}"
+        )
     token_url = values.get("BIGCHANGE_TOKEN_URL", "").strip() or default_token_url(base_url)
     _check_url("BIGCHANGE_BASE_URL", base_url)
     _check_url("BIGCHANGE_TOKEN_URL", token_url)

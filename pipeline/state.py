@@ -1,7 +1,7 @@
 """Where jobimport keeps what must outlive a run: one folder per tenant identity in the user's state home.
 
-A tenant identity is the API a run talks to (its base URL, normalised without DNS: lower-case scheme and host,
-default port and trailing slash dropped, so `localhost` and `127.0.0.1` are two APIs) plus the customer id.
+A tenant identity is the API a run talks to (its base URL, normalised by RFC 3986 without DNS: see
+`normalise_api`; `localhost` and `127.0.0.1` are two APIs) plus the customer id.
 The ledger, the reference-data cache and the record of dropped files of one identity live in
 `<home>/tenants/<slug>/`, whatever the working directory or `--report-dir`: a rehearsal against the sandbox
 and the real run never share one. The home is `--state-dir`, else `JOBIMPORT_HOME`, else the platform's user
@@ -10,10 +10,12 @@ state folder (platformdirs: `~/.local/state/jobimport` on Linux, `%LOCALAPPDATA%
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 import re
+import string
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -25,19 +27,52 @@ _DEFAULT_PORTS = {"http": 80, "https": 443}
 
 
 def normalise_api(base_url: str) -> str:
-    """`HTTPS://Api.Example.com:443/v1/` → `https://api.example.com/v1`: the API a ledger belongs to."""
+    """The API a ledger belongs to, by RFC 3986's normalisation (section 6.2.2) and without DNS: scheme and host
+    in lower case, an internationalised host in its IDNA (punycode) form, a trailing dot and the default port
+    dropped, percent-encodings of unreserved characters decoded and the others in upper case, dot-segments
+    removed, empty path segments and a trailing slash dropped; user-info, query and fragment are no part of it.
+    `HTTPS://Api.Example.com:443/v1/./x/../` → `https://api.example.com/v1`."""
     parts = urlsplit(base_url.strip())
     scheme = parts.scheme.lower()
-    host = (parts.hostname or "").lower()
+    host = _percent(parts.hostname or "").lower().rstrip(".")
     if ":" in host:  # an IPv6 literal keeps its brackets
         host = f"[{host}]"
+    elif not host.isascii():
+        with contextlib.suppress(UnicodeError):
+            host = host.encode("idna").decode("ascii").lower()
     try:
         port = parts.port
     except ValueError:
         port = None
     netloc = host if port is None or port == _DEFAULT_PORTS.get(scheme) else f"{host}:{port}"
-    path = re.sub("/+", "/", parts.path).rstrip("/")
-    return f"{scheme}://{netloc}{path}"
+    return f"{scheme}://{netloc}{_path(parts.path)}"
+
+
+_UNRESERVED = frozenset(string.ascii_letters + string.digits + "-._~")
+
+
+def _percent(text: str) -> str:
+    """Percent-encodings normalised: unreserved characters decoded, the rest with upper-case hex digits."""
+
+    def one(found: re.Match[str]) -> str:
+        char = chr(int(found.group(1), 16))
+        return char if char in _UNRESERVED else "%" + found.group(1).upper()
+
+    return re.sub(r"%([0-9A-Fa-f]{2})", one, text)
+
+
+def _path(path: str) -> str:
+    """RFC 3986 remove_dot_segments, with empty segments (`//`) and a trailing slash dropped too."""
+    kept: list[str] = []
+    for segment in _percent(path).split("/"):
+        if segment in ("", "."):
+            continue
+        if segment == "..":
+            if kept:
+                kept.pop()
+            continue
+        kept.append(segment)
+    return "".join("/" + segment for segment in kept)
 
 
 @dataclass(frozen=True, slots=True)

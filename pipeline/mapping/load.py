@@ -21,9 +21,10 @@ from pipeline.mapping.lookups import TENANT_LOOKUPS, TENANT_PREFIX, Lookup, load
 from pipeline.mapping.parsers import FIELD_HINT, bad_value_expr, parse_scalar, parse_value
 from pipeline.mapping.units import UNITS
 from pipeline.model import API_FIELDS, CUSTOM_PREFIX, REQUIRED_FIELDS
+from pipeline.read.limits import ReadLimits
 
 SECTIONS = ("source", "fields", "custom_fields", "lookups", "limits")
-SOURCE_KEYS = ("sheet", "header_row", "encoding", "delimiter")
+SOURCE_KEYS = ("sheet", "header_row", "encoding", "delimiter", *ReadLimits.names())
 FIELD_KEYS = ("column", "value", "default", "parse", "unit", "lookup", "by", "trim", "template")
 CUSTOM_KEYS = ("definition_id", "required", "trim", "job_types", "parse", "unit")
 LIMIT_KEYS = ("reference", "description", "custom_field", "order_number")
@@ -102,6 +103,9 @@ class Mapping:
     header_row: int = 1
     encoding: str | None = None
     delimiter: str | None = None
+    read_limits: ReadLimits = field(
+        default_factory=ReadLimits
+    )  # what the input file may cost ([source] max_*; pipeline/read/limits.py)
     fields: dict[str, FieldSpec] = field(default_factory=dict)
     custom_fields: tuple[CustomField, ...] = ()
     limits: Limits = Limits()
@@ -194,11 +198,16 @@ def _load_source(path: Path, doc: dict[str, Any]) -> dict[str, Any]:
     delimiter = source.get("delimiter")
     if delimiter is not None and len(delimiter) != 1:
         raise MappingError(f"{path}: [source] delimiter must be one character, like \";\" (got '{delimiter}')")
+    given = {key: source[key] for key in ReadLimits.names() if key in source}
+    for key, value in given.items():
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise MappingError(f"{path}: [source] {key} must be a whole number ≥ 1 (got {value!r})")
     return {
         "sheet": source.get("sheet"),
         "header_row": header_row,
         "encoding": source.get("encoding"),
         "delimiter": delimiter,
+        "read_limits": ReadLimits(**given),
     }
 
 

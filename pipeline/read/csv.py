@@ -34,6 +34,7 @@ import polars as pl
 from pipeline.errors import InputFileError
 from pipeline.model import RawTable
 from pipeline.read.finish import finish_table
+from pipeline.read.limits import ReadLimits, check_lines
 
 DELIMITERS = (",", ";", "\t", "|")
 _DELIMITER_NAMES = {",": "comma", ";": "semicolon", "\t": "tab", "|": "pipe"}
@@ -53,15 +54,26 @@ _ROW_INDEX = "row"  # (the data columns are named c0, c1, …)
 _SNIFF_RECORDS = 50
 
 
-def read_csv(path: Path, *, header_row: int = 1, encoding: str | None = None, delimiter: str | None = None) -> RawTable:
+def read_csv(
+    path: Path,
+    *,
+    header_row: int = 1,
+    encoding: str | None = None,
+    delimiter: str | None = None,
+    limits: ReadLimits | None = None,
+) -> RawTable:
     """Read a delimited text file as text cells; see read.read_table for the contract.
 
     Fast path: bytes without a BOM (or after a UTF-8 BOM) go to polars as they are (polars refuses invalid UTF-8
     itself); only when that fails are they decoded in Python (strictly, for the message naming the bad byte)
-    with the declared encoding or cp1252 and transcoded to UTF-8.
+    with the declared encoding or cp1252 and transcoded to UTF-8. Before the file is read whole, its lines are
+    streamed and checked against `limits` (pipeline/read/limits.py: max_line_kb).
     """
     declared = _lookup(encoding, str(path)) if encoding else None
     wide = (declared or "").startswith(("utf-16", "utf-32"))
+    with path.open("rb") as f:
+        if not wide:  # (UTF-16/32 lines are not split by single bytes: their size is the file's)
+            check_lines(f, path, limits or ReadLimits())
     raw = path.read_bytes()
     bom = any(raw.startswith(b) for b, _ in _BOMS)
     if raw.startswith(codecs.BOM_UTF8):
@@ -177,6 +189,8 @@ def decode(raw: bytes, declared: str | None, *, where: str) -> tuple[bytes, str]
             return _strict(raw, name, where).encode("utf-8"), name
     tried: list[tuple[str, UnicodeDecodeError]] = []
     declared_name = _lookup(declared, where) if declared else None
+    if declared_name is None:
+        _refuse_damaged_utf8(raw, where)
     if declared_name and declared_name.startswith(("utf-16", "utf-32")):
         candidates = [declared_name]
     else:
@@ -197,6 +211,32 @@ def decode(raw: bytes, declared: str | None, *, where: str) -> tuple[bytes, str]
         else "save it as UTF-8 (CSV UTF-8 in Excel) or give its encoding with --encoding"
     )
     raise InputFileError(f"{where}: cannot be decoded as {reasons}; {hint}")
+
+
+#: a well-formed UTF-8 sequence of two to four bytes (RFC 3629): text in another encoding rarely holds one
+_UTF8_SEQUENCE = re.compile(
+    rb"[\xc2-\xdf][\x80-\xbf]|\xe0[\xa0-\xbf][\x80-\xbf]|[\xe1-\xec\xee\xef][\x80-\xbf]{2}|\xed[\x80-\x9f][\x80-\xbf]"
+    rb"|\xf0[\x90-\xbf][\x80-\xbf]{2}|[\xf1-\xf3][\x80-\xbf]{3}|\xf4[\x80-\x8f][\x80-\xbf]{2}"
+)
+
+
+def _refuse_damaged_utf8(raw: bytes, where: str) -> None:
+    """Bytes that are not valid UTF-8 but hold well-formed UTF-8 sequences are UTF-8 with a few bad bytes, not
+    cp1252: guessing cp1252 would turn every `é` into `Ã©` silently. Refused, naming the first bad byte."""
+    try:
+        raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        if _UTF8_SEQUENCE.search(raw) is None:
+            return  # no sign of UTF-8: another encoding (cp1252 by default)
+        start = exc.start
+        line_start = max(raw.rfind(b"\n", 0, start), raw.rfind(b"\r", 0, start)) + 1
+        bad = len(raw) - len(raw.decode("utf-8", "ignore").encode("utf-8"))
+        raise InputFileError(
+            f"{where}: is UTF-8 except for {bad:,} byte{'s' if bad != 1 else ''}: the first, 0x{raw[start]:02x}, "
+            f"is at line {_line_of(raw, start)}, byte {start - line_start + 1} of that line (offset {start:,} in "
+            "the file); fix those bytes (save the file again as UTF-8), or, if the file truly is cp1252, "
+            'give --encoding cp1252 (or encoding = "cp1252" in the mapping\'s [source])'
+        ) from None
 
 
 def _strict(raw: bytes, name: str, where: str, offset: int = 0) -> str:

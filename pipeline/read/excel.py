@@ -60,6 +60,7 @@ from pipeline.read.cells import (
     serial_text,
 )
 from pipeline.read.finish import blank_candidates, blank_to_null, column_letter, finish_table
+from pipeline.read.limits import ReadLimits, check_archive, check_frame_cells, check_sheet_xml, check_text_member
 
 _OLE2 = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"
 _ZIP = b"PK\x03\x04"
@@ -93,9 +94,14 @@ Finding = tuple[int, int, str, str]  # (0-based column, sheet row, cell referenc
 Loaded = tuple[pl.DataFrame, int, list[int], bool, bool, "_Survey"]
 
 
-def read_excel(path: Path, *, sheet: str | None = None, header_row: int = 1) -> RawTable:
-    """Read one sheet of a workbook as text cells; see read.read_table for the contract."""
+def read_excel(
+    path: Path, *, sheet: str | None = None, header_row: int = 1, limits: ReadLimits | None = None
+) -> RawTable:
+    """Read one sheet of a workbook as text cells; see read.read_table for the contract. The zip workbooks' limits
+    (pipeline/read/limits.py) are checked before calamine opens the file, and each sheet's before it is loaded."""
+    limits = limits or ReadLimits()
     _check_signature(path)
+    _check_parts(path, limits)
     ods = _ods_survey(path) if path.suffix.lower() == ".ods" else None
     try:
         with _native_output_hidden():
@@ -113,7 +119,7 @@ def read_excel(path: Path, *, sheet: str | None = None, header_row: int = 1) -> 
                 f"{path}: no sheet named '{sheet}'; the sheets are {listed}; "
                 "give one of them with --sheet or `sheet` in the mapping's [source]"
             )
-        found = _load_sheet(reader, path, sheet, header_row, ods)
+        found = _load_sheet(reader, path, sheet, header_row, limits, ods)
         if isinstance(found, str):
             raise InputFileError(f"{path}, sheet '{sheet}': {found}")
         loaded, chosen = found, sheet
@@ -124,7 +130,7 @@ def read_excel(path: Path, *, sheet: str | None = None, header_row: int = 1) -> 
         fallback: tuple[tuple[int, int], Loaded, str] | None = None
         empty = True
         for name in names:
-            found = _load_sheet(reader, path, name, header_row, ods)
+            found = _load_sheet(reader, path, name, header_row, limits, ods)
             if isinstance(found, str):
                 empty = empty and found == _EMPTY
                 continue
@@ -233,6 +239,22 @@ def _check_signature(path: Path) -> None:
         )
 
 
+def _check_parts(path: Path, limits: ReadLimits) -> None:
+    """A zip workbook's directory (sizes, ratios), then its parts read whole before any sheet: the shared strings
+    of an .xlsx/.xlsm, the content of an .ods (pipeline/read/limits.py)."""
+    suffix = path.suffix.lower()
+    if suffix not in (".xlsx", ".xlsm", ".ods"):
+        return
+    check_archive(path, limits)
+    with zipfile.ZipFile(path) as zf:
+        if suffix == ".ods":
+            check_text_member(zf, "content.xml", path, limits, "content")
+            return
+        for member in zf.namelist():
+            if member.lower().endswith("sharedstrings.xml"):
+                check_text_member(zf, member, path, limits, "shared strings")
+
+
 def _open_problem(path: Path, exc: Exception) -> str:
     text = " ".join(str(exc).split())
     low = text.lower()
@@ -257,7 +279,12 @@ _EMPTY = "is empty (no cell has a value); check it is the right file and sheet, 
 
 
 def _load_sheet(
-    reader: fastexcel.ExcelReader, path: Path, name: str, header_row: int, ods: _OdsFacts | None = None
+    reader: fastexcel.ExcelReader,
+    path: Path,
+    name: str,
+    header_row: int,
+    limits: ReadLimits,
+    ods: _OdsFacts | None = None,
 ) -> Loaded | str:
     """(text from sheet row 1, header position, absolute columns, visible, all cells read, survey), or, when the
     sheet has no header with a data row under it, why not (a sentence for a message).
@@ -265,7 +292,13 @@ def _load_sheet(
     "All cells read" (.xlsx/.xlsm): the cells with content in the sheet XML are exactly the non-null cells
     calamine gave, so none is an error cell or a formula without a saved result (see the module docstring). The
     XML is counted in a thread while calamine loads the sheet (zlib and calamine release the GIL); the same pass
-    finds the cells whose text calamine gets wrong (`_survey`; .ods: `_ods_cells`; .xls: `_xls_numbers`)."""
+    finds the cells whose text calamine gets wrong (`_survey`; .ods: `_ods_cells`; .xls: `_xls_numbers`).
+    Before calamine loads an .xlsx/.xlsm sheet, its XML is checked against `limits` (rows, columns, cells)."""
+    if path.suffix.lower() in (".xlsx", ".xlsm"):
+        with zipfile.ZipFile(path) as zf:
+            member = _sheet_member(zf, name)
+            if member is not None:
+                check_sheet_xml(zf, member, path, name, limits)
     with ThreadPoolExecutor(max_workers=1) as pool:
         surveyed = None
         if path.suffix.lower() in (".xlsx", ".xlsm"):
@@ -285,6 +318,7 @@ def _load_sheet(
             ) from exc
         if frame.width == 0:
             return _EMPTY
+        check_frame_cells(frame.height, frame.width, f"{path}, sheet '{name}'", limits)
         values = frame.height * frame.width - sum(frame.null_count().row(0))
         survey = surveyed.result() if surveyed is not None else _Survey()
         if path.suffix.lower() == ".xls":

@@ -17,6 +17,7 @@ from typing import Any
 
 import polars as pl
 
+from pipeline.console import one_line
 from pipeline.errors import InputFileError
 from pipeline.mapping import MappedTable, Mapping, apply_mapping, bind_tenant, load_mapping
 from pipeline.model import RawTable
@@ -101,12 +102,13 @@ def prepare(options: RunOptions, checkpoint: Callable[[], None] = lambda: None) 
         header_row=options.header_row or mapping.header_row,
         encoding=options.encoding or mapping.encoding,
         delimiter=options.delimiter or mapping.delimiter,
+        limits=mapping.read_limits,
     )
     for warning in raw.warnings:  # (e.g. the workbook is open in Excel; number formats not reproduced)
-        print(f"jobimport: warning: {warning}", file=sys.stderr)
+        print(f"jobimport: warning: {one_line(warning)}", file=sys.stderr)
     if not raw.is_corrections and (parent := corrected_run(options.input)) is not None:
         print(
-            f"jobimport: warning: {options.input.name} is a corrections file of run {parent} without its 'row' "
+            f"jobimport: warning: {one_line(options.input.name)} is a corrections file of run {parent} without its 'row' "
             "column: results point at the rows of this file, not the original's; put the column back to keep the link",
             file=sys.stderr,
         )

@@ -35,7 +35,7 @@ from pipeline.run.prepare import Prepared, RunOptions, prepare
 from pipeline.run.progress import RunProgress
 from pipeline.run.signals import _Signals
 from pipeline.run.unstarted import discard_if_unused
-from pipeline.settings import Settings, load_settings
+from pipeline.settings import Settings, load_settings, shown_url
 from pipeline.signoff import corrected_run
 from pipeline.state import TenantIdentity, default_ledger_path, normalise_api
 from pipeline.submit import PlannedRow, SubmitStats, Submitter
@@ -275,7 +275,7 @@ def _run(
             rows=prepared.raw.frame.height,
             valid=prepared.plan.height,
             ledger=str(ledger_path),
-            base_url=settings.base_url,
+            base_url=shown_url(settings.base_url),
         )
         options.submit.timeout_grace_s = options.read_timeout_s
         with _frozen_heap():

@@ -25,6 +25,7 @@ def _contacts_of_file(args: argparse.Namespace, source: TenantSource) -> set[int
         header_row=mapping.header_row,
         encoding=mapping.encoding,
         delimiter=mapping.delimiter,
+        limits=mapping.read_limits,
     )
     frame = apply_mapping(raw, mapping).frame
     return {int(c) for c in frame.get_column("contactId").drop_nulls().unique().to_list()}
