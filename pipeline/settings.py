@@ -11,7 +11,7 @@ import logging
 import os
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from urllib.parse import parse_qsl, urlsplit
 
@@ -64,6 +64,12 @@ class Settings:
     client_id: str
     client_secret: Secret
     customer_id: int
+    #: the most a connect (TCP and TLS) may take; `with_timeout` bounds it by the command's --timeout
+    connect_timeout_s: float = 10.0
+
+    def with_timeout(self, timeout_s: float) -> Settings:
+        """These settings with connects bounded by `timeout_s` too (--timeout: a silent host costs no more)."""
+        return replace(self, connect_timeout_s=min(self.connect_timeout_s, timeout_s))
 
 
 class _ParseProblems(logging.Handler):

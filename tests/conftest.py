@@ -41,6 +41,7 @@ def _no_tokens_from_earlier_tests() -> None:
     from pipeline.submit import client
 
     client._ISSUED.clear()
+    client._SILENT.clear()
 
 
 OPENAPI = Path(__file__).resolve().parents[1] / "pipeline" / "sandbox" / "openapi.yaml"

@@ -166,6 +166,9 @@ class _TextRuns:
             self.pending += data
         if not self.pending_text and data.strip():
             self.pending_text = True
+        # refused as soon as it is certain, not when the run ends (gigabytes later)
+        if self.pending_len > (_BYTES_PER_CHAR * CELL_CHARS if self.pending_text else _MB):
+            self._close()
 
     def _close(self) -> None:
         if self.pending_len > CELL_CHARS:
@@ -176,14 +179,15 @@ class _TextRuns:
         if not text.strip():  # blank space between two tags: no cell's text, but no workbook holds a megabyte of it
             if size > _MB:
                 raise InputFileError(
-                    f"{self.where} holds {size / _MB:,.0f} MB of blank space between two tags: it was not saved by "
+                    f"{self.where} holds more than {size / _MB:,.0f} MB of blank space between two tags: it was not saved by "
                     "Excel or LibreOffice; check where the file comes from"
                 )
             return
         # (a run of more than 10 × the limit in bytes holds more than the limit in characters, whatever it holds)
         chars = size if size > _BYTES_PER_CHAR * CELL_CHARS else len(html.unescape(text.decode("utf-8", "replace")))
         if chars > CELL_CHARS:
-            shown = f"{chars:,} characters" if chars != size else f"{size / _MB:,.1f} MB of text"
+            exact = size <= _BYTES_PER_CHAR * CELL_CHARS
+            shown = f"{chars:,} characters" if exact else f"more than {size / _MB:,.1f} MB of text"
             raise InputFileError(
                 f"{self.where} holds a cell of {shown}, more than the {CELL_CHARS:,} a cell may hold (Excel's "
                 "limit): it was not saved by Excel or LibreOffice; check where the file comes from"

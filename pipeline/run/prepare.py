@@ -73,7 +73,11 @@ def prepare(options: RunOptions, checkpoint: Callable[[], None] = lambda: None) 
     """Read, map, validate and plan. Raises InputFileError / MappingError (exit 2) for unusable input.
     `checkpoint` is called between the stages (a Ctrl-C noted meanwhile ends the run there)."""
     mapping = load_mapping(options.mapping)
-    settings = options.settings or (lambda: load_settings(options.env_file))
+    settings = (
+        options.settings.with_timeout(options.read_timeout_s)
+        if options.settings
+        else (lambda: load_settings(options.env_file).with_timeout(options.read_timeout_s))
+    )
     best_effort = options.preflight and not options.dry_run
     fetch = _Background(
         lambda: tenant_for(

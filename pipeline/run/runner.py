@@ -211,7 +211,8 @@ def run_import(options: RunOptions, on_prepared: Callable[[Prepared], None] | No
     ledger_path: Path | None = None
     fresh_folder: Path | None = None  # the tenant folder this run creates (removed again if nothing is sent)
     try:
-        settings = None if options.dry_run else options.settings or load_settings(options.env_file)
+        settings = None if options.dry_run else (options.settings or load_settings(options.env_file))
+        settings = settings.with_timeout(options.read_timeout_s) if settings is not None else None
         if settings is not None:
             identity, ledger_path = resolve_ledger(options, settings)
             if ledger_path == default_ledger_path(identity, options.state_dir) and not ledger_path.parent.exists():
