@@ -17,9 +17,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-import pytest
-
 import bombs
+import pytest
 
 pytestmark = pytest.mark.skipif(not hasattr(os, "wait4"), reason="peak RSS of a child: POSIX only")
 
@@ -58,8 +57,17 @@ def validate(path: Path, mapping_file: Path, cwd: Path) -> tuple[int, str, str, 
     out_path, err_path = cwd / "child.out", cwd / "child.err"
     with out_path.open("wb") as out, err_path.open("wb") as err:
         child = subprocess.Popen(
-            [sys.executable, "-m", "pipeline", "validate", str(path), "--mapping", str(mapping_file)]
-            + ["--report-dir", "r"],
+            [
+                sys.executable,
+                "-m",
+                "pipeline",
+                "validate",
+                str(path),
+                "--mapping",
+                str(mapping_file),
+                "--report-dir",
+                "r",
+            ],
             cwd=cwd,
             stdin=subprocess.DEVNULL,
             stdout=out,

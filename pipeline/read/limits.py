@@ -179,8 +179,8 @@ class _TextRuns:
         if not text.strip():  # blank space between two tags: no cell's text, but no workbook holds a megabyte of it
             if size > _MB:
                 raise InputFileError(
-                    f"{self.where} holds more than {size / _MB:,.0f} MB of blank space between two tags: it was not saved by "
-                    "Excel or LibreOffice; check where the file comes from"
+                    f"{self.where} holds more than {size / _MB:,.0f} MB of blank space between two tags: it was not "
+                    "saved by Excel or LibreOffice; check where the file comes from"
                 )
             return
         # (a run of more than 10 × the limit in bytes holds more than the limit in characters, whatever it holds)
