@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 CHROMIUM ?= /usr/bin/chromium
 
-.PHONY: test demo lint typecheck unit browser bench clean
+.PHONY: test demo lint typecheck unit browser bench clean install
 
 # pip and setuptools talk a lot (an editable install prints a banner even with --quiet): their output goes to
 # $(VENV)/install.log, shown only when the install fails.
@@ -15,6 +15,15 @@ $(STAMP): pyproject.toml
 	@{ $(BIN)/pip install --upgrade pip && $(BIN)/pip install -e '.[dev]'; } > $(VENV)/install.log 2>&1 \
 		|| { cat $(VENV)/install.log; echo "the install failed: see above (also in $(VENV)/install.log)"; exit 1; }
 	@touch $(STAMP)
+
+# A production install: a venv of its own under PREFIX with jobimport and its runtime dependencies only (no dev
+# extras, not editable: the checkout can be removed afterwards). `make install PREFIX=/opt/jobimport` (as root).
+PREFIX ?= /opt/jobimport
+install:
+	$(PY) -m venv $(PREFIX)/.venv
+	$(PREFIX)/.venv/bin/pip install --quiet --upgrade pip
+	$(PREFIX)/.venv/bin/pip install --quiet .
+	@echo "installed: $(PREFIX)/.venv/bin/jobimport"
 
 # The summary.html test opens the page in a real headless Chromium (Debian's package, not a downloaded build).
 browser:
