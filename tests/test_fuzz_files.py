@@ -211,9 +211,8 @@ def _fuzz(suffix: str, examples: int) -> None:
 
     reset = _reset_peak()
     check()
-    print(
-        f"\n{suffix}: {examples * SCALE} examples, exit codes {dict(sorted(CODES[suffix].items()))}, peak RSS {_peak_mb():.0f} MB"
-    )
+    codes = dict(sorted(CODES[suffix].items()))
+    print(f"\n{suffix}: {examples * SCALE} examples, exit codes {codes}, peak RSS {_peak_mb():.0f} MB")
     if reset:
         assert _peak_mb() <= MEMORY_LIMIT_MB
     # the mutations bite (some files refused) and do not only break (some still read)

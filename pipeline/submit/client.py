@@ -24,7 +24,7 @@ import structlog
 from pipeline import __version__
 from pipeline.errors import AuthRefused, RunStopped, TokenUnavailable, TransientError
 from pipeline.retry import RetryPolicy, _FailureLike, call_with_retries
-from pipeline.settings import Settings
+from pipeline.settings import Settings, shown_url
 
 log = structlog.get_logger(__name__)
 
@@ -166,6 +166,28 @@ def _connection_problem(exc: Exception, sent: bool) -> dict[str, Any]:
 _ISSUED: dict[tuple[str, str, str], tuple[str, float]] = {}
 
 
+class _Silent(TransientError):
+    """The token endpoint's host did not answer a connect within the connect timeout (e.g. a port that accepts TCP
+    but never answers the TLS handshake): not tried again, since the next try would wait as long for the same
+    silence (`--timeout` in all)."""
+
+    retryable = False
+
+
+class _SilentEndpoint(TokenUnavailable):
+    """A token endpoint found silent: shared by every client of this process for a while (see _SILENT)."""
+
+
+#: Token endpoints found silent (by the same key as _ISSUED), with when: the reference-data fetch that runs first
+#: and the submit that follows share the wait instead of each timing out in turn.
+_SILENT: dict[tuple[str, str, str], tuple[_SilentEndpoint, float]] = {}
+
+
+def _timed_out_connecting(exc: Exception) -> bool:
+    """A connect timeout that really was one (httpx-aiohttp also names a dropped connection ConnectTimeout)."""
+    return isinstance(exc, httpx.ConnectTimeout) and "timeout" in type(exc.__cause__ or exc).__name__.lower()
+
+
 class TokenSource:
     """Client-credentials tokens, shared by all workers: one refresh at a time, renewed before expiry."""
 
@@ -205,22 +227,27 @@ class TokenSource:
         at once instead of each retrying the unreachable endpoint in turn."""
         if self._failure is not None and time.monotonic() - self._failed_at < 10.0:
             raise self._failure
+        silent = _SILENT.get(self._key)  # (another client of this process just found the endpoint silent)
+        if silent is not None and time.monotonic() - silent[1] < 10.0:
+            raise silent[0]
         try:
             await self._fetch()
         except TokenUnavailable as exc:
             self._failure, self._failed_at = exc, time.monotonic()
+            if isinstance(exc, _SilentEndpoint):
+                _SILENT[self._key] = (exc, self._failed_at)
             raise
         self._failure = None
 
     async def _fetch(self) -> None:
         """One token, tried `attempts` times through the retry policy (5xx, 429, network); a refusal stops."""
-        url = self._settings.token_url
+        url = shown_url(self._settings.token_url)  # (shown without a query: see settings.shown_url)
         policy = RetryPolicy(attempts=self.attempts, base_s=0.5, max_s=8.0, max_wait_s=30.0)
         try:
             response = await call_with_retries(self._post_token, policy)
         except TransientError as exc:
             if exc.status is None:
-                raise TokenUnavailable(
+                raise (_SilentEndpoint if isinstance(exc, _Silent) else TokenUnavailable)(
                     f"cannot reach the token endpoint {url}: {exc}; check BIGCHANGE_TOKEN_URL and the network, "
                     "then run again"
                 ) from None
@@ -230,9 +257,11 @@ class TokenSource:
             ) from None
         if response.status_code != 200:
             problem = problem_from_response(response)
+            secret = self._settings.client_secret.reveal() or "\0"
+            title = str(problem.get("title") or "").replace(secret, "***")  # (an endpoint that echoes the form)
             raise AuthRefused(
                 f"the token endpoint {url} refused the client credentials ({response.status_code} "
-                f"{problem.get('title') or ''}); check BIGCHANGE_CLIENT_ID and BIGCHANGE_CLIENT_SECRET"
+                f"{title}); check BIGCHANGE_CLIENT_ID and BIGCHANGE_CLIENT_SECRET"
             )
         try:
             body = response.json()
@@ -258,10 +287,12 @@ class TokenSource:
             "client_id": self._settings.client_id,
             "client_secret": self._settings.client_secret.reveal(),
         }
+        url = self._settings.token_url
         try:
-            response = await self._http.post(self._settings.token_url, data=form)
+            response = await self._http.post(url, data=form)
         except httpx.HTTPError as exc:
-            raise TransientError(_cause_name(exc)) from None
+            cause = _cause_name(exc).replace(url, shown_url(url))  # (aiohttp names the URL, query included)
+            raise (_Silent if _timed_out_connecting(exc) else TransientError)(cause) from None
         if response.status_code in TRANSIENT_STATUSES or response.status_code >= 500:
             raise TransientError(
                 f"token endpoint answered {response.status_code}",
@@ -281,7 +312,10 @@ class ApiClient:
         limits = httpx.Limits(max_connections=opts.max_connections, max_keepalive_connections=opts.max_connections)
         # pool=None: waiting for a free connection is not a timeout (a PoolTimeout would look like "maybe sent").
         timeout = httpx.Timeout(
-            connect=opts.connect_timeout_s, read=opts.read_timeout_s, write=opts.write_timeout_s, pool=None
+            connect=min(opts.connect_timeout_s, settings.connect_timeout_s),  # (--timeout bounds connects too)
+            read=opts.read_timeout_s,
+            write=opts.write_timeout_s,
+            pool=None,
         )
         transport: httpx.AsyncBaseTransport
         if opts.transport == "aiohttp":
