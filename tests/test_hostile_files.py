@@ -209,6 +209,12 @@ OWN: list[tuple[str, Maker, str, tuple[str, ...]]] = [
         ("has more than 1,048,576 rows",),
     ),
     (
+        "xlsx, a cell in row 2,147,483,648 (found by the fuzzer: calamine aborted the process)",
+        lambda d: bombs.xlsx(d / "abort.xlsx", _sheet(b'<row r="2"><c s="0" r="J2147483648"><v>1</v></c></row>')),
+        "",
+        ("has more than 1,048,576 rows",),
+    ),
+    (
         "xlsx, a cell in column XFE (16,385)",
         lambda d: bombs.xlsx(d / "wide.xlsx", _sheet(b'<row r="2"><c r="XFE2"><v>1</v></c></row>')),
         "",

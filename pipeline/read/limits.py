@@ -221,7 +221,7 @@ def check_sheet_xml(zf: zipfile.ZipFile, member: str, path: Path, sheet: str, li
     runs = _TextRuns(where)
     rows = max_row = cells = width = 0
     row_tag = cell_tag = b""
-    row_ref = cell_ref = re.compile(b"")
+    row_ref = cell_ref = far_cell = re.compile(b"")
     tail = b""
     for i, chunk in enumerate(_member_chunks(zf, member, path, limits)):
         if i == 0:
@@ -230,6 +230,8 @@ def check_sheet_xml(zf: zipfile.ZipFile, member: str, path: Path, sheet: str, li
             row_tag, cell_tag = b"<" + ns + b"row", b"<" + ns + b"c"
             row_ref = re.compile(rb"<%srow\b[^>]*?\sr=\"(\d+)\"" % re.escape(ns))
             cell_ref = re.compile(rb'<%sc r="([A-Z]+)' % re.escape(ns))  # (Excel writes r first)
+            # a cell's row beyond the sheet (calamine aborts the process on a row number of 2^31)
+            far_cell = re.compile(rb'r="\$?[A-Z]+\$?(\d{7,})')  # (whatever the attribute order)
         runs.feed(chunk)
         # tags may straddle two chunks: they are counted in `tail + chunk` up to its last '<'
         buf = tail + chunk
@@ -241,6 +243,9 @@ def check_sheet_xml(zf: zipfile.ZipFile, member: str, path: Path, sheet: str, li
         refs = row_ref.findall(done)
         if refs:
             max_row = max(max_row, max(map(int, refs)))
+        far = far_cell.findall(done)
+        if far:
+            max_row = max(max_row, max(map(int, far)))
         cells += done.count(cell_tag)  # (`<c` also starts `<col`, `<cfRule`: a few more at most)
         letters = set(cell_ref.findall(done))
         if letters:
