@@ -239,8 +239,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args: argparse.Namespace | None = None
     saved = sys.stdout
-    guard_stdout()  # (control characters from files made visible; a reader that went away ends nothing)
     try:
+        guard_stdout()  # (control characters from files made visible; a reader that went away ends nothing)
         args = build_parser().parse_args(argv)
         return _dispatch(args)
     except JobImportError as exc:
