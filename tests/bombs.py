@@ -134,13 +134,15 @@ def _member(segments: list[Segment]) -> tuple[list[tuple[bytes, int]], int, int,
     return pieces, crc, size, packed + 2
 
 
-def write_zip(path: Path, members: dict[str, list[Segment] | bytes]) -> Path:
-    """A zip64 file of deflated members; a member is bytes, or segments (bytes, repeat count)."""
+def write_zip(path: Path, members: dict[str, list[Segment] | bytes], declared: dict[str, int] | None = None) -> Path:
+    """A zip64 file of deflated members; a member is bytes, or segments (bytes, repeat count). `declared` makes
+    the zip directory lie: the unpacked size it gives for the named members."""
     central = b""
     with path.open("wb") as out:
         for name, content in members.items():
             segments = [(content, 1)] if isinstance(content, bytes) else content
             pieces, crc, size, packed = _member(segments)
+            size = (declared or {}).get(name, size)
             encoded = name.encode()
             offset = out.tell()
             extra = struct.pack("<HHQQ", 1, 16, size, packed)

@@ -253,6 +253,24 @@ OWN: list[tuple[str, Maker, str, tuple[str, ...]]] = [
         ("sheet 'Jobs' holds a cell of 40,000 characters",),
     ),
     (
+        "xlsx, a zip directory that lies (styles.xml said 1,000 bytes, unpacks to 2 GB)",
+        lambda d: bombs.write_zip(
+            d / "lies.xlsx",
+            {
+                "[Content_Types].xml": bombs.CONTENT_TYPES,
+                "_rels/.rels": bombs.ROOT_RELS,
+                "xl/workbook.xml": bombs.WORKBOOK,
+                "xl/_rels/workbook.xml.rels": bombs.WORKBOOK_RELS,
+                "xl/sharedStrings.xml": bombs.NO_STRINGS,
+                "xl/worksheets/sheet1.xml": _sheet(b'<row r="2"><c r="A2"><v>1</v></c></row>'),
+                "xl/styles.xml": [(b"<styleSheet>", 1), (b" " * bombs.MB, 2048), (b"</styleSheet>", 1)],
+            },
+            declared={"xl/styles.xml": 1000},
+        ),
+        "",
+        ("xl/styles.xml unpacks to more than its zip directory says (1,000 bytes)",),
+    ),
+    (
         "xlsx, 20,000 zip members",
         lambda d: bombs.write_zip(d / "members.xlsx", {f"x/{i}.xml": b"<a/>" for i in range(20_000)}),
         "",

@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import html
 import re
+import struct
 import zipfile
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -34,6 +36,8 @@ _CHUNK = 4 * _MB
 _RATIO_FLOOR = 16 * _MB
 #: more members than this is no spreadsheet (a directory of millions of entries costs memory of its own)
 _MAX_MEMBERS = 10_000
+#: a deflated member this small unpacks to at most ~66 MB, whatever its directory entry says
+_SAFE_PACKED = 64 * 1024
 #: an XML text run of N bytes holds at least N / 10 characters (`&#x10FFFF;` is one character in 10 bytes)
 _BYTES_PER_CHAR = 10
 
@@ -91,6 +95,52 @@ def check_archive(path: Path, limits: ReadLimits) -> None:
                 f"{limits.max_compression_ratio:,} a spreadsheet has (a zip bomb?); "
                 f"{_raise_hint('max_compression_ratio', limits.max_compression_ratio)}"
             )
+    # a member small when packed cannot unpack to much (deflate: at most ~1,032 times): only the others are inflated
+    for info in infos:
+        if info.compress_size > _SAFE_PACKED:
+            _check_real_size(path, info, limits)
+
+
+def _check_real_size(path: Path, info: zipfile.ZipInfo, limits: ReadLimits) -> None:
+    """What a member really unpacks to, inflated here in bounded pieces: no more than its directory entry says
+    (calamine inflates a member whole, trusting the stream, not the directory: a styles.xml declared as 1,000
+    bytes that inflates to 2 GB took 2 GB of memory) and no more than max_unpacked_mb."""
+    limit = min(info.file_size, limits.max_unpacked_mb * _MB)
+    lying = InputFileError(
+        f"{path}: its part {info.filename} unpacks to more than its zip directory says ({info.file_size:,} "
+        "bytes): the file is damaged or was made to mislead; open it in Excel or LibreOffice and save it again"
+    )
+    with path.open("rb") as f:
+        f.seek(info.header_offset)
+        head = f.read(30)
+        if len(head) < 30 or head[:4] != b"PK\x03\x04":
+            raise lying
+        name_len, extra_len = struct.unpack("<HH", head[26:30])
+        f.seek(info.header_offset + 30 + name_len + extra_len)
+        if info.compress_type == zipfile.ZIP_STORED:
+            if info.compress_size > limit:
+                raise lying
+            return
+        if info.compress_type != zipfile.ZIP_DEFLATED:
+            return  # (calamine reads stored and deflated members only: it refuses the others itself)
+        inflater, left, out = zlib.decompressobj(-15), info.compress_size, 0
+        while left > 0 and not inflater.eof:
+            data = f.read(min(_CHUNK, left))
+            if not data:
+                break
+            left -= len(data)
+            while data and not inflater.eof:
+                out += len(inflater.decompress(data, _CHUNK))
+                data = inflater.unconsumed_tail
+                if out > limit:
+                    raise (
+                        lying
+                        if out > info.file_size
+                        else InputFileError(
+                            f"{path}: its part {info.filename} unpacks to more than {limits.max_unpacked_mb:,} MB; "
+                            + _raise_hint("max_unpacked_mb", limits.max_unpacked_mb)
+                        )
+                    )
 
 
 def _member_chunks(zf: zipfile.ZipFile, member: str, path: Path, limits: ReadLimits) -> Iterator[bytes]:
