@@ -112,8 +112,9 @@ def prepare(options: RunOptions, checkpoint: Callable[[], None] = lambda: None) 
         print(f"jobimport: warning: {one_line(warning)}", file=sys.stderr)
     if not raw.is_corrections and (parent := corrected_run(options.input)) is not None:
         print(
-            f"jobimport: warning: {one_line(options.input.name)} is a corrections file of run {parent} without its 'row' "
-            "column: results point at the rows of this file, not the original's; put the column back to keep the link",
+            f"jobimport: warning: {one_line(options.input.name)} is a corrections file of run {parent} without its "
+            "'row' column: results point at the rows of this file, not the original's; put the column back to keep "
+            "the link",
             file=sys.stderr,
         )
     if raw.is_corrections and raw.kind == "csv":
