@@ -202,3 +202,100 @@ def sandbox_api(openapi_contract: OpenApiContract) -> Iterator[Callable[[Sandbox
     yield connect
     for api in clients:
         api.close()
+
+
+# --- a real PostgreSQL server for the shared ledger ---------------------------------------------------------------
+
+
+class PostgresServer:
+    """A throw-away cluster: `url(dbname)` (password in the URL, scram over TCP), `admin` (a superuser URL)."""
+
+    def __init__(self, port: int, password: str) -> None:
+        self.port = port
+        self.password = password
+
+    def url(self, dbname: str = "postgres", password: bool = True) -> str:
+        secret = f":{self.password}" if password else ""
+        return f"postgresql://postgres{secret}@127.0.0.1:{self.port}/{dbname}"
+
+
+def _postgres_bin() -> Path | None:
+    import glob
+    import shutil
+
+    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/pg_ctl"), key=lambda p: int(p.split("/")[-3]))
+    if found:
+        return Path(found[-1]).parent
+    on_path = shutil.which("pg_ctl")
+    return Path(on_path).parent if on_path else None
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[PostgresServer]:
+    """initdb + pg_ctl in a fresh folder (as `postgres` when we are root: the server refuses root), a free port,
+    fsync off. Skipped with the reason when PostgreSQL is not installed — except under CI, where that fails."""
+    import os
+    import secrets
+    import shutil
+    import socket
+    import subprocess
+    import tempfile
+
+    bin_dir = _postgres_bin()
+    if bin_dir is None:
+        reason = (
+            "PostgreSQL is not installed (no /usr/lib/postgresql/*/bin/pg_ctl, no pg_ctl on PATH): the shared-ledger "
+            "tests need it; `make test` installs Debian's postgresql package"
+        )
+        if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+            pytest.fail(f"CI must run the PostgreSQL tests: {reason}")
+        pytest.skip(reason)
+    folder = Path(tempfile.mkdtemp(prefix="jobimport-pg-"))
+    prefix: list[str] = []
+    if os.geteuid() == 0:
+        import pwd
+
+        user = pwd.getpwnam("postgres")
+        os.chown(folder, user.pw_uid, user.pw_gid)
+        prefix = ["runuser", "-u", "postgres", "--"]
+    password = secrets.token_hex(12)
+    pwfile = folder / "pw"
+    pwfile.write_text(password)
+    if prefix:
+        os.chown(pwfile, user.pw_uid, user.pw_gid)
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    data = folder / "data"
+    subprocess.run(
+        [*prefix, str(bin_dir / "initdb"), "-D", str(data), "-U", "postgres", f"--pwfile={pwfile}",
+         "--auth=scram-sha-256", "--no-sync", "--encoding=UTF8", "--locale=C"],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    options = f"-c fsync=off -c port={port} -c listen_addresses=127.0.0.1 -c unix_socket_directories={folder}"
+    subprocess.run(
+        [*prefix, str(bin_dir / "pg_ctl"), "-D", str(data), "-o", options, "-l", str(folder / "log"), "-w", "start"],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    try:
+        yield PostgresServer(port, password)
+    finally:
+        subprocess.run(
+            [*prefix, str(bin_dir / "pg_ctl"), "-D", str(data), "-m", "immediate", "-w", "stop"], capture_output=True
+        )
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.fixture
+def pg_url(postgres_server: PostgresServer) -> Iterator[str]:
+    """A fresh, empty database on the test server (dropped afterwards): the URL, password included."""
+    import uuid
+
+    import psycopg
+
+    name = f"ledger_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(postgres_server.url(), autocommit=True) as admin:
+        admin.execute(f"CREATE DATABASE {name}")
+    yield postgres_server.url(name)
+    with psycopg.connect(postgres_server.url(), autocommit=True) as admin:
+        admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")

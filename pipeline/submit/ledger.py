@@ -1,4 +1,4 @@
-"""The ledger: a durable SQLite record of every row's key, state, job id and problem — the source of truth for reruns.
+"""The ledger: a durable record of every row's key, state, job id and problem — the source of truth for reruns.
 
 The API has no idempotency key, so this file (with the look-up by reference before a first send) is what stops
 duplicates. A row's key is its reference (or a payload fingerprint when it has none). States: pending → sending →
@@ -12,14 +12,23 @@ folder of the state home, whatever the working directory. WAL mode with synchron
 survives a killed process and a power cut. Every write goes through one writer thread in batched transactions
 (`submit_*` return a future that is done once the write is durable), so a commit never blocks the event loop;
 reads use their own connection and only ever ask for the keys of the file at hand.
+
+Two backends behind one interface (`Ledger`): the embedded SQLite file (`SqliteLedger`, the default: nothing to set
+up for one person) and a PostgreSQL database shared by everyone who imports into the tenant (`PgLedger`, in
+pipeline/submit/ledger_pg.py, imported only when a `postgresql://` URL is given). `Ledger(target, identity)` (or
+`open_ledger`) opens the one the target names, as `pathlib.Path` picks its flavour. A shared ledger hands out
+claims: `submit_sending` resolves to the keys another live run holds (refused, not to be sent); an embedded
+ledger never refuses, because a machine-wide lock per tenant lets one run on the machine send at a time.
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
+import os
 import queue
 import sqlite3
+import sys
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, InvalidStateError
@@ -125,6 +134,199 @@ class RunRecord:
     input_sha256: str | None = None
 
 
+LedgerTarget = Path | str  # a SQLite file, or a postgresql:// URL
+#: the environment variable that names a shared ledger when --ledger is not given
+LEDGER_URL_VARIABLE = "JOBIMPORT_LEDGER_URL"
+#: where the machine-wide locks of embedded ledgers live (default: a folder every user of the machine can write)
+LOCK_DIR_VARIABLE = "JOBIMPORT_LOCK_DIR"
+
+
+def is_url(target: LedgerTarget | None) -> bool:
+    """Whether a --ledger value names a PostgreSQL ledger rather than a file."""
+    return isinstance(target, str) and target.split("://", 1)[0].lower() in ("postgresql", "postgres")
+
+
+def as_target(value: str | Path) -> LedgerTarget:
+    """A --ledger value as given on the command line: a URL stays text, anything else is a path."""
+    return str(value) if is_url(str(value)) else Path(value)
+
+
+class Ledger:
+    """What every backend offers (the engine, the runner, `status` and `report` use only this).
+
+    `Ledger(target, identity, exclusive=True)` opens the backend the target names: a path → `SqliteLedger`, a
+    `postgresql://` URL → `PgLedger`. `exclusive`: a ledger a run sends from (readers — `status`, `report` —
+    pass False). `path`: what messages name (the file, or the URL with its password masked).
+    """
+
+    path: Any
+    identity: TenantIdentity
+
+    def __new__(cls, target: LedgerTarget, identity: TenantIdentity, exclusive: bool = True) -> Ledger:
+        if cls is Ledger:
+            cls = _backend(target)
+        return object.__new__(cls)
+
+    @classmethod
+    def open_existing(cls, target: LedgerTarget) -> Ledger:
+        """Open a ledger for reading runs, whatever its tenant (for `report` and `status`)."""
+        if is_url(target):
+            from pipeline.submit.ledger_pg import PgLedger
+
+            return PgLedger.open_existing(target)
+        return SqliteLedger.open_existing(target)
+
+    def __enter__(self) -> Ledger:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+    # rows
+    def known(self, keys: Iterable[str]) -> dict[str, LedgerRow]:
+        raise NotImplementedError
+
+    def in_state(self, state: str) -> list[LedgerRow]:
+        """Rows in one state. `sending` leaves out rows whose claim another live run still holds."""
+        raise NotImplementedError
+
+    def rows(self) -> dict[str, LedgerRow]:
+        raise NotImplementedError
+
+    def submit_sending(self, items: Iterable[tuple[str, str | None]], run_id: str) -> Future[dict[str, str]]:
+        """Claim (key, reference) rows for this run as `sending`; the future is done once that is durable and
+        holds the keys refused (another live run holds them, or settled them meanwhile) → a note saying by whom.
+        Send only the rows granted, only then."""
+        raise NotImplementedError
+
+    def submit_record(self, updates: Iterable[Update], run_id: str) -> Future[Any]:
+        raise NotImplementedError
+
+    def flush(self) -> None:
+        raise NotImplementedError
+
+    def mark_sending(self, items: Iterable[tuple[str, str | None]], run_id: str) -> dict[str, str]:
+        """`submit_sending`, waiting until it is durable; the keys refused."""
+        return self.submit_sending(items, run_id).result()
+
+    def record(self, updates: Iterable[Update], run_id: str) -> None:
+        """`submit_record`, waiting until it is durable."""
+        self.submit_record(updates, run_id).result()
+
+    # runs
+    def start_run(self, run_id: str, input_path: str, mapping_path: str, input_sha256: str | None = None) -> None:
+        raise NotImplementedError
+
+    def finish_run(
+        self,
+        run_id: str,
+        summary: dict[str, Any],
+        exit_code: int,
+        outcomes: Iterator[tuple[int, int, str | None, str, int | None, str | None, str | None]],
+        errors: Iterator[tuple[int, str | None, str | None, str, str]],
+    ) -> None:
+        raise NotImplementedError
+
+    def has_run_rows(self, run_id: str) -> bool:
+        raise NotImplementedError
+
+    def runs(self, limit: int = 20) -> list[RunRecord]:
+        raise NotImplementedError
+
+    def run(self, run_id: str) -> RunRecord | None:
+        raise NotImplementedError
+
+    def previous_run(self, input_path: str, before_run_id: str) -> RunRecord | None:
+        raise NotImplementedError
+
+    def run_rows(self, run_id: str) -> list[tuple[int, int, str | None, str, int | None, str | None, str | None]]:
+        raise NotImplementedError
+
+    def run_errors(self, run_id: str) -> list[tuple[int, str | None, str | None, str, str]]:
+        raise NotImplementedError
+
+
+def _backend(target: LedgerTarget) -> type[Ledger]:
+    if is_url(target):
+        from pipeline.submit.ledger_pg import PgLedger  # psycopg is imported only for a shared ledger
+
+        return PgLedger
+    if isinstance(target, str) and "://" in target:
+        raise SettingsError(
+            f"--ledger {target.split('://', 1)[0]}://… is not a ledger this version knows: give a file or a "
+            "postgresql://user@host/database URL"
+        )
+    return SqliteLedger
+
+
+def open_ledger(target: LedgerTarget, identity: TenantIdentity, exclusive: bool = True) -> Ledger:
+    """The ledger `target` names (a file or a postgresql:// URL), opened for `identity`."""
+    return Ledger(target, identity, exclusive)
+
+
+# --- the machine-wide guard of embedded ledgers ------------------------------------------------------------------
+
+
+def machine_lock_dir() -> Path:
+    """A folder every user of this machine can write: the guard must see runs of other state folders and of other
+    accounts (a cron job and an analyst). Windows: %ProgramData% (machine-wide; %TEMP% is per user)."""
+    explicit = os.environ.get(LOCK_DIR_VARIABLE, "").strip()
+    if explicit:
+        return Path(explicit)
+    if sys.platform == "win32":
+        return Path(os.environ.get("PROGRAMDATA") or r"C:\ProgramData") / "jobimport" / "locks"
+    return Path("/tmp/jobimport-locks")  # not tempfile.gettempdir(): on macOS that is per user
+
+
+class TenantGuard:
+    """Held while an embedded ledger sends: one run per tenant on this machine, whatever its state folder."""
+
+    def __init__(self, identity: TenantIdentity, ledger_path: Path) -> None:
+        folder = machine_lock_dir()
+        try:
+            if not folder.is_dir():
+                folder.mkdir(parents=True, exist_ok=True)
+                if sys.platform != "win32":
+                    folder.chmod(0o1777)  # every account may add its lock, none may take another's away
+        except OSError as exc:
+            raise SettingsError(
+                f"cannot create {folder} for the machine-wide lock of {identity} ({exc.strerror or exc}); "
+                f"set {LOCK_DIR_VARIABLE} to a folder every user of this machine can write"
+            ) from None
+        self.note = folder / f"tenant-{identity.slug}.holder"
+        self.lock = FileLock(folder / f"tenant-{identity.slug}.lock", mode=0o666)
+        try:
+            self.lock.acquire(timeout=0)
+        except Timeout:
+            holder = ""
+            try:
+                holder = self.note.read_text(encoding="utf-8").strip()
+            except OSError:
+                pass
+            raise SettingsError(
+                f"another jobimport run on this machine is importing into {identity}"
+                + (f" ({holder})" if holder else "")
+                + "; wait for it to finish (two ledgers sending to one tenant at once would create jobs twice), or "
+                "let everyone who imports into this tenant share one ledger: --ledger postgresql://… (README: "
+                "teams and several machines)"
+            ) from None
+        except OSError as exc:
+            raise SettingsError(
+                f"cannot take the machine-wide lock of {identity} in {folder} ({exc.strerror or exc}); set "
+                f"{LOCK_DIR_VARIABLE} to a folder every user of this machine can write"
+            ) from None
+        try:
+            self.note.write_text(f"ledger {ledger_path}, process {os.getpid()}", encoding="utf-8")
+        except OSError:
+            pass  # only the message of a refused run names the holder
+
+    def release(self) -> None:
+        self.lock.release()
+
+
 def _connect(path: Path) -> sqlite3.Connection:
     db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
     db.execute("PRAGMA busy_timeout=10000")
@@ -157,14 +359,14 @@ def _rollback(db: sqlite3.Connection) -> None:
         db.execute("ROLLBACK")
 
 
-def _resolve(future: Future[None], error: BaseException | None) -> None:
+def _resolve(future: Future[Any], error: BaseException | None, result: Any = None) -> None:
     """Settle a write's future. A waiter that gave up (a cancelled await) may have cancelled it: the write happened
     all the same, and the writer thread must not die of it."""
     if future.cancelled():
         return
     try:
         if error is None:
-            future.set_result(None)
+            future.set_result(result)
         else:
             future.set_exception(error)
     except InvalidStateError:
@@ -177,7 +379,7 @@ class _Writer(threading.Thread):
     def __init__(self, db: sqlite3.Connection) -> None:
         super().__init__(name="jobimport-ledger-writer", daemon=True)
         self.db = db
-        self.jobs: queue.Queue[tuple[list[_Job], Future[None]] | None] = queue.Queue()
+        self.jobs: queue.Queue[tuple[list[_Job], Future[Any], Any] | None] = queue.Queue()
 
     def run(self) -> None:
         while True:
@@ -199,11 +401,11 @@ class _Writer(threading.Thread):
             if stop:
                 return
 
-    def _commit(self, batch: list[tuple[list[_Job], Future[None]]]) -> None:
+    def _commit(self, batch: list[tuple[list[_Job], Future[Any], Any]]) -> None:
         try:
             self.db.execute("BEGIN IMMEDIATE")
             try:
-                for jobs, _ in batch:
+                for jobs, _, _ in batch:
                     for sql, params in jobs:
                         self.db.executemany(sql, params)
                 self.db.execute("COMMIT")
@@ -211,23 +413,27 @@ class _Writer(threading.Thread):
                 _rollback(self.db)  # never leave a transaction open behind a failed commit
                 raise
         except Exception as exc:
-            for _, future in batch:
+            for _, future, _ in batch:
                 _resolve(future, exc)
             return
-        for _, future in batch:
-            _resolve(future, None)
+        for _, future, result in batch:
+            _resolve(future, None, result)
 
 
-class Ledger:
-    """Open with `Ledger(path, identity)`; close with `.close()` or use as a context manager."""
+class SqliteLedger(Ledger):
+    """The embedded ledger: a SQLite file. Open with `Ledger(path, identity)`; close with `.close()` or use as a
+    context manager."""
 
-    def __init__(self, path: Path, identity: TenantIdentity, exclusive: bool = True) -> None:
-        """`exclusive`: hold the ledger's lock file for as long as this object is open, so two runs can never
-        send from one ledger at once (both would see the same rows as unsent). Readers pass False."""
+    def __init__(self, path: LedgerTarget, identity: TenantIdentity, exclusive: bool = True) -> None:
+        """`exclusive`: hold the ledger's lock file, and the machine-wide lock of its tenant, for as long as this
+        object is open, so two runs can never send from one ledger at once (both would see the same rows as
+        unsent), nor two ledgers of one machine to one tenant. Readers pass False."""
+        path = Path(path)
         self.path = path
         self.identity = identity
         path.parent.mkdir(parents=True, exist_ok=True)
         self._lock: FileLock | None = None
+        self._guard: TenantGuard | None = None
         if exclusive:
             self._lock = FileLock(f"{path}.lock")
             try:
@@ -238,6 +444,12 @@ class Ledger:
                     f"another jobimport run is using the ledger {path}; wait for it to finish (two runs on one "
                     "ledger could create jobs twice)"
                 ) from None
+            if identity.api:
+                try:
+                    self._guard = TenantGuard(identity, path)
+                except SettingsError:
+                    self._release_lock()
+                    raise
         self._read_lock = threading.Lock()
         self._writer: _Writer | None = None
         try:
@@ -260,10 +472,10 @@ class Ledger:
         self._writer.start()
 
     @classmethod
-    def open_existing(cls, path: Path) -> Ledger:
+    def open_existing(cls, target: LedgerTarget) -> Ledger:
         """Open a ledger for reading runs, whatever its tenant (for `report` and `status`)."""
-        api, customer_id = read_identity(path)
-        return cls(path, TenantIdentity(api or "", customer_id or 0), exclusive=False)
+        api, customer_id = read_identity(Path(target))
+        return SqliteLedger(Path(target), TenantIdentity(api or "", customer_id or 0), exclusive=False)
 
     def _claim(self, identity: TenantIdentity) -> None:
         meta = dict(self._db.execute("SELECT key, value FROM meta").fetchall())
@@ -291,12 +503,6 @@ class Ledger:
                 "and BIGCHANGE_CUSTOMER_ID"
             )
 
-    def __enter__(self) -> Ledger:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
     def close(self) -> None:
         if self._writer is not None:
             self._writer.jobs.put(None)
@@ -309,6 +515,9 @@ class Ledger:
         self._release_lock()
 
     def _release_lock(self) -> None:
+        if self._guard is not None:
+            self._guard.release()
+            self._guard = None
         if self._lock is not None:
             self._lock.release()
             self._lock = None
@@ -330,15 +539,15 @@ class Ledger:
                 _rollback(self.db)  # never leave a transaction open behind a failed commit
                 raise
 
-    def _tx(self) -> Ledger._Tx:
-        return Ledger._Tx(self._db)
+    def _tx(self) -> SqliteLedger._Tx:
+        return SqliteLedger._Tx(self._db)
 
-    def _write(self, jobs: list[_Job]) -> Future[None]:
-        future: Future[None] = Future()
+    def _write(self, jobs: list[_Job], result: Any = None) -> Future[Any]:
+        future: Future[Any] = Future()
         if self._writer is None:
             future.set_exception(RuntimeError("the ledger is closed"))
         else:
-            self._writer.jobs.put((jobs, future))
+            self._writer.jobs.put((jobs, future, result))
         return future
 
     def _read(self, fn: Callable[[sqlite3.Connection], Any]) -> Any:
@@ -383,8 +592,9 @@ class Ledger:
         found = self._read(lambda db: db.execute(f"SELECT {self._ROW_COLUMNS} FROM rows").fetchall())
         return {r[0]: self._row(r) for r in found}
 
-    def submit_sending(self, items: Iterable[tuple[str, str | None]], run_id: str) -> Future[None]:
-        """Queue (key, reference) rows as `sending`; the future is done once that is durable (send only then)."""
+    def submit_sending(self, items: Iterable[tuple[str, str | None]], run_id: str) -> Future[dict[str, str]]:
+        """Queue (key, reference) rows as `sending`; the future is done once that is durable (send only then).
+        Nothing is ever refused: the machine-wide guard lets one run send to the tenant at a time."""
         stamp = now_iso()
         sql = (
             "INSERT INTO rows (key, state, reference, attempts, run_id, updated_at) "
@@ -392,9 +602,9 @@ class Ledger:
             "ON CONFLICT(key) DO UPDATE SET state='sending', reference=excluded.reference, "
             "attempts=rows.attempts+1, run_id=excluded.run_id, problem=NULL, updated_at=excluded.updated_at"
         )
-        return self._write([(sql, [(key, ref, run_id, stamp) for key, ref in items])])
+        return self._write([(sql, [(key, ref, run_id, stamp) for key, ref in items])], {})
 
-    def submit_record(self, updates: Iterable[Update], run_id: str) -> Future[None]:
+    def submit_record(self, updates: Iterable[Update], run_id: str) -> Future[Any]:
         """Queue final (or intermediate) states; a row the ledger does not hold yet is added."""
         stamp = now_iso()
         sql = (
@@ -413,14 +623,6 @@ class Ledger:
     def flush(self) -> None:
         """Wait until every write queued so far is durable (raises what the last of them raised)."""
         self._write([]).result()
-
-    def mark_sending(self, items: Iterable[tuple[str, str | None]], run_id: str) -> None:
-        """`submit_sending`, waiting until it is durable."""
-        self.submit_sending(items, run_id).result()
-
-    def record(self, updates: Iterable[Update], run_id: str) -> None:
-        """`submit_record`, waiting until it is durable."""
-        self.submit_record(updates, run_id).result()
 
     # --- runs --------------------------------------------------------------------------------------------------
 
