@@ -35,6 +35,13 @@ def _state_home(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.Mo
 
 
 @pytest.fixture(autouse=True)
+def _machine_locks(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The embedded ledger's machine-wide tenant locks go to a folder of the test's own (shared by the importers a
+    test starts, never by other tests or by real runs on this machine)."""
+    monkeypatch.setenv("JOBIMPORT_LOCK_DIR", str(tmp_path_factory.mktemp("locks")))
+
+
+@pytest.fixture(autouse=True)
 def _no_tokens_from_earlier_tests() -> None:
     """The client keeps the tokens this process was issued (by token URL): a sandbox of a later test may reuse an
     earlier one's port, and must not be sent a dead sandbox's token."""
