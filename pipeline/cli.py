@@ -103,6 +103,19 @@ def _add_input_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--delimiter", help="CSV delimiter (default: sniffed among , ; tab |)")
 
 
+LEDGER_HELP = (
+    "ledger file, or a shared ledger postgresql://user@host/database (default: $JOBIMPORT_LEDGER_URL, else the "
+    "tenant's own file in the state folder)"
+)
+LEDGERS_HELP = "ledger file or postgresql:// URL (default: $JOBIMPORT_LEDGER_URL and every tenant's file)"
+
+
+def _ledger(value: str) -> Path | str:
+    from pipeline.submit.ledger import as_target
+
+    return as_target(value)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="jobimport", description="Import job rows from Excel/CSV files into BigChange.")
     parser.add_argument("--version", action="version", version=f"jobimport {__version__}")
@@ -113,7 +126,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_input_arguments(run)
     run.add_argument("--dry-run", action="store_true", help="validate and write payloads; send nothing")
     run.add_argument("--env-file", type=Path, help="a .env-style file with the BIGCHANGE_* settings")
-    run.add_argument("--ledger", type=Path, help="ledger file (default: the tenant's own, in the state folder)")
+    run.add_argument("--ledger", type=_ledger, help=LEDGER_HELP)
     run.add_argument("--state-dir", type=Path, help=STATE_DIR_HELP)
     run.add_argument(
         "--no-lookup",
@@ -172,7 +185,7 @@ def build_parser() -> argparse.ArgumentParser:
     report = sub.add_parser("report", help="rebuild every report of a past run from the ledger")
     report.add_argument("run_id")
     report.add_argument("--report-dir", type=Path, default=Path("reports"), help="where the rebuilt reports go")
-    report.add_argument("--ledger", type=Path, help="ledger file (default: every tenant's, in the state folder)")
+    report.add_argument("--ledger", type=_ledger, help=LEDGERS_HELP)
     report.add_argument("--state-dir", type=Path, help=STATE_DIR_HELP)
     report.add_argument("--env-file", type=Path, help="a .env-style file (its JOBIMPORT_HOME names the state folder)")
 
@@ -215,7 +228,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="an original file or any of its corrections files: one line per original row across every round",
     )
     status.add_argument("--report-dir", type=Path, default=Path("reports"), help="also list runs of older ledgers here")
-    status.add_argument("--ledger", type=Path, help="ledger file (default: every tenant's, in the state folder)")
+    status.add_argument("--ledger", type=_ledger, help=LEDGERS_HELP)
     status.add_argument("--state-dir", type=Path, help=STATE_DIR_HELP)
     status.add_argument("--env-file", type=Path, help="a .env-style file (its JOBIMPORT_HOME names the state folder)")
     status.add_argument("--limit", type=_positive, default=10)
@@ -228,6 +241,11 @@ def build_parser() -> argparse.ArgumentParser:
         "adopt", help="make a ledger an earlier version left in a report folder the configured tenant's ledger"
     )
     adopt.add_argument("file", type=Path, help="the old ledger, e.g. reports/ledger-1001.sqlite")
+    migrate = ledger_sub.add_parser(
+        "migrate", help="copy a ledger file into a shared PostgreSQL ledger of the same tenant (safe to repeat)"
+    )
+    migrate.add_argument("file", type=Path, help="the ledger file, e.g. the one `jobimport ledger path` prints")
+    migrate.add_argument("url", help="the shared ledger: postgresql://user@host/database (password: ~/.pgpass)")
     for each in (where, adopt):
         each.add_argument("--env-file", type=Path, help="a .env-style file with the BIGCHANGE_* settings")
         each.add_argument(
@@ -333,11 +351,17 @@ def _dispatch(args: argparse.Namespace) -> int:
             print(f"\n{passes}")
         return 0
     if args.command == "ledger":
-        from pipeline.history import adopt_ledger, ledger_path
+        from pipeline.history import adopt_ledger
 
         if args.ledger_command == "path":
-            identity, where = ledger_path(args.env_file, args.state_dir)
-            print(f"{where}{'' if where.exists() else ' (not created yet)'}  [{identity}]")
+            from pipeline.history import shown_ledger
+
+            print(shown_ledger(args.env_file, args.state_dir))
+            return 0
+        if args.ledger_command == "migrate":
+            from pipeline.history import migrate_ledger
+
+            print(migrate_ledger(args.file, args.url))
             return 0
         identity, target, renamed = adopt_ledger(args.file, args.env_file, args.state_dir)
         print(f"{args.file} is now the ledger of {identity}: {target} (the old file was renamed {renamed.name})")

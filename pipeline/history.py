@@ -25,7 +25,15 @@ from pipeline.run.runner import file_sha256
 from pipeline.run.unstarted import never_started
 from pipeline.settings import load_settings
 from pipeline.state import TenantIdentity, default_ledger_path, known_ledgers, state_home
-from pipeline.submit.ledger import Ledger, RunRecord, adopt
+from pipeline.submit.ledger import (
+    LEDGER_URL_VARIABLE,
+    Ledger,
+    LedgerTarget,
+    RunRecord,
+    adopt,
+    is_url,
+    shared_ledger_url,
+)
 
 
 @dataclass
@@ -34,12 +42,14 @@ class Rebuilt:
     paths: ReportPaths
 
 
-def ledgers(report_root: Path, explicit: Path | None, state_dir: Path | None = None) -> list[Path]:
-    """--ledger, else every tenant's ledger in the state home, plus ledgers of earlier versions in the report
-    folder (read only: their runs can still be listed and rebuilt)."""
+def ledgers(report_root: Path, explicit: LedgerTarget | None, state_dir: Path | None = None) -> list[LedgerTarget]:
+    """--ledger, else the shared ledger ($JOBIMPORT_LEDGER_URL) and every tenant's ledger in the state home, plus
+    ledgers of earlier versions in the report folder (read only: their runs can still be listed and rebuilt)."""
     if explicit is not None:
         return [explicit]
-    found = known_ledgers(state_dir) + sorted(report_root.glob("ledger-*.sqlite"))
+    shared = shared_ledger_url()
+    found: list[LedgerTarget] = [shared] if shared else []
+    found += known_ledgers(state_dir) + sorted(report_root.glob("ledger-*.sqlite"))
     if not found:
         raise SettingsError(
             f"no ledger in {state_home(state_dir)} (nor in {report_root}): no run has sent anything yet; give one "
@@ -55,6 +65,31 @@ def ledger_path(env_file: Path | None, state_dir: Path | None) -> tuple[TenantId
     return identity, default_ledger_path(identity, state_dir)
 
 
+def shown_ledger(env_file: Path | None, state_dir: Path | None) -> str:
+    """`jobimport ledger path`: the shared ledger when $JOBIMPORT_LEDGER_URL names one (its password masked),
+    else the tenant's file."""
+    identity, path = ledger_path(env_file, state_dir)
+    shared = shared_ledger_url()
+    if shared is not None:
+        from pipeline.submit.ledger_pg import display_url
+
+        return f"{display_url(shared)} (shared, from ${LEDGER_URL_VARIABLE})  [{identity}]"
+    return f"{path}{'' if path.exists() else ' (not created yet)'}  [{identity}]"
+
+
+def migrate_ledger(sqlite_file: Path, url: str) -> str:
+    """`jobimport ledger migrate FILE URL`: one line saying what was copied."""
+    from pipeline.submit.ledger_pg import display_url, migrate_sqlite
+
+    if not is_url(url):
+        raise SettingsError(f"{url!r} is not a postgresql://user@host/database URL; give the shared ledger's URL")
+    identity, copied, present, runs = migrate_sqlite(sqlite_file, url)
+    return (
+        f"{sqlite_file} → {display_url(url)} [{identity}]: {copied} row(s) copied, {present} already there (kept as "
+        f"they were), {runs} run(s) copied"
+    )
+
+
 def adopt_ledger(legacy: Path, env_file: Path | None, state_dir: Path | None) -> tuple[TenantIdentity, Path, Path]:
     """`jobimport ledger adopt FILE`: an earlier version's ledger becomes the configured tenant's."""
     identity, target = ledger_path(env_file, state_dir)
@@ -63,7 +98,7 @@ def adopt_ledger(legacy: Path, env_file: Path | None, state_dir: Path | None) ->
 
 
 def recent_runs(
-    report_root: Path, explicit: Path | None, limit: int, state_dir: Path | None = None, show_all: bool = False
+    report_root: Path, explicit: LedgerTarget | None, limit: int, state_dir: Path | None = None, show_all: bool = False
 ) -> str:
     """A table of the latest runs of every ledger, newest first; every heading stands over its column. Runs that
     never started (stopped before their first request) are hidden unless `show_all`, and counted below."""
@@ -125,7 +160,9 @@ def _where_now(input_path: str, run_id: str) -> str:
     return input_path
 
 
-def rebuild_reports(run_id: str, report_root: Path, explicit: Path | None, state_dir: Path | None = None) -> Rebuilt:
+def rebuild_reports(
+    run_id: str, report_root: Path, explicit: LedgerTarget | None, state_dir: Path | None = None
+) -> Rebuilt:
     for path in ledgers(report_root, explicit, state_dir):
         with Ledger.open_existing(path) as ledger:
             record = ledger.run(run_id)

@@ -221,7 +221,9 @@ def test_a_key_claimed_by_a_live_run_is_refused_with_who_holds_it(pg_url: str) -
         assert set(refused) == {"K1", "K2"} and refused["K1"].startswith("being imported by run run-a on host ")
         assert b.in_state("sending") == []  # a live run's claims are not left over
         a.record([Update("K1", "created", job_id=9)], "run-a")
-        assert b.mark_sending([("K1", "K1")], "run-b") == {"K1": refused["K1"].replace("being imported", "created meanwhile")}
+        assert b.mark_sending([("K1", "K1")], "run-b") == {
+            "K1": refused["K1"].replace("being imported", "created meanwhile")
+        }
         b.record([Update("K1", "pending")], "run-b")  # a created job is never turned back into one to send
         assert b.known(["K1"])["K1"].state == "created"
         a.record([Update("K2", "failed")], "run-a")
@@ -351,7 +353,7 @@ def test_the_schema_is_migrated_once_when_many_open_a_fresh_database(pg_url: str
     def open_close() -> None:
         try:
             Ledger(pg_url, SANDBOX, exclusive=False).close()
-        except BaseException as exc:  # noqa: BLE001 - collected for the assertion
+        except BaseException as exc:  # collected for the assertion
             errors.append(exc)
 
     threads = [threading.Thread(target=open_close) for _ in range(6)]

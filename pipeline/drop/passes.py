@@ -48,10 +48,12 @@ from pipeline.errors import InputFileError, JobImportError, MappingError, NoData
 from pipeline.mapping import load_mapping, source_columns
 from pipeline.run import file_sha256
 from pipeline.state import TenantIdentity
+from pipeline.submit.ledger import shared_ledger_url
 
 if TYPE_CHECKING:
     from pipeline.run import RunResult
     from pipeline.settings import Settings
+    from pipeline.submit.ledger_pg import FolderLock
 
 LOCK_NAME = ".jobimport-drop.lock"
 #: imports of one file that kept changing while it was read, before it is filed to attention/
@@ -167,8 +169,18 @@ class FolderBusy(Exception):
     """Another pass (or a --watch service) holds the folder's lock."""
 
 
-def lock_folder(folder: Path) -> FileLock:
-    """The folder's lock, held (raises FolderBusy if another process holds it)."""
+def lock_folder(folder: Path) -> FileLock | FolderLock:
+    """The folder's lock, held (raises FolderBusy if another process holds it). With a shared ledger
+    ($JOBIMPORT_LEDGER_URL): an advisory lock in its database per canonical folder path, so that passes on several
+    machines watching one shared folder exclude each other; else a lock file in the folder."""
+    shared = shared_ledger_url()
+    if shared is not None:
+        from pipeline.submit.ledger_pg import FolderBusyElsewhere, FolderLock
+
+        try:
+            return FolderLock(shared, folder)
+        except FolderBusyElsewhere as busy:
+            raise FolderBusy(f"the folder's advisory lock in the shared ledger {busy}") from None
     lock = FileLock(folder / LOCK_NAME)
     try:
         lock.acquire(timeout=0)

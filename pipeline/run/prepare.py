@@ -41,7 +41,9 @@ class RunOptions:
     encoding: str | None = None
     delimiter: str | None = None
     env_file: Path | None = None
-    ledger: Path | None = None  # default: the tenant's ledger in the state home
+    ledger: Path | str | None = (
+        None  # a file or a postgresql:// URL; default: $JOBIMPORT_LEDGER_URL, else the tenant's file
+    )
     state_dir: Path | None = None  # default: $JOBIMPORT_HOME, else the user's state folder
     submit: SubmitOptions = field(default_factory=SubmitOptions)
     transport: str = "aiohttp"

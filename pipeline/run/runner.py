@@ -40,7 +40,7 @@ from pipeline.signoff import corrected_run
 from pipeline.state import TenantIdentity, default_ledger_path, normalise_api
 from pipeline.submit import PlannedRow, SubmitStats, Submitter
 from pipeline.submit.client import ApiClient, ClientOptions
-from pipeline.submit.ledger import Ledger, legacy_ledgers, now_iso
+from pipeline.submit.ledger import Ledger, LedgerTarget, legacy_ledgers, now_iso, shared_ledger_url
 from pipeline.submit.outcomes import Outcomes
 
 log = structlog.get_logger(__name__)
@@ -183,12 +183,16 @@ class ReportsNotWritten(RunStopped):
     """Jobs were sent but a report could not be written: exit 3, every row's state is safe in the ledger."""
 
 
-def resolve_ledger(options: RunOptions, settings: Settings) -> tuple[TenantIdentity, Path]:
-    """The tenant identity of a run and its ledger file. A ledger an earlier version left in the report folder is
-    never used silently: the run refuses, naming it and how to adopt it."""
+def resolve_ledger(options: RunOptions, settings: Settings) -> tuple[TenantIdentity, LedgerTarget]:
+    """The tenant identity of a run and its ledger: --ledger (a file or a postgresql:// URL), else
+    $JOBIMPORT_LEDGER_URL (a shared ledger), else the tenant's own file. A ledger an earlier version left in the
+    report folder is never used silently: the run refuses, naming it and how to adopt it."""
     identity = TenantIdentity.of(settings.base_url, settings.customer_id)
     if options.ledger is not None:
         return identity, options.ledger
+    shared = shared_ledger_url()
+    if shared is not None:
+        return identity, shared
     path = default_ledger_path(identity, options.state_dir)
     if not path.exists():
         for legacy in legacy_ledgers(options.report_root, settings.customer_id):
@@ -208,16 +212,21 @@ def run_import(options: RunOptions, on_prepared: Callable[[Prepared], None] | No
     signals = _Signals()
     signals.arm()  # from here to the last report a signal is noted, and acted on where it is safe
     ledger: Ledger | None = None
-    ledger_path: Path | None = None
+    ledger_path: Path | str | None = None
     fresh_folder: Path | None = None  # the tenant folder this run creates (removed again if nothing is sent)
     try:
         settings = None if options.dry_run else (options.settings or load_settings(options.env_file))
         settings = settings.with_timeout(options.read_timeout_s) if settings is not None else None
         if settings is not None:
-            identity, ledger_path = resolve_ledger(options, settings)
-            if ledger_path == default_ledger_path(identity, options.state_dir) and not ledger_path.parent.exists():
-                fresh_folder = ledger_path.parent
-            ledger = Ledger(ledger_path, identity)
+            identity, target = resolve_ledger(options, settings)
+            if (
+                isinstance(target, Path)
+                and target == default_ledger_path(identity, options.state_dir)
+                and not target.parent.exists()
+            ):
+                fresh_folder = target.parent
+            ledger = Ledger(target, identity)
+            ledger_path = ledger.path  # what messages name: the file, or the URL with its password masked
         signals.checkpoint()
         prepared = prepare(options, signals.checkpoint)
         if on_prepared is not None:
@@ -234,7 +243,7 @@ def run_import(options: RunOptions, on_prepared: Callable[[Prepared], None] | No
     finally:
         if ledger is not None:
             ledger.close()
-        if fresh_folder is not None and ledger_path is not None:
+        if fresh_folder is not None and isinstance(ledger_path, Path):
             discard_if_unused(fresh_folder, ledger_path)
         logs.close()
         structlog.contextvars.clear_contextvars()
@@ -246,7 +255,7 @@ def _run(
     prepared: Prepared,
     settings: Settings | None,
     ledger: Ledger | None,
-    ledger_path: Path | None,
+    ledger_path: Path | str | None,
     run_id: str,
     report_dir: Path,
     started: float,

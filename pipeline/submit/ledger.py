@@ -151,6 +151,19 @@ def as_target(value: str | Path) -> LedgerTarget:
     return str(value) if is_url(str(value)) else Path(value)
 
 
+def shared_ledger_url() -> str | None:
+    """$JOBIMPORT_LEDGER_URL when set (a postgresql:// URL), else None."""
+    value = os.environ.get(LEDGER_URL_VARIABLE, "").strip()
+    if not value:
+        return None
+    if not is_url(value):
+        raise SettingsError(
+            f"{LEDGER_URL_VARIABLE} must be a postgresql://user@host/database URL (it starts with "
+            f"{value.split(':', 1)[0][:20]!r}); unset it to use this machine's own ledger file"
+        )
+    return value
+
+
 class Ledger:
     """What every backend offers (the engine, the runner, `status` and `report` use only this).
 
@@ -302,10 +315,8 @@ class TenantGuard:
             self.lock.acquire(timeout=0)
         except Timeout:
             holder = ""
-            try:
+            with contextlib.suppress(OSError):
                 holder = self.note.read_text(encoding="utf-8").strip()
-            except OSError:
-                pass
             raise SettingsError(
                 f"another jobimport run on this machine is importing into {identity}"
                 + (f" ({holder})" if holder else "")
@@ -318,10 +329,8 @@ class TenantGuard:
                 f"cannot take the machine-wide lock of {identity} in {folder} ({exc.strerror or exc}); set "
                 f"{LOCK_DIR_VARIABLE} to a folder every user of this machine can write"
             ) from None
-        try:
+        with contextlib.suppress(OSError):  # only the message of a refused run names the holder
             self.note.write_text(f"ledger {ledger_path}, process {os.getpid()}", encoding="utf-8")
-        except OSError:
-            pass  # only the message of a refused run names the holder
 
     def release(self) -> None:
         self.lock.release()

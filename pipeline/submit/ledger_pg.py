@@ -26,6 +26,7 @@ rows. What sharing adds:
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -643,14 +644,14 @@ class PgLedger(Ledger):
         return self.run(found[0][0]) if found else None
 
     def run_rows(self, run_id: str) -> list[tuple[int, int, str | None, str, int | None, str | None, str | None]]:
-        return self._read(  # type: ignore[return-value]
+        return self._read(
             'SELECT "row", origin_row, key, status, job_id, reference, problem FROM run_rows '
             'WHERE run_id = %s ORDER BY "row"',
             (run_id,),
         )
 
     def run_errors(self, run_id: str) -> list[tuple[int, str | None, str | None, str, str]]:
-        return self._read(  # type: ignore[return-value]
+        return self._read(
             'SELECT "row", field, "column", "check", message FROM run_errors WHERE run_id = %s ORDER BY "row"',
             (run_id,),
         )
@@ -757,13 +758,11 @@ class FolderLock:
         if not (found and found[0]):
             self.conn.close()
             self.conn = None
-            raise FolderBusyElsewhere(f"{display_url(url)} (advisory lock {self.key})")
+            raise FolderBusyElsewhere(display_url(url))
 
     def release(self) -> None:
         if self.conn is not None:
-            try:
+            with contextlib.suppress(psycopg.Error):  # the session ends below, and the lock with it
                 self.conn.execute("SELECT pg_advisory_unlock(%s)", (self.key,))
-            except psycopg.Error:
-                pass  # the session ends below, and the lock with it
             self.conn.close()
             self.conn = None

@@ -201,6 +201,14 @@ class RowTracker:
         self._final(planned, _unsent_result(planned), update)
         self._release(1)
 
+    def refused(self, planned: PlannedRow, note: str) -> None:
+        """sending → final `pending`: a shared ledger refused the claim (another live run holds the row, or settled
+        it meanwhile). Never sent, and nothing written: the ledger's row is the other run's."""
+        self._move(planned.index, (SENDING,), FINAL)
+        self._written[planned.index] = 0  # the `sending` write did not take for this row
+        self._final(planned, RowResult(Status.PENDING, None, None, note), None)
+        self._release(1)
+
     def abandon(self, planned: PlannedRow, problem: dict[str, Any] | None = None) -> None:
         """on the wire → final `uncertain`: its request may have reached BigChange and no answer will be read (a
         second Ctrl-C, a drain that timed out, a look-up the stop cut short). The ledger keeps `sending`: the next
