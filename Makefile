@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 CHROMIUM ?= /usr/bin/chromium
 
-.PHONY: test demo lint typecheck unit browser bench clean install
+.PHONY: test demo lint typecheck unit browser postgresql bench clean install
 
 # pip and setuptools talk a lot (an editable install prints a banner even with --quiet): their output goes to
 # $(VENV)/install.log, shown only when the install fails.
@@ -33,6 +33,15 @@ browser:
 		$$SUDO apt-get update -qq && $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
 	fi
 
+# The shared-ledger tests start a throw-away PostgreSQL server of their own (tests/conftest.py: initdb + pg_ctl in a
+# temporary folder, as the postgres user when run as root): Debian's postgresql package provides the binaries.
+postgresql:
+	@if ! ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1 && ! command -v pg_ctl >/dev/null 2>&1; then \
+		echo "installing Debian's postgresql for the shared-ledger tests"; \
+		if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
+		$$SUDO apt-get update -qq && $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null; \
+	fi
+
 lint: $(STAMP)
 	$(BIN)/ruff check pipeline tests benchmarks
 	$(BIN)/ruff format --check pipeline tests benchmarks
@@ -40,7 +49,7 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy pipeline
 
-unit: $(STAMP) browser
+unit: $(STAMP) browser postgresql
 	$(BIN)/python -m pytest -q -p no:cacheprovider
 
 test: lint typecheck unit

@@ -188,3 +188,72 @@ def test_two_drop_passes_on_one_shared_folder_from_two_state_homes(
     assert not (folder / ".jobimport-drop.lock").exists()  # the database's lock, not a file
     created = _creations(sandbox)
     assert len(created) == 300 and set(created.values()) == {1}
+
+
+def test_moving_a_ledger_in_and_using_it_from_the_command_line(
+    tmp_path: Path, sandbox_factory: Any, pg_url: str, postgres_server: Any
+) -> None:
+    """A person's embedded ledger moves into the team's (count printed, safe to repeat); then `ledger path`,
+    `status`, `report` and a rerun all use the shared one, and the password appears nowhere."""
+    sandbox = sandbox_factory()
+    source = write_jobs(tmp_path / "in", 50)
+    mine = _home(tmp_path, "mine")
+    first = run_cli(_args(source, tmp_path / "reports"), {**sandbox.env(), **mine}, tmp_path)
+    assert first.returncode == 0, first.stderr
+    shown = run_cli(["ledger", "path"], {**sandbox.env(), **mine}, tmp_path)
+    sqlite_file = shown.stdout.split()[0]
+    password = postgres_server.password
+
+    moved = run_cli(["ledger", "migrate", sqlite_file, pg_url], {**sandbox.env(), **mine}, tmp_path)
+    assert moved.returncode == 0, moved.stderr
+    assert "50 row(s) copied, 0 already there" in moved.stdout and "1 run(s) copied" in moved.stdout
+    again = run_cli(["ledger", "migrate", sqlite_file, pg_url], {**sandbox.env(), **mine}, tmp_path)
+    assert "0 row(s) copied, 50 already there" in again.stdout and "0 run(s) copied" in again.stdout
+
+    team = _home(tmp_path, "team", JOBIMPORT_LEDGER_URL=pg_url)
+    where = run_cli(["ledger", "path"], {**sandbox.env(), **team}, tmp_path)
+    assert where.returncode == 0 and where.stdout.startswith("postgresql://postgres@127.0.0.1:")
+    status = run_cli(["status"], {**sandbox.env(), **team}, tmp_path)
+    run_id = latest_run(tmp_path / "reports").name
+    assert status.returncode == 0 and run_id in status.stdout, status.stdout
+    rebuilt = run_cli(["report", run_id, "--report-dir", "rebuilt"], {**sandbox.env(), **team}, tmp_path)
+    assert rebuilt.returncode == 0, rebuilt.stderr
+    posts = sum(sandbox.stats()["requests"].get("POST /v1/jobs", {}).values())
+    rerun = run_cli(_args(source, tmp_path / "team-reports", "--no-lookup"), {**sandbox.env(), **team}, tmp_path)
+    assert rerun.returncode == 0, rerun.stderr
+    assert {s for s, _ in _statuses(tmp_path / "team-reports").values()} == {"already_created"}
+    assert sum(sandbox.stats()["requests"].get("POST /v1/jobs", {}).values()) == posts
+    for done in (moved, where, status, rebuilt, rerun):
+        assert password not in done.stdout + done.stderr
+    logs = "".join(p.read_text(errors="replace") for p in (tmp_path / "team-reports").rglob("*") if p.is_file())
+    assert password not in logs
+
+
+def test_an_unreachable_shared_ledger_stops_before_anything_is_sent(tmp_path: Path, sandbox_factory: Any) -> None:
+    import socket
+
+    sandbox = sandbox_factory()
+    source = write_jobs(tmp_path / "in", 5)
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    url = f"postgresql://jobimport:s3cret-pass@127.0.0.1:{port}/ledger"
+    done = run_cli(_args(source, tmp_path / "reports", "--ledger", url), sandbox.env(), tmp_path)
+    assert done.returncode == 3, (done.stdout, done.stderr)
+    message = done.stderr.strip()
+    assert "\n" not in message and message.startswith("jobimport: cannot reach the shared ledger postgresql://")
+    assert "nothing was sent" in message and "s3cret-pass" not in done.stdout + done.stderr
+    assert sandbox.jobs() == []
+
+
+def test_jobs_this_ledger_did_not_create_are_pointed_out_once(tmp_path: Path, sandbox_factory: Any) -> None:
+    """An analyst imports a file a cron job (another state folder) already imported: look-before-send finds
+    every job; the run says once that someone else imports into this tenant and how to share a ledger."""
+    sandbox = sandbox_factory()
+    source = write_jobs(tmp_path / "in", 20)
+    cron = run_cli(_args(source, tmp_path / "cron"), {**sandbox.env(), **_home(tmp_path, "cron")}, tmp_path)
+    assert cron.returncode == 0 and "share one ledger" not in cron.stdout
+    analyst = run_cli(_args(source, tmp_path / "analyst"), {**sandbox.env(), **_home(tmp_path, "analyst")}, tmp_path)
+    assert analyst.returncode == 0, analyst.stderr
+    assert analyst.stdout.count("This ledger did not create them: if someone else") == 1, analyst.stdout
+    assert "--ledger postgresql://" in analyst.stdout and len(_creations(sandbox)) == 20

@@ -40,7 +40,7 @@ from pipeline.signoff import corrected_run
 from pipeline.state import TenantIdentity, default_ledger_path, normalise_api
 from pipeline.submit import PlannedRow, SubmitStats, Submitter
 from pipeline.submit.client import ApiClient, ClientOptions
-from pipeline.submit.ledger import Ledger, LedgerTarget, legacy_ledgers, now_iso, shared_ledger_url
+from pipeline.submit.ledger import Ledger, LedgerTarget, is_url, legacy_ledgers, now_iso, shared_ledger_url
 from pipeline.submit.outcomes import Outcomes
 
 log = structlog.get_logger(__name__)
@@ -119,7 +119,7 @@ def planned_batches(planned: Plan, size: int = PLAN_SLICE) -> Iterator[list[Plan
         yield [PlannedRow(offset + i, *values) for i, values in enumerate(chunk.iter_rows())]
 
 
-def _notes(prepared: Prepared, stats: SubmitStats | None = None) -> list[str]:
+def _notes(prepared: Prepared, stats: SubmitStats | None = None, shared_ledger: bool = False) -> list[str]:
     raw = prepared.raw
     notes = []
     if raw.kind == "csv" and raw.encoding not in (None, "utf-8", "utf-8-sig", "ascii"):
@@ -140,6 +140,13 @@ def _notes(prepared: Prepared, stats: SubmitStats | None = None) -> list[str]:
         notes.append(
             f"{stats.found_before_send} row(s) were found in BigChange by reference before sending (same job type "
             "and contact): reported already_created with the existing job's id, not sent."
+            + (
+                ""
+                if shared_ledger
+                else " This ledger did not create them: if someone else (another person, machine or state folder) "
+                "imports into this tenant, share one ledger so that two imports never send the same row at once: "
+                "--ledger postgresql://… (README: teams and several machines)."
+            )
         )
     if stats is not None and stats.conflicts:
         notes.append(
@@ -328,7 +335,7 @@ def _run(
         latency_p50_ms=stats.latency.percentile(50),
         latency_p95_ms=stats.latency.percentile(95),
         tool_version=__version__,
-        notes=_notes(prepared, stats),
+        notes=_notes(prepared, stats, shared_ledger=is_url(str(ledger_path))),
     )
     previous = _previous(ledger, input_key, run_id)
     try:
