@@ -1,6 +1,13 @@
 """Benchmark of submission: `jobimport run` end to end against bare client loops, side by side in one run.
 
     .venv/bin/python benchmarks/bench_submit.py [--rows 20000] [--latency-ms 50] [--sequential-rows 300]
+    .venv/bin/python benchmarks/bench_submit.py --postgresql postgresql://user:pw@host/postgres [--repeat 2]
+
+With --postgresql (a role that may create databases): the shared ledger against the embedded one instead —
+`jobimport run` with a fresh PostgreSQL ledger (a new database per run) and with a fresh SQLite ledger, side by
+side in --repeat rounds at concurrency 32 and 128, same sandbox (target: PostgreSQL ≥ 0.95 × SQLite in rows/s,
+medians of the side-by-side ratios); then a 10-row run against each ledger holding 1,000,000 rows: seconds from
+the command's start to the sandbox's first creation (target ≤ 1 s, as SQLite).
 
 Against one sandbox subprocess (50 ms latency, no faults), with the same payloads (planned once by a dry run):
   1. `jobimport run` as a user runs it (subprocess: read, validate, ledger, logs, reports), --max-concurrency 32
@@ -63,6 +70,8 @@ LOOKUP_COST_MAX = 0.05  # issue 10
 RATE_SHARE_MIN = 0.9  # issues 4 and 10
 RUN_VS_BARE_32_MIN = 0.9  # issue 4
 RUN_VS_BARE_128_MIN = 0.85  # issue 13
+PG_VS_SQLITE_MIN = 0.95  # issue 19
+FIRST_REQUEST_MAX_S = 1.0  # issue 19
 
 
 def write_csv(source: Path, rows: int, prefix: str = "B") -> Path:
@@ -241,6 +250,141 @@ def verdict(flag: bool) -> str:
     return "OK" if flag else "MISSED"
 
 
+def fresh_database(admin_url: str, name: str) -> str:
+    """A new empty database on the server of `admin_url`; its URL (a conninfo string)."""
+    import psycopg
+    from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+    with psycopg.connect(admin_url, autocommit=True) as admin:
+        admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+        admin.execute(f"CREATE DATABASE {name}")
+    params = conninfo_to_dict(admin_url)
+    params["dbname"] = name
+    return make_conninfo(**params)
+
+
+def pg_url(admin_url: str, name: str) -> str:
+    """postgresql://… of database `name` on the server of `admin_url` (jobimport takes URLs)."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    fresh_database(admin_url, name)
+    parts = urlsplit(admin_url)
+    return urlunsplit((parts.scheme, parts.netloc, f"/{name}", parts.query, ""))
+
+
+def fill_ledger(target: str | Path, env: dict[str, str], rows: int) -> None:
+    """A ledger of the sandbox's tenant holding `rows` created rows (keys unlike the benchmark's)."""
+    import sqlite3
+
+    from pipeline.state import TenantIdentity
+    from pipeline.submit.ledger import Ledger
+
+    identity = TenantIdentity.of(env["BIGCHANGE_BASE_URL"], int(env["BIGCHANGE_CUSTOMER_ID"]))
+    Ledger(target, identity, exclusive=False).close()  # schema and identity
+    stamp = "2026-01-01T00:00:00.000Z"
+    if isinstance(target, Path):
+        db = sqlite3.connect(target)
+        db.executemany(
+            "INSERT INTO rows (key, state, reference, job_id, attempts, run_id, updated_at) "
+            "VALUES (?, 'created', ?, ?, 1, 'old', ?)",
+            ((f"OLD-{i:07d}", f"OLD-{i:07d}", i + 1, stamp) for i in range(rows)),
+        )
+        db.commit()
+        db.close()
+        return
+    import psycopg
+
+    with psycopg.connect(target, autocommit=True) as conn, conn.cursor() as cur:
+        with cur.copy("COPY rows (key, state, reference, job_id, attempts, run_id, updated_at) FROM STDIN") as copy:
+            for i in range(rows):
+                copy.write_row((f"OLD-{i:07d}", "created", f"OLD-{i:07d}", i + 1, 1, "old", stamp))
+        cur.execute("ANALYZE rows")
+
+
+def first_creation_s(sandbox: SandboxProcess, started_wall: float) -> float:
+    """Seconds from `started_wall` (time.time()) to the sandbox's first job creation."""
+    from datetime import datetime
+
+    stamps = [datetime.fromisoformat(job["createdAt"].replace("Z", "+00:00")).timestamp() for job in sandbox.jobs()]
+    return min(stamps) - started_wall
+
+
+def ledger_comparison(args: argparse.Namespace) -> None:
+    """The shared PostgreSQL ledger against the embedded SQLite one, side by side (issue 19)."""
+    rows = args.rows
+    work = Path(tempfile.mkdtemp(prefix="bench-ledger-"))
+    source, mapping = write_input(work, rows)
+    print(
+        f"{time.strftime('%H:%M:%S')} load {os.getloadavg()[0]:.2f}; {rows} rows, sandbox latency "
+        f"{args.latency_ms:.0f} ms; jobimport run with look-ups, PostgreSQL ledger vs SQLite ledger"
+    )
+    report: dict[str, Any] = {"rows": rows, "latency_ms": args.latency_ms, "load_before": os.getloadavg()}
+    verdicts: list[str] = []
+    with SandboxProcess(latency_ms=args.latency_ms) as sandbox:
+        for concurrency in (32, 128):
+            ratios = []
+            for number in range(args.repeat):
+                this: dict[str, float] = {}
+                order = ("sqlite", "postgresql") if number % 2 == 0 else ("postgresql", "sqlite")
+                for backend in order:
+                    name = f"{backend}-{concurrency}-{number + 1}"
+                    sandbox.reset()
+                    env = {**sandbox.env(), "JOBIMPORT_HOME": str(work / f"home-{name}")}
+                    if backend == "postgresql":
+                        env["JOBIMPORT_LEDGER_URL"] = pg_url(args.postgresql, f"bench_{concurrency}_{number}")
+                    wall, cpu, _ = cli(run_command(source, mapping, work / f"rep-{name}", concurrency), env, work)
+                    check_once(sandbox, rows)
+                    this[backend] = rows / wall
+                    print(
+                        f"  [{number + 1}] conc {concurrency:3} {backend:>10}: {rows / wall:7.0f} rows/s whole "
+                        f"command, client CPU {cpu / rows * 1000:.3f} ms/row; load {os.getloadavg()[0]:.1f}"
+                    )
+                ratios.append(this["postgresql"] / this["sqlite"])
+                report[f"round_{concurrency}_{number + 1}"] = this
+            ratio = median(ratios)
+            shown = ", ".join(f"{r:.3f}" for r in ratios)
+            verdicts.append(
+                f"conc {concurrency}: PostgreSQL ledger ÷ SQLite ledger = {ratio:.3f} (median of {shown}; target ≥ "
+                f"{PG_VS_SQLITE_MIN}) {verdict(ratio >= PG_VS_SQLITE_MIN)}"
+            )
+    # start-up against a big ledger, no latency: the first creation is the first request's arrival
+    (work / "small").mkdir()
+    small_source, small_mapping = write_input(work / "small", 10)
+    with SandboxProcess(latency_ms=0) as sandbox:
+        for backend in ("sqlite", "postgresql"):
+            sandbox.reset()
+            home = work / f"home-big-{backend}"
+            env = {**sandbox.env(), "JOBIMPORT_HOME": str(home)}
+            target: str | Path
+            if backend == "postgresql":
+                target = pg_url(args.postgresql, "bench_big")
+                env["JOBIMPORT_LEDGER_URL"] = target
+            else:
+                from pipeline.state import TenantIdentity, default_ledger_path
+
+                identity = TenantIdentity.of(env["BIGCHANGE_BASE_URL"], int(env["BIGCHANGE_CUSTOMER_ID"]))
+                target = default_ledger_path(identity, home)
+                target.parent.mkdir(parents=True)
+            filled = time.perf_counter()
+            fill_ledger(target, env, 1_000_000)
+            print(f"  {backend} ledger filled with 1,000,000 rows in {time.perf_counter() - filled:.1f} s")
+            started = time.time()
+            wall, _, _ = cli(run_command(small_source, small_mapping, work / f"rep-big-{backend}", 32), env, work)
+            first = first_creation_s(sandbox, started)
+            report[f"first_request_{backend}"] = first
+            print(f"  10-row run, {backend} ledger of 1M rows: first creation {first:.2f} s after start, {wall:.2f} s")
+            verdicts.append(
+                f"{backend} ledger of 1M rows: a 10-row run's first request {first:.2f} s after the command started "
+                f"(target ≤ {FIRST_REQUEST_MAX_S:.0f} s) {verdict(first <= FIRST_REQUEST_MAX_S)}"
+            )
+    report["load_after"] = os.getloadavg()
+    print(f"{time.strftime('%H:%M:%S')} load {os.getloadavg()[0]:.2f}")
+    for line in verdicts:
+        print("=> " + line)
+    (work / "bench_ledger.json").write_text(json.dumps(report, indent=1))
+    print(f"details: {work / 'bench_ledger.json'}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rows", type=int, default=20_000)
@@ -250,7 +394,16 @@ def main() -> None:
     parser.add_argument("--skip-rate-limit", action="store_true")
     parser.add_argument("--repeat", type=int, default=3, help="rounds of bare loop / look-ups / --no-lookup")
     parser.add_argument("--skip-httpx-pool", action="store_true", help="leave out httpx's own pool (known slow)")
+    parser.add_argument(
+        "--postgresql",
+        metavar="URL",
+        help="compare the shared PostgreSQL ledger with the embedded SQLite one (URL of a role that may create "
+        "databases) instead of the other measurements",
+    )
     args = parser.parse_args()
+    if args.postgresql:
+        ledger_comparison(args)
+        return
     rows = args.rows
     work = Path(tempfile.mkdtemp(prefix="bench-submit-"))
     source, mapping = write_input(work, rows)

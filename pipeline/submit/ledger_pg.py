@@ -218,7 +218,6 @@ def _migrate(conn: psycopg.Connection[Any], shown: str) -> None:
             if version > current:
                 conn.execute(sql.encode("utf-8"))
                 conn.execute("INSERT INTO jobimport_schema (version) VALUES (%s)", (version,))
-                log.info("ledger_migrated", version=version)
 
 
 def _iso(column: str) -> str:
