@@ -175,9 +175,10 @@ def _scrub(text: str, params: dict[str, Any]) -> str:
     return text.strip().splitlines()[0] if text.strip() else text
 
 
-def connect(url: str) -> psycopg.Connection[Any]:
+def connect(url: str, opening: bool = True) -> psycopg.Connection[Any]:
     """A connection in autocommit mode (every group of writes in an explicit transaction), with a connect timeout
-    and keepalives unless the URL sets them. Raises RunStopped (exit 3: nothing was sent) when unreachable."""
+    and keepalives unless the URL sets them. Raises RunStopped (exit 3) when unreachable; `opening`: no run has
+    sent anything through this ledger yet (else it is a reconnection during a run)."""
     params = parse_url(url)
     extra: dict[str, Any] = {}
     for name, value in (
@@ -193,9 +194,12 @@ def connect(url: str) -> psycopg.Connection[Any]:
     try:
         return psycopg.connect(url, autocommit=True, **extra)
     except psycopg.OperationalError as exc:
+        reason = f"cannot reach the shared ledger {display_url(url)} ({_scrub(str(exc), params)})"
+        if not opening:
+            raise RunStopped(reason) from None
         raise RunStopped(
-            f"cannot reach the shared ledger {display_url(url)} ({_scrub(str(exc), params)}); nothing was sent: "
-            "check that the database is up and the URL, PGPASSWORD or ~/.pgpass, then run again"
+            f"{reason}; nothing was sent: check that the database is up and the URL, PGPASSWORD or ~/.pgpass, then "
+            "run again"
         ) from None
 
 
@@ -289,7 +293,7 @@ class _Writer(threading.Thread):
                     raise
                 log.warning("ledger_commit_retried", error=type(exc).__name__)
                 if self.conn.broken or self.conn.closed:
-                    self.conn = connect(self.ledger.url)
+                    self.conn = connect(self.ledger.url, opening=False)
                 results = self._once(batch)
         except Exception as exc:
             error: Exception = exc
@@ -318,7 +322,7 @@ class _Heartbeat(threading.Thread):
                 continue
             try:
                 if self.conn is None or self.conn.closed or self.conn.broken:
-                    self.conn = connect(self.ledger.url)
+                    self.conn = connect(self.ledger.url, opening=False)
                 kept = {
                     row[0]
                     for row in self.conn.execute(
@@ -458,7 +462,7 @@ class PgLedger(Ledger):
             except psycopg.OperationalError:
                 if not (self._reader.broken or self._reader.closed):
                     raise
-                self._reader = connect(self.url)  # the server restarted: one more try on a new connection
+                self._reader = connect(self.url, opening=False)  # the server restarted: one more try, new connection
                 return self._reader.execute(sql, params).fetchall()
 
     # --- rows --------------------------------------------------------------------------------------------------
