@@ -226,6 +226,8 @@ def test_a_key_claimed_by_a_live_run_is_refused_with_who_holds_it(pg_url: str) -
         }
         b.record([Update("K1", "pending")], "run-b")  # a created job is never turned back into one to send
         assert b.known(["K1"])["K1"].state == "created"
+        b.record([Update("K2", "pending")], "run-b")  # nor a live run's claim undone by another run
+        assert b.known(["K2"])["K2"].state == "sending"
         a.record([Update("K2", "failed")], "run-a")
         assert b.mark_sending([("K2", None)], "run-b") == {}  # a failed row may be sent again, by one run
 

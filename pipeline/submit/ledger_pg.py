@@ -559,9 +559,12 @@ class PgLedger(Ledger):
                     "job_id = COALESCE(excluded.job_id, r.job_id), "
                     "fingerprint = COALESCE(excluded.fingerprint, r.fingerprint), problem = excluded.problem, "
                     "run_id = excluded.run_id, updated_at = excluded.updated_at "
-                    # a job another run created is never turned back into something to send
-                    "WHERE NOT (r.state IN ('created', 'already_created') "
-                    "AND excluded.state NOT IN ('created', 'already_created'))",
+                    # a job created is never turned back into something to send, and another live run's claim is
+                    # never undone (e.g. by a take-back of a row whose claim was refused)
+                    "WHERE excluded.state IN ('created', 'already_created') OR (r.state NOT IN ('created', "
+                    "'already_created') AND NOT (r.state = 'sending' AND r.run_id IS DISTINCT FROM excluded.run_id "
+                    "AND EXISTS (SELECT 1 FROM leases l WHERE l.run_id = r.run_id "
+                    "AND l.lease_until > clock_timestamp())))",
                     {
                         "run": run_id,
                         "k": [u.key for u in part],
