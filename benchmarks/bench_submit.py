@@ -321,7 +321,7 @@ def ledger_comparison(args: argparse.Namespace) -> None:
     report: dict[str, Any] = {"rows": rows, "latency_ms": args.latency_ms, "load_before": os.getloadavg()}
     verdicts: list[str] = []
     with SandboxProcess(latency_ms=args.latency_ms) as sandbox:
-        for concurrency in (32, 128):
+        for concurrency in () if args.startup_only else (32, 128):
             ratios = []
             for number in range(args.repeat):
                 this: dict[str, float] = {}
@@ -368,13 +368,20 @@ def ledger_comparison(args: argparse.Namespace) -> None:
             filled = time.perf_counter()
             fill_ledger(target, env, 1_000_000)
             print(f"  {backend} ledger filled with 1,000,000 rows in {time.perf_counter() - filled:.1f} s")
-            started = time.time()
-            wall, _, _ = cli(run_command(small_source, small_mapping, work / f"rep-big-{backend}", 32), env, work)
-            first = first_creation_s(sandbox, started)
-            report[f"first_request_{backend}"] = first
-            print(f"  10-row run, {backend} ledger of 1M rows: first creation {first:.2f} s after start, {wall:.2f} s")
+            firsts = []
+            for number in range(3):  # new references each time: every run sends its 10 rows
+                sandbox.reset()
+                write_csv(small_source, 10, prefix=f"S{number}")
+                started = time.time()
+                reports = work / f"rep-big-{backend}-{number}"
+                wall, _, _ = cli(run_command(small_source, small_mapping, reports, 32), env, work)
+                firsts.append(first_creation_s(sandbox, started))
+                print(f"  10-row run, {backend} ledger of 1M rows: first creation {firsts[-1]:.2f} s after start")
+            first = median(firsts)
+            report[f"first_request_{backend}"] = firsts
             verdicts.append(
                 f"{backend} ledger of 1M rows: a 10-row run's first request {first:.2f} s after the command started "
+                f"(median of {', '.join(f'{f:.2f}' for f in firsts)}) "
                 f"(target ≤ {FIRST_REQUEST_MAX_S:.0f} s) {verdict(first <= FIRST_REQUEST_MAX_S)}"
             )
     report["load_after"] = os.getloadavg()
@@ -400,6 +407,7 @@ def main() -> None:
         help="compare the shared PostgreSQL ledger with the embedded SQLite one (URL of a role that may create "
         "databases) instead of the other measurements",
     )
+    parser.add_argument("--startup-only", action="store_true", help="with --postgresql: only the 1M-row start-up")
     args = parser.parse_args()
     if args.postgresql:
         ledger_comparison(args)

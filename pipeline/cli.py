@@ -234,7 +234,9 @@ def build_parser() -> argparse.ArgumentParser:
     status.add_argument("--limit", type=_positive, default=10)
     status.add_argument("--all", action="store_true", help="also list runs that never started")
 
-    ledger = sub.add_parser("ledger", help="where the ledger of the configured tenant is; adopt an older one")
+    ledger = sub.add_parser(
+        "ledger", help="where the ledger of the configured tenant is; adopt an older one; move one into a shared one"
+    )
     ledger_sub = ledger.add_subparsers(dest="ledger_command", required=True, parser_class=_Parser)
     where = ledger_sub.add_parser("path", help="print the ledger file of the tenant the settings name")
     adopt = ledger_sub.add_parser(

@@ -257,3 +257,16 @@ def test_jobs_this_ledger_did_not_create_are_pointed_out_once(tmp_path: Path, sa
     assert analyst.returncode == 0, analyst.stderr
     assert analyst.stdout.count("This ledger did not create them: if someone else") == 1, analyst.stdout
     assert "--ledger postgresql://" in analyst.stdout and len(_creations(sandbox)) == 20
+
+
+def test_a_ledger_that_is_not_a_file_nor_postgresql_is_one_line(tmp_path: Path, sandbox_factory: Any) -> None:
+    sandbox = sandbox_factory()
+    source = write_jobs(tmp_path / "in", 3)
+    other = run_cli(_args(source, tmp_path / "r", "--ledger", "mysql://u:pw@db/x"), sandbox.env(), tmp_path)
+    assert other.returncode == 2 and other.stderr.strip().startswith("jobimport: --ledger mysql://… is not a ledger")
+    assert "pw" not in other.stderr
+    wrong = run_cli(
+        _args(source, tmp_path / "r"), {**sandbox.env(), "JOBIMPORT_LEDGER_URL": "db.example.com"}, tmp_path
+    )
+    assert wrong.returncode == 2 and "JOBIMPORT_LEDGER_URL must be a postgresql://" in wrong.stderr
+    assert "\n" not in wrong.stderr.strip() and sandbox.jobs() == []

@@ -313,7 +313,7 @@ class TenantGuard:
         self.lock = FileLock(folder / f"tenant-{identity.slug}.lock", mode=0o666)
         try:
             self.lock.acquire(timeout=0)
-        except Timeout:
+        except (Timeout, PermissionError):  # PermissionError: held by another account (Windows keeps it private)
             holder = ""
             with contextlib.suppress(OSError):
                 holder = self.note.read_text(encoding="utf-8").strip()
@@ -330,7 +330,11 @@ class TenantGuard:
                 f"{LOCK_DIR_VARIABLE} to a folder every user of this machine can write"
             ) from None
         with contextlib.suppress(OSError):  # only the message of a refused run names the holder
-            self.note.write_text(f"ledger {ledger_path}, process {os.getpid()}", encoding="utf-8")
+            fd = os.open(self.note, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666)
+            with contextlib.suppress(OSError):
+                os.chmod(self.note, 0o666)  # whoever runs next on this machine may overwrite it
+            with os.fdopen(fd, "w", encoding="utf-8") as note:
+                note.write(f"ledger {ledger_path}, process {os.getpid()}")
 
     def release(self) -> None:
         self.lock.release()

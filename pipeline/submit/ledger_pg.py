@@ -204,7 +204,14 @@ def connect(url: str, opening: bool = True) -> psycopg.Connection[Any]:
 
 
 def _migrate(conn: psycopg.Connection[Any], shown: str) -> None:
-    """Bring the schema up to SCHEMA_VERSION (one process at a time: the others wait on the advisory lock)."""
+    """Bring the schema up to SCHEMA_VERSION (one process at a time: the others wait on the advisory lock). The
+    usual case — already up to date — is one read, no lock and no DDL."""
+    try:
+        found = conn.execute("SELECT max(version) FROM jobimport_schema").fetchone()
+        if found and found[0] == SCHEMA_VERSION:
+            return
+    except psycopg.errors.UndefinedTable:
+        pass  # a new database (autocommit: nothing to roll back)
     with conn.transaction():
         conn.execute("SELECT pg_advisory_xact_lock(%s)", (_MIGRATION_LOCK,))
         conn.execute(
@@ -222,6 +229,17 @@ def _migrate(conn: psycopg.Connection[Any], shown: str) -> None:
             if version > current:
                 conn.execute(sql.encode("utf-8"))
                 conn.execute("INSERT INTO jobimport_schema (version) VALUES (%s)", (version,))
+
+
+def _lease_seconds() -> float:
+    text = os.environ.get(LEASE_VARIABLE, "").strip()
+    try:
+        seconds = float(text) if text else DEFAULT_LEASE_S
+    except ValueError:
+        seconds = -1.0
+    if not 0.5 <= seconds <= 3600:
+        raise SettingsError(f"{LEASE_VARIABLE} must be a number of seconds from 0.5 to 3600, not {text!r}")
+    return seconds
 
 
 def _iso(column: str) -> str:
@@ -256,10 +274,25 @@ class _Writer(threading.Thread):
     def __init__(self, ledger: PgLedger) -> None:
         super().__init__(name="jobimport-ledger-writer", daemon=True)
         self.ledger = ledger
-        self.conn = connect(ledger.url)
+        self.conn: psycopg.Connection[Any] | None = None  # connected by the thread, while the opener reads
+        self.connected = threading.Event()
+        self.error: BaseException | None = None
         self.jobs: queue.Queue[tuple[_Op, Future[Any], bool] | None] = queue.Queue()
 
+    def ready(self) -> None:
+        """Wait for the thread's connection; raise what connecting raised."""
+        self.connected.wait()
+        if self.error is not None:
+            raise self.error
+
     def run(self) -> None:
+        try:
+            self.conn = connect(self.ledger.url)
+        except BaseException as exc:
+            self.error = exc
+            return
+        finally:
+            self.connected.set()
         while True:
             item = self.jobs.get()
             if item is None:
@@ -278,9 +311,11 @@ class _Writer(threading.Thread):
             self._commit(batch)
             if stop:
                 break
-        self.conn.close()
+        if self.conn is not None:
+            self.conn.close()
 
     def _once(self, batch: list[tuple[_Op, Future[Any], bool]]) -> list[Any]:
+        assert self.conn is not None
         with self.conn.transaction():
             return [op(self.conn) for op, _, _ in batch]
 
@@ -292,7 +327,7 @@ class _Writer(threading.Thread):
                 if not all(replayable for _, _, replayable in batch):
                     raise
                 log.warning("ledger_commit_retried", error=type(exc).__name__)
-                if self.conn.broken or self.conn.closed:
+                if self.conn is None or self.conn.broken or self.conn.closed:
                     self.conn = connect(self.ledger.url, opening=False)
                 results = self._once(batch)
         except Exception as exc:
@@ -347,7 +382,7 @@ class PgLedger(Ledger):
         self.params = parse_url(self.url)
         self.path = display_url(self.url)  # what messages name: never the password
         self.identity = identity
-        self.lease_s = float(os.environ.get(LEASE_VARIABLE) or DEFAULT_LEASE_S)
+        self.lease_s = _lease_seconds()
         self.host = socket.gethostname()
         self._leases: dict[str, bool] = {}  # run id → lease still held
         self._lease_lock = threading.Lock()
@@ -356,11 +391,13 @@ class PgLedger(Ledger):
         self._heartbeat: _Heartbeat | None = None
         self._reader = connect(self.url)
         try:
-            _migrate(self._reader, self.path)
-            self._check_identity(identity)
-            if exclusive:
+            if exclusive:  # its connection is made meanwhile
                 self._writer = _Writer(self)
                 self._writer.start()
+            _migrate(self._reader, self.path)
+            self._check_identity(identity)
+            if self._writer is not None:
+                self._writer.ready()
                 self._heartbeat = _Heartbeat(self)
                 self._heartbeat.start()
         except psycopg.Error as exc:
