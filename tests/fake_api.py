@@ -21,7 +21,7 @@ from pipeline.state import TenantIdentity
 from pipeline.submit import PlannedRow, SubmitOptions
 from pipeline.submit.client import Answer, FoundJob, Kind
 from pipeline.submit.common import fingerprint
-from pipeline.submit.ledger import Ledger
+from pipeline.submit.ledger import SqliteLedger
 
 #: What the fake API does with one create, in a schedule. "lost+" created the job but the answer was lost (a
 #: timeout after sending); "lost-" lost it before the server acted; "500+" / "500-" likewise with an answer.
@@ -103,7 +103,7 @@ def _key(body: bytes) -> str:
     return json.loads(body).get("reference") or "fp:" + fingerprint(body.decode("utf-8"))
 
 
-class ScriptedLedger(Ledger):
+class ScriptedLedger(SqliteLedger):
     """A real SQLite ledger whose writes fail from the `fail_from`-th on (as a full disk does), and whose
     `sending` commits wait for `hold_sending` to be set when it is given."""
 

@@ -175,9 +175,10 @@ class Ledger:
     path: Any
     identity: TenantIdentity
 
-    def __new__(cls, target: LedgerTarget, identity: TenantIdentity, exclusive: bool = True) -> Ledger:
+    def __new__(cls, *args: Any, **kwargs: Any) -> Ledger:
+        """`Ledger(target, identity, exclusive=True)` → the backend `target` names; a subclass is itself."""
         if cls is Ledger:
-            cls = _backend(target)
+            cls = _backend(args[0] if args else kwargs["target"])
         return object.__new__(cls)
 
     @classmethod
@@ -555,12 +556,12 @@ class SqliteLedger(Ledger):
     def _tx(self) -> SqliteLedger._Tx:
         return SqliteLedger._Tx(self._db)
 
-    def _write(self, jobs: list[_Job], result: Any = None) -> Future[Any]:
-        future: Future[Any] = Future()
+    def _write(self, jobs: list[_Job]) -> Future[None]:
+        future: Future[None] = Future()
         if self._writer is None:
             future.set_exception(RuntimeError("the ledger is closed"))
         else:
-            self._writer.jobs.put((jobs, future, result))
+            self._writer.jobs.put((jobs, future, None))
         return future
 
     def _read(self, fn: Callable[[sqlite3.Connection], Any]) -> Any:
@@ -615,7 +616,15 @@ class SqliteLedger(Ledger):
             "ON CONFLICT(key) DO UPDATE SET state='sending', reference=excluded.reference, "
             "attempts=rows.attempts+1, run_id=excluded.run_id, problem=NULL, updated_at=excluded.updated_at"
         )
-        return self._write([(sql, [(key, ref, run_id, stamp) for key, ref in items])], {})
+        durable = self._write([(sql, [(key, ref, run_id, stamp) for key, ref in items])])
+        refused: Future[dict[str, str]] = Future()  # nothing refused, once durable
+
+        def settle(done: Future[None]) -> None:
+            error = done.exception() if not done.cancelled() else None
+            _resolve(refused, error, {} if error is None else None)
+
+        durable.add_done_callback(settle)
+        return refused
 
     def submit_record(self, updates: Iterable[Update], run_id: str) -> Future[Any]:
         """Queue final (or intermediate) states; a row the ledger does not hold yet is added."""
