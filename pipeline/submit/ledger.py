@@ -393,7 +393,7 @@ class _Writer(threading.Thread):
     def __init__(self, db: sqlite3.Connection) -> None:
         super().__init__(name="jobimport-ledger-writer", daemon=True)
         self.db = db
-        self.jobs: queue.Queue[tuple[list[_Job], Future[Any], Any] | None] = queue.Queue()
+        self.jobs: queue.Queue[tuple[list[_Job], Future[None]] | None] = queue.Queue()
 
     def run(self) -> None:
         while True:
@@ -415,11 +415,11 @@ class _Writer(threading.Thread):
             if stop:
                 return
 
-    def _commit(self, batch: list[tuple[list[_Job], Future[Any], Any]]) -> None:
+    def _commit(self, batch: list[tuple[list[_Job], Future[None]]]) -> None:
         try:
             self.db.execute("BEGIN IMMEDIATE")
             try:
-                for jobs, _, _ in batch:
+                for jobs, _ in batch:
                     for sql, params in jobs:
                         self.db.executemany(sql, params)
                 self.db.execute("COMMIT")
@@ -427,11 +427,11 @@ class _Writer(threading.Thread):
                 _rollback(self.db)  # never leave a transaction open behind a failed commit
                 raise
         except Exception as exc:
-            for _, future, _ in batch:
+            for _, future in batch:
                 _resolve(future, exc)
             return
-        for _, future, result in batch:
-            _resolve(future, None, result)
+        for _, future in batch:
+            _resolve(future, None)
 
 
 class SqliteLedger(Ledger):
@@ -561,7 +561,7 @@ class SqliteLedger(Ledger):
         if self._writer is None:
             future.set_exception(RuntimeError("the ledger is closed"))
         else:
-            self._writer.jobs.put((jobs, future, None))
+            self._writer.jobs.put((jobs, future))
         return future
 
     def _read(self, fn: Callable[[sqlite3.Connection], Any]) -> Any:

@@ -99,6 +99,10 @@ class Sender:
             self.tracker.take_back(planned)
             self.ledger_failed(exc)
             return False
+        note = self.tracker.refusal(planned)
+        if note is not None:  # a shared ledger: another live run holds the row; reported pending, never sent
+            self.tracker.refused(planned, note)
+            return False
         if self.stopping():
             self.tracker.take_back(planned)
             return False

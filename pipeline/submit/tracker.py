@@ -87,6 +87,7 @@ class RowTracker:
         self._update_rows: list[int] = []
         self._writes: list[tuple[Future[Any], list[int]]] = []  # ledger writes not yet known to be durable
         self._not_durable: set[int] = set()
+        self._refusals: dict[str, str] = {}  # key → who holds it: claims a shared ledger refused
         self.ledger_error: BaseException | None = None
         self.on_ledger_error: Callable[[BaseException], None] = lambda exc: None
         self.outstanding = 0  # rows marked sending without a final state
@@ -162,8 +163,14 @@ class RowTracker:
 
     def _sending_landed(self, done: asyncio.Future[None], landed: Future[Any]) -> None:
         self._committing = False
+        if not landed.cancelled() and landed.exception() is None and landed.result():
+            self._refusals.update(landed.result())  # keys a shared ledger refused: another live run holds them
         _settle_future(done, landed)
         self._commit_sending()  # the rows that asked meanwhile
+
+    def refusal(self, planned: PlannedRow) -> str | None:
+        """Who holds the row, when the shared ledger refused this run's claim on it (then it must not be sent)."""
+        return self._refusals.pop(planned.key, None)
 
     def on_wire(self, planned: PlannedRow) -> None:
         """sending → on the wire: its request is about to leave (from here on, it may create the job)."""
