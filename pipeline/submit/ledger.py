@@ -147,8 +147,8 @@ def is_url(target: LedgerTarget | None) -> bool:
 
 
 def as_target(value: str | Path) -> LedgerTarget:
-    """A --ledger value as given on the command line: a URL stays text, anything else is a path."""
-    return str(value) if is_url(str(value)) else Path(value)
+    """A --ledger value as given on the command line: a URL (any scheme://) stays text, anything else is a path."""
+    return str(value) if "://" in str(value) else Path(value)
 
 
 def shared_ledger_url() -> str | None:
