@@ -264,6 +264,7 @@ def _run_record(found: tuple[Any, ...]) -> RunRecord:
 
 
 _Op = Callable[[psycopg.Connection[Any]], Any]
+_Item = tuple[_Op, Future[Any], bool, bool]  # (operation, its future, replayable, atomic: one write statement)
 
 
 class _Writer(threading.Thread):
@@ -277,7 +278,7 @@ class _Writer(threading.Thread):
         self.conn: psycopg.Connection[Any] | None = None  # connected by the thread, while the opener reads
         self.connected = threading.Event()
         self.error: BaseException | None = None
-        self.jobs: queue.Queue[tuple[_Op, Future[Any], bool] | None] = queue.Queue()
+        self.jobs: queue.Queue[_Item | None] = queue.Queue()
 
     def ready(self) -> None:
         """Wait for the thread's connection; raise what connecting raised."""
@@ -314,17 +315,19 @@ class _Writer(threading.Thread):
         if self.conn is not None:
             self.conn.close()
 
-    def _once(self, batch: list[tuple[_Op, Future[Any], bool]]) -> list[Any]:
+    def _once(self, batch: list[_Item]) -> list[Any]:
         assert self.conn is not None
+        if len(batch) == 1 and batch[0][3]:  # one statement: atomic and durable by itself (autocommit)
+            return [batch[0][0](self.conn)]
         with self.conn.transaction():
-            return [op(self.conn) for op, _, _ in batch]
+            return [op(self.conn) for op, _, _, _ in batch]
 
-    def _commit(self, batch: list[tuple[_Op, Future[Any], bool]]) -> None:
+    def _commit(self, batch: list[_Item]) -> None:
         try:
             try:
                 results = self._once(batch)
             except (psycopg.OperationalError, psycopg.errors.DeadlockDetected) as exc:
-                if not all(replayable for _, _, replayable in batch):
+                if not all(replayable for _, _, replayable, _ in batch):
                     raise
                 log.warning("ledger_commit_retried", error=type(exc).__name__)
                 if self.conn is None or self.conn.broken or self.conn.closed:
@@ -334,10 +337,10 @@ class _Writer(threading.Thread):
             error: Exception = exc
             if isinstance(exc, psycopg.Error):
                 error = RuntimeError(_scrub(str(exc), self.ledger.params))
-            for _, future, _ in batch:
+            for _, future, _, _ in batch:
                 _resolve(future, error)
             return
-        for (_, future, _), result in zip(batch, results, strict=True):
+        for (_, future, _, _), result in zip(batch, results, strict=True):
             _resolve(future, None, result)
 
 
@@ -444,7 +447,7 @@ class PgLedger(Ledger):
             runs = self.leased(everything=True)
             if runs:  # the run is over: its leftover `sending` rows are for the next run to reconcile
                 self._writer.jobs.put(
-                    (lambda c: c.execute("DELETE FROM leases WHERE run_id = ANY(%s)", (runs,)), Future(), True)
+                    (lambda c: c.execute("DELETE FROM leases WHERE run_id = ANY(%s)", (runs,)), Future(), True, True)
                 )
             self._writer.jobs.put(None)
             self._writer.join()
@@ -484,12 +487,13 @@ class PgLedger(Ledger):
 
     # --- plumbing ----------------------------------------------------------------------------------------------
 
-    def _write(self, op: _Op, replayable: bool = True) -> Future[Any]:
+    def _write(self, op: _Op, replayable: bool = True, atomic: bool = False) -> Future[Any]:
+        """Queue `op` for the writer (`atomic`: it makes one write statement, so alone it needs no transaction)."""
         future: Future[Any] = Future()
         if self._writer is None:
             future.set_exception(RuntimeError("the ledger is closed (or open for reading only)"))
         else:
-            self._writer.jobs.put((op, future, replayable))
+            self._writer.jobs.put((op, future, replayable, atomic))
         return future
 
     def _read(self, sql: str, params: Any = None) -> list[tuple[Any, ...]]:
@@ -529,12 +533,15 @@ class PgLedger(Ledger):
     def submit_sending(self, items: Iterable[tuple[str, str | None]], run_id: str) -> Future[dict[str, str]]:
         wanted = dict(sorted(dict(items).items()))  # sorted: two runs' batches never wait on each other in a circle
 
+        lapsed = f"not sent: run {run_id}'s lease on the shared ledger lapsed (paused, or the database lost)"
+
         def claim(conn: psycopg.Connection[Any]) -> dict[str, str]:
             if not wanted:
                 return {}
-            if not self._take_lease(conn, run_id):
-                note = f"not sent: run {run_id}'s lease on the shared ledger lapsed (paused, or the database lost)"
-                return dict.fromkeys(wanted, note)
+            with self._lease_lock:
+                held = self._leases.get(run_id)
+            if held is False or (held is None and not self._take_lease(conn, run_id)):
+                return dict.fromkeys(wanted, lapsed)
             keys, refs = list(wanted), list(wanted.values())
             granted: set[str] = set()
             for start in range(0, len(keys), _CHUNK):
@@ -543,7 +550,10 @@ class PgLedger(Ledger):
                     for row in conn.execute(
                         "INSERT INTO rows AS r (key, state, reference, attempts, run_id, updated_at) "
                         "SELECT k, 'sending', ref, 1, %(run)s, clock_timestamp() "
-                        "FROM unnest(%(keys)s::text[], %(refs)s::text[]) AS t(k, ref) ORDER BY k "
+                        "FROM unnest(%(keys)s::text[], %(refs)s::text[]) AS t(k, ref) "
+                        # the fence: nothing is claimed once this run's lease is over (renewed by the heartbeat)
+                        "WHERE EXISTS (SELECT 1 FROM leases WHERE run_id = %(run)s "
+                        "AND lease_until > clock_timestamp()) ORDER BY k "
                         "ON CONFLICT (key) DO UPDATE SET state = 'sending', reference = excluded.reference, "
                         "attempts = r.attempts + 1, run_id = excluded.run_id, problem = NULL, "
                         "updated_at = excluded.updated_at "
@@ -556,9 +566,20 @@ class PgLedger(Ledger):
                     )
                 )
             refused = [key for key in keys if key not in granted]
-            return self._holders(conn, refused) if refused else {}
+            if not refused:
+                return {}
+            if not granted and not self._lease_live(conn, run_id):
+                self.lose(run_id)
+                return dict.fromkeys(wanted, lapsed)
+            return self._holders(conn, refused)
 
-        return self._write(claim)
+        return self._write(claim, atomic=len(wanted) <= _CHUNK)
+
+    def _lease_live(self, conn: psycopg.Connection[Any], run_id: str) -> bool:
+        found = conn.execute(
+            "SELECT lease_until > clock_timestamp() FROM leases WHERE run_id = %s", (run_id,)
+        ).fetchone()
+        return bool(found and found[0])
 
     def _holders(self, conn: psycopg.Connection[Any], keys: list[str]) -> dict[str, str]:
         """Why each refused key was refused, for its `note`."""
@@ -612,10 +633,10 @@ class PgLedger(Ledger):
                     },
                 )
 
-        return self._write(record)
+        return self._write(record, atomic=len(ordered) <= _CHUNK)
 
     def flush(self) -> None:
-        self._write(lambda conn: None).result()
+        self._write(lambda conn: None, atomic=True).result()
 
     # --- runs --------------------------------------------------------------------------------------------------
 
