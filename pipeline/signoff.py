@@ -128,7 +128,7 @@ def family(runs: list[Any], start: Path) -> tuple[str, list[Any]]:
     return root.input, chosen
 
 
-def sign_off(start: Path, ledger_paths: list[Path]) -> SignOff:
+def sign_off(start: Path, ledger_paths: list[Path | str]) -> SignOff:
     """The sign-off of the file `start` belongs to, from every ledger in `ledger_paths`."""
     from pipeline.submit.ledger import Ledger
 

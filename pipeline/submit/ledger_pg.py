@@ -14,8 +14,9 @@ rows. What sharing adds:
   import do not; both were exactly-once in racing trials, the upsert needs one round trip.
 - **Leases.** A run holds its claims under a lease (`leases`, judged with the server's `clock_timestamp()`), taken
   by `start_run` (or the run's first claim) and renewed by a heartbeat thread every third of it; the claim statement
-  itself grants nothing once the run's own lease has lapsed (a paused laptop: the fence). A run killed -9 stops renewing: once its lease is over, its `sending` rows are returned
-  by `in_state("sending")` and the next run reconciles them as today. `close` ends the lease.
+  itself grants nothing once the run's own lease has lapsed (a paused laptop: the fence). A run killed -9 stops
+  renewing: once its lease is over, its `sending` rows are returned by `in_state("sending")` and the next run
+  reconciles them as today. `close` ends the lease.
 - **Connections**: autocommit with explicit transactions (an implicit transaction loses writes on close and
   blocks migrations), `connect_timeout` always set, TCP keepalives, the password never printed. An unknown commit
   outcome (the connection broke during COMMIT) is settled by reconnecting and running the same idempotent batch
