@@ -15,11 +15,11 @@ from jobfiles import latest_run, results, summary, write_jobs
 
 from pipeline import cli
 from pipeline.run import runner
-from pipeline.submit.ledger import Ledger
+from pipeline.submit.ledger import SqliteLedger
 from pipeline.submit.tracker import MAYBE_NOT_RECORDED
 
 
-class DiskFullLedger(Ledger):
+class DiskFullLedger(SqliteLedger):
     """The tenant's real ledger, whose writes fail from the 8th on, as on a disk that just filled up."""
 
     writes = 0
