@@ -337,7 +337,11 @@ def _run(
         tool_version=__version__,
         notes=_notes(prepared, stats, shared_ledger=is_url(str(ledger_path))),
     )
-    previous = _previous(ledger, input_key, run_id)
+    try:
+        previous = _previous(ledger, input_key, run_id)
+    except (OSError, sqlite3.Error) as exc:  # the ledger went away: the reports come, without "since the last run"
+        log.warning("previous_run_unread", error=str(exc))
+        previous = None
     try:
         paths = write_reports(report_dir, summary, prepared.raw, frame, errors, previous, prepared.mapping.sheet)
     except ReportWriteError as exc:

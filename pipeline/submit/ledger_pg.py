@@ -66,6 +66,11 @@ CONNECT_TIMEOUT_S = 10
 _CHUNK = 5000  # keys per statement
 
 
+class SharedLedgerError(OSError):
+    """The shared ledger could not be read or written during a run (the database went away): handled where a
+    ledger file's I/O errors are — the run stops, its reports are still written."""
+
+
 def _lock_key(text: str) -> int:
     """A signed 64-bit advisory-lock key (sha256: `hashtext` collides)."""
     return int.from_bytes(hashlib.sha256(text.encode("utf-8")).digest()[:8], "big", signed=True)
@@ -336,8 +341,8 @@ class _Writer(threading.Thread):
                 results = self._once(batch)
         except Exception as exc:
             error: Exception = exc
-            if isinstance(exc, psycopg.Error):
-                error = RuntimeError(_scrub(str(exc), self.ledger.params))
+            if isinstance(exc, (psycopg.Error, RunStopped)):
+                error = SharedLedgerError(_scrub(str(exc), self.ledger.params))
             for _, future, _, _ in batch:
                 _resolve(future, error)
             return
@@ -500,12 +505,15 @@ class PgLedger(Ledger):
     def _read(self, sql: str, params: Any = None) -> list[tuple[Any, ...]]:
         with self._read_lock:
             try:
-                return self._reader.execute(sql, params).fetchall()
-            except psycopg.OperationalError:
-                if not (self._reader.broken or self._reader.closed):
-                    raise
-                self._reader = connect(self.url, opening=False)  # the server restarted: one more try, new connection
-                return self._reader.execute(sql, params).fetchall()
+                try:
+                    return self._reader.execute(sql, params).fetchall()
+                except psycopg.OperationalError:
+                    if not (self._reader.broken or self._reader.closed):
+                        raise
+                    self._reader = connect(self.url, opening=False)  # the server restarted: one more try
+                    return self._reader.execute(sql, params).fetchall()
+            except (psycopg.Error, RunStopped) as exc:
+                raise SharedLedgerError(_scrub(str(exc), self.params)) from None
 
     # --- rows --------------------------------------------------------------------------------------------------
 
