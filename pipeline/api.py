@@ -20,6 +20,8 @@ start (or, for a dropped file, filed in failed/); 3 stopped (the file stays in p
 
 from __future__ import annotations
 
+import dataclasses
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -29,11 +31,14 @@ from pipeline.errors import JobImportError, RunStopped, SettingsError, StopReaso
 if TYPE_CHECKING:
     from collections.abc import Callable
 
+    from filelock import FileLock
+
     from pipeline.drop import DropOptions, PassResult
     from pipeline.drop.passes import FileOutcome
     from pipeline.report import ReportPaths, RunSummary
     from pipeline.run import RunOptions, RunResult
     from pipeline.settings import Settings
+    from pipeline.submit.ledger_pg import FolderLock
 
 
 # --- why a run stopped ---------------------------------------------------------------------------------------
@@ -64,7 +69,7 @@ class ImportOptions:
     env_file: Path | None = None
     settings: Settings | None = None
     ledger: Path | None = None  # a ledger file (default: the tenant's own, in the state home)
-    ledger_url: str | None = None  # a shared ledger, postgresql://… (used once the PostgreSQL backend is in)
+    ledger_url: str | None = None  # the tenant's shared ledger, postgresql://… (wins over `ledger`)
     state_dir: Path | None = None  # the state home (default: $JOBIMPORT_HOME, else the user's state folder)
     max_concurrency: int = 32
     max_attempts: int = 6
@@ -96,19 +101,16 @@ class ImportResult:
         return sum(self.counts.values())
 
 
-def _shared_ledger(ledger_url: str | None) -> None:
-    """The one place a shared ledger URL is taken: refused in one line until the PostgreSQL ledger lands (then it
-    is handed to the run here), so a run never uses its machine's SQLite ledger when its tenant has a shared one."""
-    if ledger_url:
-        raise SettingsError(
-            "a shared ledger URL was given, but this version of jobimport has only the SQLite ledger; "
-            "remove ledger_url (every run then uses the tenant's ledger in the state home of its machine)"
-        )
+def _shared_ledger(ledger_url: str | None) -> str | None:
+    """The one place a shared ledger URL is taken: only a postgresql:// URL is a shared ledger (anything else is
+    refused in one line, so a run never falls back to its machine's own ledger when its tenant has a shared one)."""
+    if ledger_url and not ledger_url.startswith(("postgresql://", "postgres://")):
+        raise SettingsError("ledger_url must be a postgresql:// URL (the tenant's shared ledger)")
+    return ledger_url or None
 
 
-def _ledger_file(options: ImportOptions) -> Path | None:
-    _shared_ledger(options.ledger_url)
-    return options.ledger
+def _ledger(options: ImportOptions) -> Path | str | None:
+    return _shared_ledger(options.ledger_url) or options.ledger
 
 
 def run_options(input_path: Path, options: ImportOptions) -> RunOptions:
@@ -126,7 +128,7 @@ def run_options(input_path: Path, options: ImportOptions) -> RunOptions:
         encoding=options.encoding,
         delimiter=options.delimiter,
         env_file=options.env_file,
-        ledger=_ledger_file(options),
+        ledger=_ledger(options),
         state_dir=options.state_dir,
         transport=options.transport,
         read_timeout_s=options.timeout_s,
@@ -269,24 +271,17 @@ def handle_dropped_file(
     re-executed orchestrator run after the mapping was fixed) is taken back and imported again. Holds the
     folder's lock meanwhile (waits up to `lock_wait_s`, then raises FolderInUse). Raises JobImportError (exit 2)
     for a missing folder, a broken mapping or missing settings, before any file is touched. `ledger_url`: the
-    tenant's shared ledger (postgresql://…), refused in one line until that backend lands."""
-    from filelock import FileLock, Timeout
-
+    tenant's shared ledger (postgresql://…): the import's ledger, and the folder's lock is then also an advisory
+    lock in it, so that workers on several machines never take the same file."""
     from pipeline.drop import filing
     from pipeline.drop.candidates import look
-    from pipeline.drop.passes import LOCK_NAME, absolute, check_folder
+    from pipeline.drop.passes import absolute, check_folder
 
-    _shared_ledger(ledger_url)
+    shared = _shared_ledger(ledger_url)
     check_folder(options.folder)
-    options = absolute(options)
+    options = absolute(dataclasses.replace(options, ledger_url=shared or options.ledger_url))
     folder = options.folder
-    lock = FileLock(folder / LOCK_NAME)
-    try:
-        lock.acquire(timeout=lock_wait_s)
-    except Timeout:
-        raise FolderInUse(
-            f"{folder}: another drop pass or run holds {LOCK_NAME} for more than {lock_wait_s:g} s; try again later"
-        ) from None
+    lock = _lock(folder, options.ledger_url, lock_wait_s)
     try:
         session = _Session(options, say)
         try:
@@ -319,6 +314,24 @@ def handle_dropped_file(
             session.close()
     finally:
         lock.release()
+
+
+def _lock(folder: Path, ledger_url: str | None, wait_s: float) -> FileLock | FolderLock:
+    """The drop folder's lock (an advisory lock in the shared ledger when there is one, else its lock file),
+    waited for up to `wait_s`; FolderInUse after that."""
+    from pipeline.drop.passes import FolderBusy, lock_folder
+
+    deadline = time.monotonic() + wait_s
+    while True:
+        try:
+            return lock_folder(folder, ledger_url)
+        except FolderBusy as busy:
+            if time.monotonic() >= deadline:
+                raise FolderInUse(
+                    f"{folder}: another drop pass or run holds its lock ({busy}) for more than {wait_s:g} s; try again "
+                    "later"
+                ) from None
+        time.sleep(0.25)
 
 
 def _sha256(path: Path) -> str:

@@ -135,11 +135,41 @@ def test_an_import_that_meets_the_api_down_says_so_as_a_value(tmp_path: Path) ->
     assert result.reports.results_csv.is_file()
 
 
-def test_a_shared_ledger_url_is_refused_in_one_line_until_the_postgresql_backend_is_in(tmp_path: Path) -> None:
+def test_a_ledger_url_that_is_not_postgresql_is_refused_in_one_line(tmp_path: Path) -> None:
     data = write_csv(tmp_path / "x.csv", job_rows("X", 1))
-    options = ImportOptions(mapping=mapping_file(tmp_path), ledger_url="postgresql://db/jobimport", dry_run=True)
-    with pytest.raises(SettingsError, match="only the SQLite ledger"):
+    options = ImportOptions(mapping=mapping_file(tmp_path), ledger_url="sqlite:///x.sqlite", dry_run=True)
+    with pytest.raises(SettingsError, match=r"^ledger_url must be a postgresql:// URL"):
         import_file(data, options)
+
+
+def test_a_shared_ledger_url_is_the_ledger_of_imports_and_of_dropped_files(
+    several, tmp_path: Path, pg_url: str
+) -> None:  # type: ignore[no-untyped-def]
+    """Two state homes (two workers) on one shared ledger: what one imported, the other never sends again."""
+    several.reset()
+    settings = load_settings(None, several.env(1002))
+    mapping = mapping_file(tmp_path / "m")
+    data = write_csv(tmp_path / "a.csv", job_rows("SHARED", 4))
+    first = import_file(
+        data,
+        ImportOptions(
+            mapping=mapping, report_dir=tmp_path / "r1", settings=settings, state_dir=tmp_path / "h1", ledger_url=pg_url
+        ),
+    )
+    assert (first.exit_code, first.counts["created"]) == (0, 4)
+    folder = tmp_path / "drop"
+    dropped = write_csv(folder / "again.csv", job_rows("SHARED", 4), age_s=120)
+    options = DropOptions(
+        folder=folder, routes=[Route("*", mapping)], settle_s=1, settings=settings, state_dir=tmp_path / "h2"
+    )
+    lookups = several.stats()["requests"].get("GET /v1/jobs", {}).get("200", 0)
+    sha = settled_drops(folder, settle_s=1)[0].sha256
+    handled = handle_dropped_file(options, "again.csv", sha, ledger_url=pg_url)
+    assert handled.outcome == "done", handled
+    assert not dropped.exists()
+    assert len(several.jobs(customer_id=1002)) == 4 and several.stats()["duplicates"] == []
+    # the other worker's state home has no ledger of its own: it knew the rows from the shared one (no look-up)
+    assert several.stats()["requests"].get("GET /v1/jobs", {}).get("200", 0) == lookups
 
 
 def test_the_command_never_imports_dagster() -> None:

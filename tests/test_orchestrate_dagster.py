@@ -199,18 +199,19 @@ def test_envvar_is_required_when_the_run_starts(setup, monkeypatch) -> None:  # 
     assert (drops / "c1002" / "night.csv").is_file()  # not claimed: the run could not start
 
 
-def test_a_tenant_with_a_shared_ledger_url_is_refused_until_that_ledger_exists(
-    two_tenants, tmp_path, monkeypatch
-) -> None:  # type: ignore[no-untyped-def]
+def test_a_tenant_with_a_shared_ledger_url_imports_through_it(two_tenants, tmp_path, monkeypatch, pg_url) -> None:  # type: ignore[no-untyped-def]
     monkeypatch.setenv("JOBIMPORT_TEST_SECRET", SECRET)
-    extra = {1002: {"ledger_url": "postgresql://jobimport@db.invalid/jobimport", "local_ledger": False}}
+    extra = {1002: {"ledger_url": pg_url, "local_ledger": False}}
     tenants = write_tenants(tmp_path, two_tenants, [1002], mapping_file(tmp_path / "m"), settle_s=60, extra=extra)
     defs = build_definitions(tenants)
     dropped = write_csv(tmp_path / "drops" / "c1002" / "night.csv", job_rows("PG", 2), age_s=120)
     with dg.DagsterInstance.ephemeral() as instance:
         (request,) = _tick(defs, instance, "c1002")
         result = _execute(defs, instance, "c1002", request)
-    assert not result.success
-    description = _failure(result).description
-    assert "only the SQLite ledger" in description and "\n" not in description and "db.invalid" not in description
-    assert dropped.is_file()  # untouched: not claimed, nothing sent
+    assert result.success
+    assert not dropped.exists()
+    import psycopg
+
+    with psycopg.connect(pg_url) as db:  # the rows are in the shared ledger, not in a file of the worker's
+        states = dict(db.execute("select key, state from rows").fetchall())
+    assert sorted(states.values()) == ["created", "created"]

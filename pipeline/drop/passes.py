@@ -98,6 +98,7 @@ class DropOptions:
     state_dir: Path | None = None  # the state home (None: JOBIMPORT_HOME, else the user's state folder)
     rescan_s: float = 30.0  # --watch: look at the whole folder this often, events or not
     settings: Settings | None = None  # given directly (the Python API, an orchestrator) instead of env_file
+    ledger_url: str | None = None  # the tenant's shared ledger (postgresql://…); None: $JOBIMPORT_LEDGER_URL, if set
 
     @property
     def reports(self) -> Path:
@@ -169,11 +170,11 @@ class FolderBusy(Exception):
     """Another pass (or a --watch service) holds the folder's lock."""
 
 
-def lock_folder(folder: Path) -> FileLock | FolderLock:
-    """The folder's lock, held (raises FolderBusy if another process holds it). With a shared ledger
-    ($JOBIMPORT_LEDGER_URL): an advisory lock in its database per canonical folder path, so that passes on several
-    machines watching one shared folder exclude each other; else a lock file in the folder."""
-    shared = shared_ledger_url()
+def lock_folder(folder: Path, ledger_url: str | None = None) -> FileLock | FolderLock:
+    """The folder's lock, held (raises FolderBusy if another process holds it). With a shared ledger (`ledger_url`,
+    else $JOBIMPORT_LEDGER_URL): an advisory lock in its database per canonical folder path, so that passes on
+    several machines watching one shared folder exclude each other; else a lock file in the folder."""
+    shared = ledger_url or shared_ledger_url()
     if shared is not None:
         from pipeline.submit.ledger_pg import FolderBusyElsewhere, FolderLock
 
@@ -377,6 +378,7 @@ class DropSession:
                 mapping=mapping,
                 report_root=options.reports,
                 settings=self.settings,
+                ledger=options.ledger_url,  # (None: the run's own rule, $JOBIMPORT_LEDGER_URL else the tenant's file)
                 state_dir=options.state_dir,
                 read_timeout_s=options.timeout_s,
                 submit=SubmitOptions(max_concurrency=options.max_concurrency, max_attempts=options.max_attempts),
@@ -585,7 +587,7 @@ def run_pass(options: DropOptions, say: Say = print) -> PassResult:
     options = absolute(options)
     folder = options.folder
     try:
-        lock = lock_folder(folder)
+        lock = lock_folder(folder, options.ledger_url)
     except FolderBusy as busy:
         say(f"jobimport drop: another pass is working on {folder} (it holds {busy}); nothing to do, exiting")
         return PassResult(0, busy=True)

@@ -40,7 +40,7 @@ def watch(options: DropOptions, say: Say = print) -> PassResult:
     options = absolute(options)
     folder = options.folder
     try:
-        lock = lock_folder(folder)
+        lock = lock_folder(folder, options.ledger_url)
     except FolderBusy as busy:
         say(f"jobimport drop: another pass is working on {folder} (it holds {busy}); not watching, exiting")
         return PassResult(0, busy=True)
