@@ -8,14 +8,12 @@ import time
 
 from pipeline.errors import AuthRefused, CircuitOpen, RunStopped
 from pipeline.submit.client import Answer, Kind
-from pipeline.submit.common import PlannedRow, RunContext
+from pipeline.submit.common import PlannedRow, RunContext, RunPart
 
 
-class Breaker:
+class Breaker(RunPart):
     def __init__(self, run: RunContext) -> None:
-        self.options = run.options
-        self.tracker = run.tracker
-        self.stop = run.stop
+        super().__init__(run)
         self.consecutive_failures = 0
         self.last_success = time.monotonic()
         self.forbidden_streak: list[PlannedRow] = []

@@ -106,6 +106,18 @@ class RunContext:
     stop: Callable[[RunStopped], None]
 
 
+class RunPart:
+    """A collaborator of one submission (feeder, sender, reconciler, breaker): the run's shared context as its own
+    attributes, since they are read for every row."""
+
+    def __init__(self, run: RunContext) -> None:
+        self.tracker = run.tracker
+        self.options = run.options
+        self.stats = run.stats
+        self.stopping = run.stopping
+        self.stop = run.stop
+
+
 def uncertain_problem(cause: dict[str, Any] | None = None) -> dict[str, Any]:
     detail = (
         "the request was sent but its answer was lost, and the row has no reference to look the job up by; "

@@ -20,7 +20,7 @@ from typing import Any
 
 from pipeline.model import Status
 from pipeline.submit.client import FoundJob
-from pipeline.submit.common import PlannedRow, RunContext, uncertain_problem, unresolved_problem
+from pipeline.submit.common import PlannedRow, RunContext, RunPart, uncertain_problem, unresolved_problem
 from pipeline.submit.ledger import Ledger, LedgerRow, Update
 from pipeline.submit.outcomes import RowResult
 from pipeline.submit.throttle import Stopped
@@ -31,16 +31,12 @@ LOOKUP_BATCH = 50  # references per GET /v1/jobs (the API's limit)
 SummaryLookup = Callable[[list[str]], Awaitable[dict[str, list[FoundJob]]]]
 
 
-class Feeder:
+class Feeder(RunPart):
     def __init__(
         self, run: RunContext, ledger: Ledger, lookup: SummaryLookup, queue: asyncio.Queue[PlannedRow | None]
     ) -> None:
+        super().__init__(run)
         self.ledger = ledger
-        self.tracker = run.tracker
-        self.options = run.options
-        self.stats = run.stats
-        self.stopping = run.stopping
-        self.stop = run.stop
         self.lookup = lookup
         self.queue = queue
         self.stale: dict[str, LedgerRow] = {}  # `sending` rows an interrupted run left, still unresolved

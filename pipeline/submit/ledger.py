@@ -35,7 +35,7 @@ from concurrent.futures import Future, InvalidStateError
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from filelock import FileLock, Timeout
 
@@ -387,6 +387,26 @@ def _resolve(future: Future[Any], error: BaseException | None, result: Any = Non
         pass
 
 
+T = TypeVar("T")
+
+
+def take_batch(jobs: queue.Queue[T | None]) -> tuple[list[T], bool]:
+    """(a writer thread) Wait for the next write, then take every write queued meanwhile, to commit them together
+    (group commit). Returns them and whether the None that closes the queue was met."""
+    item = jobs.get()
+    if item is None:
+        return [], True
+    batch = [item]
+    while True:
+        try:
+            more = jobs.get_nowait()
+        except queue.Empty:
+            return batch, False
+        if more is None:
+            return batch, True
+        batch.append(more)
+
+
 class _Writer(threading.Thread):
     """Owns the write connection: takes every queued write, commits them together, then resolves their futures."""
 
@@ -397,21 +417,9 @@ class _Writer(threading.Thread):
 
     def run(self) -> None:
         while True:
-            item = self.jobs.get()
-            if item is None:
-                return
-            batch = [item]
-            stop = False
-            while True:  # group commit: everything queued meanwhile goes into the same transaction
-                try:
-                    more = self.jobs.get_nowait()
-                except queue.Empty:
-                    break
-                if more is None:
-                    stop = True
-                    break
-                batch.append(more)
-            self._commit(batch)
+            batch, stop = take_batch(self.jobs)
+            if batch:
+                self._commit(batch)
             if stop:
                 return
 

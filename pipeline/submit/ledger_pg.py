@@ -56,6 +56,7 @@ from pipeline.submit.ledger import (
     _resolve,
     now_iso,
     read_identity,
+    take_batch,
 )
 
 log = structlog.get_logger(__name__)
@@ -301,21 +302,9 @@ class _Writer(threading.Thread):
         finally:
             self.connected.set()
         while True:
-            item = self.jobs.get()
-            if item is None:
-                break
-            batch = [item]
-            stop = False
-            while True:
-                try:
-                    more = self.jobs.get_nowait()
-                except queue.Empty:
-                    break
-                if more is None:
-                    stop = True
-                    break
-                batch.append(more)
-            self._commit(batch)
+            batch, stop = take_batch(self.jobs)
+            if batch:
+                self._commit(batch)
             if stop:
                 break
         if self.conn is not None:

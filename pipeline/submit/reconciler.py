@@ -14,7 +14,7 @@ import structlog
 
 from pipeline.errors import RunStopped
 from pipeline.model import Status
-from pipeline.submit.common import PlannedRow, RunContext, SayFn, SubmitOptions, SubmitStats, uncertain_problem
+from pipeline.submit.common import PlannedRow, RunContext, RunPart, SayFn, SubmitOptions, SubmitStats, uncertain_problem
 from pipeline.submit.ledger import Ledger, LedgerRow, Update
 from pipeline.submit.outcomes import RowResult
 
@@ -23,17 +23,13 @@ log = structlog.get_logger(__name__)
 Lookup = Callable[[list[str]], Awaitable[dict[str, int]]]
 
 
-class Reconciler:
+class Reconciler(RunPart):
     """Lost answers (500, timeout, connection dropped) wait out a grace period, then are looked up by reference
     in batches: found → `created`; absent → sent again (or `failed` once the budget is spent); when the run is
     stopping, or the look-up cannot be made, they stay `sending` in the ledger and are reported `uncertain`."""
 
     def __init__(self, run: RunContext, lookup: Lookup, resend: Callable[[PlannedRow], None]) -> None:
-        self.tracker = run.tracker
-        self.options = run.options
-        self.stats = run.stats
-        self.stopping = run.stopping
-        self.stop = run.stop
+        super().__init__(run)
         self.lookup = lookup
         self.resend = resend
         self.waiting: list[tuple[float, PlannedRow]] = []  # (not before, row): unknown outcomes to look up

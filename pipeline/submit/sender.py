@@ -15,7 +15,7 @@ from pipeline.model import Status
 from pipeline.retry import RetryPolicy
 from pipeline.submit.breaker import Breaker
 from pipeline.submit.client import Answer, ApiClient, Kind
-from pipeline.submit.common import PlannedRow, RunContext, uncertain_problem
+from pipeline.submit.common import PlannedRow, RunContext, RunPart, uncertain_problem
 from pipeline.submit.outcomes import RowResult
 from pipeline.submit.reconciler import Reconciler
 from pipeline.submit.throttle import Gate, Stopped
@@ -23,7 +23,7 @@ from pipeline.submit.throttle import Gate, Stopped
 log = structlog.get_logger(__name__)
 
 
-class Sender:
+class Sender(RunPart):
     def __init__(
         self,
         run: RunContext,
@@ -33,11 +33,8 @@ class Sender:
         reconciler: Reconciler,
         queue: asyncio.Queue[PlannedRow | None],
     ) -> None:
-        self.tracker = run.tracker
-        self.options = options = run.options
-        self.stats = run.stats
-        self.stopping = run.stopping
-        self.stop = run.stop
+        super().__init__(run)
+        options = run.options
         self.client = client
         self.gate = gate
         self.breaker = breaker
