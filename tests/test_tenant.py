@@ -5,6 +5,7 @@ rules decide."""
 
 from __future__ import annotations
 
+import csv
 import json
 from collections import Counter
 from collections.abc import Callable
@@ -75,8 +76,13 @@ def test_export_writes_lookup_files(sandbox: SandboxProcess, tmp_path: Path) -> 
     assert contacts.table["c00007"] == "5007"
     types = load_lookup("t", {"file": "export/job_types.csv"}, tmp_path / "m.toml")
     assert types.table["boilerservice"] == "101"
-    # the sample tenant's persons share emails across contacts: a file look-up cannot hold those
-    assert written["persons.csv"][2] == 40
+    # the sample tenant's persons share emails across contacts: a file look-up cannot hold those…
+    assert written["persons.csv"][1:] == (0, 40)
+    # …so every person is also in persons_all.csv, for reading (it wrote 0 rows in all before)
+    path, count, _ = written["persons_all.csv"]
+    with path.open(encoding="utf-8") as handle:
+        rows = list(csv.DictReader(handle))
+    assert count == len(rows) == 40 and {r["contactId"] for r in rows} and all(r["email"] for r in rows)
 
 
 def test_1200_row_export_preflight_catches_what_the_sandbox_refuses(

@@ -48,8 +48,10 @@ def pull_command(args: argparse.Namespace) -> int:
         data, stats = source.data, source.stats
     _print(data, stats, args.state_dir)
     if args.export is not None:
-        for path, written, left_out in export_csv(data, args.export).values():
+        for name, (path, written, left_out) in export_csv(data, args.export).items():
             why = f" ({left_out} left out: blank or shared key; use a bigchange: look-up for those)" if left_out else ""
+            if name == "persons_all.csv":
+                why = " (every person, for reading: not a look-up file)"
             print(f"  wrote {path}: {written} rows{why}")
     return 0
 

@@ -375,7 +375,8 @@ def _write(path: Path, header: list[str], rows: list[list[Any]]) -> tuple[int, i
 
 def export_csv(data: RefData, folder: Path) -> dict[str, tuple[Path, int, int]]:
     """job_types.csv (name,id,…), contacts.csv (reference,id,name), persons.csv (email,id,contactId,…): each
-    usable as `[lookups.X] file = "…"`. Returns file name → (path, rows written, rows left out)."""
+    usable as `[lookups.X] file = "…"` (rows with a blank or shared key left out); and persons_all.csv, every
+    person, for reading. Returns file name → (path, rows written, rows left out)."""
     folder.mkdir(parents=True, exist_ok=True)
     tables = {
         "job_types.csv": (
@@ -408,4 +409,13 @@ def export_csv(data: RefData, folder: Path) -> dict[str, tuple[Path, int, int]]:
         path = folder / name
         written, left = _write(path, header, rows)
         out[name] = (path, written, left)
+    # Persons often share an e-mail across contacts (one engineer, several sites): persons.csv, a look-up file,
+    # cannot hold those, so every person is also written, unkeyed, for people to read and choose from.
+    header, rows = tables["persons.csv"]
+    every = folder / "persons_all.csv"
+    with every.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(header)
+        writer.writerows(["" if v is None else v for v in row] for row in rows)
+    out["persons_all.csv"] = (every, len(rows), 0)
     return out
