@@ -38,6 +38,19 @@ column = "Notes"
 
 JOB_TYPES = ROOT / "samples" / "lookups" / "job_types.csv"
 
+#: A mapping with the job type and contact as constants (5001 / 101), reference from Ref, description from Notes:
+#: for tests of reading hostile or mangled files, where only those two columns matter.
+CONSTANT_MAPPING = """
+[fields.typeId]
+value = "101"
+[fields.contactId]
+value = "5001"
+[fields.reference]
+column = "Ref"
+[fields.description]
+column = "Notes"
+"""
+
 
 def legacy_mapping(
     *,

@@ -21,6 +21,7 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from jobfiles import CONSTANT_MAPPING
 
 from pipeline.cli import main
 
@@ -28,16 +29,7 @@ ROOT = Path(__file__).resolve().parents[1]
 SCALE = int(os.environ.get("JOBIMPORT_FUZZ_SCALE", "1"))
 MEMORY_LIMIT_MB = 1024
 
-MAPPING = """
-[fields.typeId]
-value = "101"
-[fields.contactId]
-value = "5001"
-[fields.reference]
-column = "Ref"
-[fields.description]
-column = "Notes"
-"""
+MAPPING = CONSTANT_MAPPING
 
 _ODS_NS = (
     'xmlns:office="urn:oasis:names:tc:opendocument:xmlns:office:1.0" '

@@ -12,18 +12,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from jobfiles import run_cli
+from jobfiles import CONSTANT_MAPPING, run_cli
 
-MAPPING = """
-[fields.typeId]
-value = "101"
-[fields.contactId]
-value = "5001"
-[fields.reference]
-column = "Ref"
-[fields.description]
-column = "Notes"
-"""
+MAPPING = CONSTANT_MAPPING
 
 
 @pytest.fixture
